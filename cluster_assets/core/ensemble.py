@@ -1,0 +1,66 @@
+"""Ensembles of merge runs and permutation-invariant distances between clusterings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+from cluster_assets.core.coactivation import coactivation
+from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.merge import MergeConfig, run_merge
+
+
+def run_ensemble(activity: sp.sparray, config: MergeConfig, seeds: Sequence[int]) -> list[MergeHistory]:
+    """One history per seed on the same input (the coactivation is computed once)."""
+    cofiring = coactivation(activity)
+    return [run_merge(activity, replace(config, seed=int(s)), cofiring=cofiring) for s in seeds]
+
+
+def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Counts of items with label pair (a, b): dense (n_labels_a, n_labels_b) int64."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("label arrays must be 1-D and of equal length")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max(initial=-1) + 1, bi.max(initial=-1) + 1), dtype=np.int64)
+    np.add.at(table, (ai, bi), 1)
+    return table
+
+
+def hamming_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of items whose label differs after the best one-to-one matching of labels
+    (Hungarian matching on the contingency table)."""
+    table = contingency(a, b)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return 1.0 - table[rows, cols].sum() / max(len(a), 1)
+
+
+def comembership_disagreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of item pairs that are together in one clustering and apart in the other."""
+    table = contingency(a, b)
+    n = int(table.sum())
+    pairs = n * (n - 1) // 2
+    if pairs == 0:
+        return 0.0
+    both = int((table * (table - 1) // 2).sum())
+    in_a = int((table.sum(axis=1) * (table.sum(axis=1) - 1) // 2).sum())
+    in_b = int((table.sum(axis=0) * (table.sum(axis=0) - 1) // 2).sum())
+    return (in_a + in_b - 2 * both) / pairs
+
+
+def ensemble_distances(histories: Sequence[MergeHistory], k: int, metric: str = "hamming") -> np.ndarray:
+    """Symmetric matrix of pairwise distances between the histories' clusterings at ``k``."""
+    fn = {"hamming": hamming_distance, "comembership": comembership_disagreement}.get(metric)
+    if fn is None:
+        raise ValueError(f"unknown metric {metric!r}; expected 'hamming' or 'comembership'")
+    labels = [h.labels_at(k) for h in histories]
+    out = np.zeros((len(labels), len(labels)))
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            out[i, j] = out[j, i] = fn(labels[i], labels[j])
+    return out

@@ -1,0 +1,192 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.cluster.hierarchy import dendrogram, fcluster, is_valid_linkage
+
+from cluster_assets.core import MergeConfig, MergeHistory, MergeState, canonical_labels, run_merge
+from tests.core import reference as ref
+
+
+def _inputs(seed, n_max=150, f_max=14):
+    rng = np.random.default_rng(seed)
+    n, f = int(rng.integers(20, n_max)), int(rng.integers(5, f_max))
+    x = ref.random_activity(rng, n, f, density=rng.uniform(0.05, 0.4))
+    x[rng.integers(0, n), :] = True  # at least one active sample per feature is not required, but make most alive
+    return x, rng
+
+
+def _ref_partition_check(x, history, alpha, rel_tol=1e-9, threshold=0.0):
+    """Replay the history against the dense reference: each chosen pair must be an allowed
+    choice of the sampler, its recorded cost and the MDL must match the recount."""
+    for s, (clusters, a, b) in enumerate(ref.replay_groups(x.shape[1], history.pairs)):
+        ids = sorted(clusters)
+        groups = [clusters[i] for i in ids]
+        assert history.mdl[s] == pytest.approx(ref.mdl(x, groups, alpha), rel=rel_tol, abs=1e-12)
+        if a is None:
+            break
+        costs = ref.cost_matrix(x, groups, alpha)
+        lo, hi = np.nanmin(costs), np.nanmax(costs)
+        chosen = costs[ids.index(a), ids.index(b)]
+        tol = rel_tol * max(1.0, abs(lo), abs(hi))
+        assert chosen <= lo + threshold * (hi - lo) + tol, f"step {s}: cost {chosen} not allowed (min {lo})"
+        assert history.costs[s] == pytest.approx(chosen, rel=rel_tol, abs=tol)
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0, 4.0])
+def test_greedy_matches_dense_reference(seed, alpha):
+    x, _ = _inputs(seed)
+    history = run_merge(sp.csr_array(x), MergeConfig(alpha=alpha, threshold=0.0, seed=seed))
+    assert history.n_merges == x.shape[1] - 3
+    _ref_partition_check(x, history, alpha)
+
+
+def test_greedy_sequence_equals_reference_when_minimum_is_unique():
+    """Where the reference minimum is unique by a clear margin, the partition sequence is the same."""
+    rng = np.random.default_rng(123)
+    x = rng.random((400, 10)) < rng.uniform(0.05, 0.5, size=10)
+    history = run_merge(sp.csr_array(x), MergeConfig(alpha=0.7, threshold=0.0))
+    groups = [frozenset([i]) for i in range(10)]
+    for s in range(history.n_merges):
+        costs = ref.cost_matrix(x, groups, 0.7)
+        flat = np.sort(costs[~np.isnan(costs)])
+        assert flat[1] - flat[0] > 1e-9, "test input must have a unique minimum"
+        i, j = np.unravel_index(np.nanargmin(costs), costs.shape)
+        groups = [g for t, g in enumerate(groups) if t not in (i, j)] + [groups[i] | groups[j]]
+        got = canonical_labels(history.labels_at(10 - s - 1))
+        want = np.zeros(10, dtype=np.int64)
+        for label, g in enumerate(groups):
+            want[list(g)] = label
+        np.testing.assert_array_equal(got, canonical_labels(want))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_range_sampler_respects_threshold(seed):
+    x, _ = _inputs(seed + 100)
+    history = run_merge(sp.csr_array(x), MergeConfig(alpha=1.0, threshold=0.3, seed=seed))
+    _ref_partition_check(x, history, 1.0, threshold=0.3)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_incremental_counts_equal_full_recount_after_every_merge(seed):
+    x, rng = _inputs(seed + 200, n_max=300, f_max=30)
+    state = MergeState(sp.csr_array(x))
+    config = MergeConfig(sampler="mcmc", temperature=0.05, seed=seed)
+    while state.k > 3:
+        i, j, _ = state.choose(config, float(rng.random()))
+        state.merge(i, j)
+        groups = [frozenset(state.features[slot].tolist()) for slot in state.active]
+        want = ref.dense_coactivation(ref.group_activity(x, groups))
+        np.testing.assert_array_equal(state.cofiring[np.ix_(state.active, state.active)], want)
+        for slot in state.active:
+            np.testing.assert_array_equal(state.members[slot], np.flatnonzero(x[:, state.features[slot]].any(axis=1)))
+
+
+def test_range_threshold_zero_always_picks_a_minimum_cost_pair_with_ties():
+    # duplicated columns create exact ties; every draw must land on a minimum
+    rng = np.random.default_rng(5)
+    base = rng.random((200, 4)) < 0.2
+    x = np.concatenate([base, base, base[:, :2]], axis=1)
+    state = MergeState(sp.csr_array(x))
+    groups = [frozenset([i]) for i in range(x.shape[1])]
+    costs = ref.cost_matrix(x, groups, 1.0)
+    lo = np.nanmin(costs)
+    picks = set()
+    for u in np.linspace(0, 0.999, 50):
+        i, j, cost = state.choose(MergeConfig(threshold=0.0), float(u))
+        assert costs[i, j] == pytest.approx(lo, abs=1e-12)
+        picks.add((i, j))
+    assert len(picks) > 1, "ties should be broken by the draw, not always the same pair"
+
+
+def test_mcmc_frequencies_match_softmax():
+    rng = np.random.default_rng(7)
+    x = rng.random((300, 6)) < rng.uniform(0.05, 0.6, size=6)
+    state = MergeState(sp.csr_array(x))
+    groups = [frozenset([i]) for i in range(6)]
+    costs = ref.cost_matrix(x, groups, 1.0)
+    iu = np.triu_indices(6, 1)
+    c = costs[iu]
+    temperature = (c.max() - c.min()) / 4
+    p = np.exp((c.min() - c) / temperature)
+    p /= p.sum()
+    uniform = np.full_like(p, 1 / p.size)
+    assert 0.5 * np.abs(p - uniform).sum() > 0.15, "softmax must be far from uniform for the test to mean anything"
+    config = MergeConfig(sampler="mcmc", temperature=temperature)
+    draws = 20000
+    counts = np.zeros((6, 6))
+    u = np.random.default_rng(11).random(draws)
+    for value in u:
+        i, j, _ = state.choose(config, float(value))
+        counts[i, j] += 1
+    freq = counts[iu] / draws
+    assert 0.5 * np.abs(freq - p).sum() < 0.02
+    np.testing.assert_allclose(freq, p, atol=0.015)
+
+
+def test_same_seed_same_history_bit_for_bit():
+    x, _ = _inputs(42, n_max=400, f_max=40)
+    for config in (MergeConfig(threshold=0.5, seed=3), MergeConfig(sampler="mcmc", temperature=0.01, seed=3)):
+        a, b = run_merge(sp.csr_array(x), config), run_merge(sp.csr_array(x), config)
+        assert a == b
+        other = run_merge(sp.csr_array(x), MergeConfig(**{**config.to_dict(), "seed": 4}))
+        assert not np.array_equal(a.pairs, other.pairs)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_labels_at_equals_fcluster_on_linkage(seed):
+    x, _ = _inputs(seed + 300, f_max=25)
+    for iters in (None, 4):
+        history = run_merge(sp.csr_array(x), MergeConfig(threshold=0.2, seed=seed, iters=iters))
+        z = history.linkage
+        assert is_valid_linkage(z) and z.shape == (x.shape[1] - 1, 4)
+        dendrogram(z, no_plot=True)
+        for k in range(x.shape[1] - history.n_merges, x.shape[1] + 1):
+            want = canonical_labels(fcluster(z, k, criterion="maxclust"))
+            np.testing.assert_array_equal(history.labels_at(k), want)
+        with pytest.raises(ValueError, match="k must be"):
+            history.labels_at(x.shape[1] - history.n_merges - 1)
+
+
+def test_history_save_load_round_trip(tmp_path):
+    x, _ = _inputs(9)
+    h = run_merge(sp.csr_array(x), MergeConfig(seed=2), feature_ids=np.arange(x.shape[1]) * 7)
+    h.save(tmp_path / "h.npz")
+    back = MergeHistory.load(tmp_path / "h.npz")
+    assert back == h
+    np.testing.assert_array_equal(back.linkage, h.linkage)
+    assert back.best_k() == h.best_k()
+    assert [p.name for p in tmp_path.iterdir()] == ["h.npz"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    "activity, config, match",
+    [
+        (np.zeros((0, 5), bool), MergeConfig(), "empty"),
+        (np.ones((4, 1), bool), MergeConfig(), "at least 2"),
+        (np.zeros((4, 5), bool), MergeConfig(), "no feature is active"),
+        (np.array([[np.nan, 1.0, 0.0]]), MergeConfig(), "NaN"),
+        (np.ones((4, 6), bool), MergeConfig(iters=4), "more merges than possible"),
+    ],
+)
+def test_bad_input_raises_clear_errors(activity, config, match):
+    with pytest.raises(ValueError, match=match):
+        run_merge(sp.csr_array(activity), config)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"sampler": "annealing"}, "unknown sampler"), ({"threshold": -0.1}, "threshold"), ({"temperature": 0}, "temperature"), ({"iters": -1}, "iters"), ({"alpha": math.inf}, "alpha")],
+)
+def test_bad_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MergeConfig(**kwargs)
+
+
+def test_costs_are_mdl_differences():
+    x, _ = _inputs(77)
+    h = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=0.1))
+    np.testing.assert_allclose(np.diff(h.mdl), h.costs, rtol=1e-9, atol=1e-12)
+    assert np.all(np.isfinite(h.mdl))
