@@ -139,4 +139,4 @@ def collect_hook_activations(model, hook_name: str, token_lists: Sequence[Sequen
         tokens, mask = pad_batch(token_lists[start : start + batch_size], pad_id)
         acts = hook_activations(model, tokens, hook_name)
         out.append(acts[mask.to(acts.device)].float().cpu())
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros((0, model.cfg.d_model))

@@ -69,6 +69,8 @@ def train_embedded_sae(
         log(f"collected {acts.shape[0]} training tokens from {entry.name}")
         parts.append(acts)
     acts = torch.cat(parts)
+    if acts.shape[0] < params.batch_size:
+        raise ValueError(f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {params.batch_size}")
     acts = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(params.seed))]
     n_eval = max(1, int(HELD_OUT_FRACTION * acts.shape[0]))
     held_out, train = acts[:n_eval], acts[n_eval:]
