@@ -5,19 +5,22 @@ Environment: ``CLUSTER_ASSETS_MODE`` (``embedded``/``hub``), ``CLUSTER_ASSETS_SW
 (model and corpus cache), ``DAGSTER_HOME`` (instance and artifacts).
 """
 
-from __future__ import annotations
-
 import os
 
 import dagster as dg
 
+from cluster_assets.defs.assets.clustering import clusters, coactivation, memberships, merge_history
 from cluster_assets.defs.assets.model_side import activations, prompts, sae
-from cluster_assets.defs.jobs import model_side_job, sae_job
+from cluster_assets.defs.checks import CHECKS
+from cluster_assets.defs.jobs import clustering_job, model_side_job, nightly_missing_partitions, sae_job, sweep_files_sensor
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 
 defs = dg.Definitions(
-    assets=[prompts, sae, activations],
-    jobs=[sae_job, model_side_job],
+    assets=[prompts, sae, activations, memberships, coactivation, merge_history, clusters],
+    asset_checks=CHECKS,
+    jobs=[sae_job, model_side_job, clustering_job],
+    schedules=[nightly_missing_partitions],
+    sensors=[sweep_files_sensor],
     resources={
         "source": ActivationSource(mode=os.environ.get("CLUSTER_ASSETS_MODE", "embedded")),
         "artifacts": ArtifactStoreResource(),

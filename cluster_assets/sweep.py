@@ -39,6 +39,50 @@ class ActivationParams(_Stage):
     dtype: Literal["float32", "float16"] = "float32"
 
 
+class MembershipParams(_Stage):
+    """Thresholding, sample unit and feature filters (see ``core.filters.FilterConfig``)."""
+
+    threshold: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    unit: Literal["token", "prompt"] = "token"
+    prompt_reduce: Literal["max", "mean"] = "max"
+    dead_stat: Literal["max", "mean"] = "max"
+    dead_threshold: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    min_firing_rate: float | None = Field(None, ge=0.0, le=1.0)
+    max_firing_rate: float | None = Field(None, ge=0.0, le=1.0)
+    min_entropy: float | None = Field(None, ge=0.0)
+    max_entropy: float | None = Field(None, ge=0.0)
+    min_varentropy: float | None = Field(None, ge=0.0)
+    max_varentropy: float | None = Field(None, ge=0.0)
+
+    def filter_config(self):
+        from cluster_assets.core.filters import FilterConfig
+
+        return FilterConfig(**self.model_dump(exclude={"threshold", "unit", "prompt_reduce"}))
+
+
+class MergeParams(_Stage):
+    """The MDL merge (see ``core.merge.MergeConfig``)."""
+
+    alpha: float = Field(1.0, allow_inf_nan=False)
+    sampler: Literal["range", "mcmc"] = "range"
+    threshold: float = Field(0.0, ge=0.0, le=1.0)
+    temperature: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    iters: int | None = Field(None, ge=0)
+    seed: int = 0
+
+    def merge_config(self):
+        from cluster_assets.core.merge import MergeConfig
+
+        return MergeConfig(**self.model_dump())
+
+
+class ClusterParams(_Stage):
+    """Where to cut the hierarchy: ``"mdl"`` (the MDL-minimising step) or a number of clusters."""
+
+    cut: Literal["mdl"] | int = "mdl"
+    top_prompts: int = Field(5, ge=1, le=100)
+
+
 class SweepPoint(BaseModel):
     """All stage parameters of one named sweep point."""
 
@@ -46,6 +90,9 @@ class SweepPoint(BaseModel):
     name: str
     prompts: PromptParams = PromptParams()
     activations: ActivationParams = ActivationParams()
+    memberships: MembershipParams = MembershipParams()
+    merge: MergeParams = MergeParams()
+    clusters: ClusterParams = ClusterParams()
 
 
 class DatasetEntry(BaseModel):

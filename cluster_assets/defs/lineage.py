@@ -1,8 +1,12 @@
 """Which artifact each stage of a partition reads and writes (the content-address chain).
 
-prompts      <- dataset entry, prompts params, tokenizer identity
-sae          <- model identity, hub SAE or training params + training corpora
-activations  <- prompts hash, sae hash, activation params
+prompts       <- dataset entry, prompts params, tokenizer identity
+sae           <- model identity, hub SAE or training params + training corpora
+activations   <- prompts hash, sae hash, activation params
+memberships   <- activations hash, memberships params
+coactivation  <- memberships hash
+merge_history <- coactivation hash, merge params
+clusters      <- merge_history hash, clusters params
 """
 
 from __future__ import annotations
@@ -38,3 +42,32 @@ def require(artifact: Artifact, what: str) -> Artifact:
             "materialise it first"
         )
     return artifact
+
+
+def memberships_artifact(store, source, entry, point, registry) -> Artifact:
+    upstream = activations_artifact(store, source, entry, point, registry).hash
+    return store.artifact("memberships", entry.name, upstream, point.memberships.digest())
+
+
+def coactivation_artifact(store, source, entry, point, registry) -> Artifact:
+    return store.artifact("coactivation", entry.name, memberships_artifact(store, source, entry, point, registry).hash)
+
+
+def merge_history_artifact(store, source, entry, point, registry) -> Artifact:
+    upstream = coactivation_artifact(store, source, entry, point, registry).hash
+    return store.artifact("merge_history", entry.name, upstream, point.merge.digest())
+
+
+def clusters_artifact(store, source, entry, point, registry) -> Artifact:
+    upstream = merge_history_artifact(store, source, entry, point, registry).hash
+    return store.artifact("clusters", entry.name, upstream, point.clusters.digest())
+
+
+STAGES = {
+    "prompts": lambda store, source, entry, point, registry: prompts_artifact(store, source, entry, point),
+    "activations": activations_artifact,
+    "memberships": memberships_artifact,
+    "coactivation": coactivation_artifact,
+    "merge_history": merge_history_artifact,
+    "clusters": clusters_artifact,
+}

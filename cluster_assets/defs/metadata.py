@@ -29,11 +29,12 @@ def summary(values: np.ndarray) -> dict[str, float]:
 
 
 def table_preview(frame: pl.DataFrame, n: int = 5, width: int = 80) -> dg.MetadataValue:
-    rows = frame.head(n).with_columns(
-        [pl.col(c).cast(pl.String).str.slice(0, width).str.replace_all(r"[\n|]", " ") for c in frame.columns]
-    )
+    def cell(value: Any) -> str:
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        return text[:width].replace("\n", " ").replace("|", "/")
+
     header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
-    body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in rows.iter_rows())
+    body = "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in frame.head(n).iter_rows())
     return dg.MetadataValue.md(header + body)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cluster_assets.sweep import DatasetEntry, SweepPoint, load_registry, load_sweep
+from cluster_assets.sweep import DatasetEntry, SweepPoint, content_hash, datasets_path, load_registry, load_sweep, sweep_path
 
 
 def build_partitions(registry: dict[str, DatasetEntry], sweep: dict[str, SweepPoint]) -> dg.MultiPartitionsDefinition:
@@ -21,11 +21,21 @@ def build_partitions(registry: dict[str, DatasetEntry], sweep: dict[str, SweepPo
     )
 
 
+def sweep_files_digest() -> str:
+    """Hash of the sweep and registry files' contents (to notice edits that need a reload)."""
+    return content_hash(sweep_path().read_text(), datasets_path().read_text())
+
+
+SWEEP_FILES_DIGEST = sweep_files_digest()
 REGISTRY = load_registry()
 SWEEP = load_sweep()
 partitions_def = build_partitions(REGISTRY, SWEEP)
 
 
-def partition_names(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    key = context.partition_key.keys_by_dimension
-    return key["dataset"], key["hparams"]
+def partition_names(context) -> tuple[str, str]:
+    """(dataset, sweep point) of the partition an asset or check runs for."""
+    key = context.partition_key
+    if not isinstance(key, dg.MultiPartitionKey):
+        key = partitions_def.get_partition_key_from_str(key)
+    dims = key.keys_by_dimension
+    return dims["dataset"], dims["hparams"]

@@ -46,10 +46,10 @@ class ActivationSource(dg.ConfigurableResource):
     batch_size: int = Field(64, gt=0, description="Prompts per forward pass.")
     cache_dir: str | None = Field(None, description="Model and corpus cache; default $CLUSTER_ASSETS_CACHE or ./.cache.")
     sae_d_sae: int = Field(4096, gt=0)
-    sae_k: int = Field(32, gt=0)
-    sae_training_tokens: int = Field(600_000, gt=0, description="Samples seen by the SAE trainer.")
+    sae_k: int = Field(64, gt=0)
+    sae_training_tokens: int = Field(400_000, gt=0, description="Samples seen by the SAE trainer.")
     sae_tokens_per_dataset: int = Field(150_000, gt=0, description="Distinct training tokens collected per corpus.")
-    sae_lr: float = 4e-4
+    sae_lr: float = 2e-3
     sae_seed: int = 0
 
     # resolved settings --------------------------------------------------------------

@@ -24,11 +24,11 @@ class SAETrainingParams:
     """How the embedded-mode SAE is trained (all counts in tokens)."""
 
     d_sae: int = 4096
-    k: int = 32
-    training_tokens: int = 600_000
+    k: int = 64
+    training_tokens: int = 400_000
     tokens_per_dataset: int = 150_000
     batch_size: int = 1024
-    lr: float = 4e-4
+    lr: float = 2e-3
     seed: int = 0
 
     def to_dict(self) -> dict:

@@ -33,7 +33,7 @@ class TrainedSAE:
     train_seconds: float
 
 
-def training_token_lists(texts: list[str], tokenizer, n_tokens: int, max_tokens: int = 64) -> list[list[int]]:
+def training_token_lists(texts: list[str], tokenizer, n_tokens: int, max_tokens: int = 128) -> list[list[int]]:
     rows, _ = usable_texts(texts, for_sae=True)
     out, total = [], 0
     for start in range(0, len(rows), 512):

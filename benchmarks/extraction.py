@@ -1,0 +1,81 @@
+"""Extraction speed: the model forward alone vs the full extraction.
+
+Full extraction = forward to the hooked layer + SAE encode + sparsification (CSR of
+non-zeros, pads dropped).  Both on the same real prompts (KJV passages), embedded
+SmolLM2-135M, hook blocks.3.hook_mlp_out, a TopK SAE (d_sae 4096, k 32 by default).
+Prints tokens/s for each and their ratio (the extraction overhead).
+
+    python benchmarks/extraction.py [--prompts 256] [--max-tokens 64] [--batch-size 64] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--d-sae", type=int, default=4096)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    from cluster_assets.sources.corpora import kjv_passages
+    from cluster_assets.sources.extraction import hook_activations, iter_extraction, pad_batch
+    from cluster_assets.sources.model import default_device, load_embedded_model
+
+    device = default_device() if args.device == "auto" else args.device
+    cache = Path(os.environ.get("CLUSTER_ASSETS_CACHE", ".cache")) / "models" / "smollm2"
+    model = load_embedded_model(cache, device)
+    torch.manual_seed(0)
+    sae = TopKSAE(TopKSAEConfig(d_in=model.cfg.d_model, d_sae=args.d_sae, k=args.k, device=device)).to(device)
+    texts = [t for _, t in zip(range(args.prompts), kjv_passages(verses_per_passage=4))]
+    lists = [ids[: args.max_tokens] for ids in model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    n_tokens = sum(map(len, lists))
+    hook = "blocks.3.hook_mlp_out"
+
+    def forward_only() -> None:
+        for start in range(0, len(lists), args.batch_size):
+            tokens, _ = pad_batch(lists[start : start + args.batch_size], 0)
+            hook_activations(model, tokens, hook)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def full() -> None:
+        for batch in iter_extraction(model, sae, hook, lists, args.batch_size):
+            assert batch.activations.nnz > 0
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        runs = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+        return statistics.median(runs)
+
+    # interleave to share any machine noise between the two
+    t_forward, t_full = timed(forward_only), timed(full)
+    print(f"device={device} threads={torch.get_num_threads()} prompts={len(lists)} tokens={n_tokens} "
+          f"batch={args.batch_size} d_sae={args.d_sae} k={args.k}")
+    print(f"{'forward alone':<28}{n_tokens / t_forward:>12.0f} tokens/s  ({t_forward:.3f} s)")
+    print(f"{'full extraction':<28}{n_tokens / t_full:>12.0f} tokens/s  ({t_full:.3f} s)")
+    print(f"{'extraction / forward time':<28}{t_full / t_forward:>12.3f}  (overhead {100 * (t_full / t_forward - 1):.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
