@@ -1,8 +1,9 @@
-"""``python -m cluster_assets.demo``: materialise the main job on the offline default.
+"""``python -m cluster_assets.demo``: materialise the whole graph on the offline default.
 
 Runs against the Dagster instance in ``$DAGSTER_HOME`` (so ``make ui`` shows the runs and
-their metadata): first the shared ``sae``, then every (offline dataset x sweep point)
-partition of the model side, one run each.  Prints where the results are.
+their metadata): first the shared ``sae``, then for every (offline dataset x sweep
+point) partition the model side and the clustering side, one run each.  Prints a short
+summary per partition and where the results are.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = dg.DagsterInstance.get()
     print(f"Dagster instance: {instance.root_directory}")
-    runs = [("sae_job", None)] + [("model_side_job", dg.MultiPartitionKey({"dataset": d, "hparams": h})) for d in args.datasets for h in args.hparams]
+    keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
+    runs = [("sae_job", None)] + [(job, key) for key in keys for job in ("model_side_job", "clustering_job")]
     for job_name, key in runs:
         label = f"{job_name}[{key}]" if key else job_name
         print(f"==> {label}", flush=True)
@@ -39,28 +41,35 @@ def main(argv: list[str] | None = None) -> int:
         if not outcome.success:
             print(f"FAILED: {label} (run {outcome.run_id}); see `make ui`", file=sys.stderr)
             return 1
-    _summary(instance)
+    _summary(instance, keys)
     return 0
 
 
-def _summary(instance: dg.DagsterInstance) -> None:
-    print("\nMaterialised (latest per asset partition):")
-    for asset in ("sae", "prompts", "activations"):
-        records = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
-        seen = set()
-        for record in records:
-            mat = record.asset_materialization
-            if mat is None or mat.partition in seen:
-                continue
-            seen.add(mat.partition)
-            md = mat.metadata
-            figures = ", ".join(
-                f"{k}={md[k].value:.3g}" if isinstance(md[k].value, float) else f"{k}={md[k].value}"
-                for k in ("fvu", "l0", "dagster/row_count", "tokens", "mean_l0")
-                if k in md
-            )
-            print(f"  {asset}[{mat.partition or '-'}]: {figures}\n      {md['path'].value}")
-    print("\nBrowse runs, lineage and metadata with `make ui` (http://127.0.0.1:3000).")
+def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return records[0].asset_materialization.metadata if records else None
+
+
+def _summary(instance: dg.DagsterInstance, keys: list) -> None:
+    from pathlib import Path
+
+    import polars as pl
+
+    sae_md = _latest(instance, "sae", None)
+    print(f"\nSAE: FVU {sae_md['fvu'].value:.3f}, L0 {sae_md['l0'].value:.1f}, dead {sae_md['dead_fraction'].value:.1%}  ({sae_md['path'].value})")
+    for key in keys:
+        mem, clu = _latest(instance, "memberships", str(key)), _latest(instance, "clusters", str(key))
+        folder = Path(clu["path"].value)
+        table = pl.read_parquet(folder / "clusters.parquet").filter(pl.col("size") > 1).head(3)
+        top = pl.read_parquet(folder / "top_prompts.parquet")
+        print(f"\n[{key}] kept features {mem['kept_features'].value}, clusters at the cut {clu['k'].value}  ({folder})")
+        for row in table.iter_rows(named=True):
+            print(f"  cluster {row['cluster']}: {row['size']} features, active on {row['active_tokens']} tokens")
+            for text in top.filter(pl.col("cluster") == row["cluster"]).head(2)["marked_text"]:
+                print(f"      - {' '.join(text.split())[:110]}")
+    print("\nBrowse runs, lineage, checks and plots with `make ui` (http://127.0.0.1:3000).")
 
 
 if __name__ == "__main__":
