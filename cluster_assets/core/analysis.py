@@ -75,8 +75,9 @@ def analyse_clusters(
     member = sp.csr_array((np.ones(labels.size), (feature_ids, labels)), shape=(activations.shape[1], k))
     acts = sp.csr_array(activations)
     on = acts.data > threshold
-    active = sp.csr_array((on.astype(np.float64), acts.indices, acts.indptr), shape=acts.shape)
-    active_values = sp.csr_array((np.where(on, acts.data, 0.0).astype(np.float64), acts.indices, acts.indptr), shape=acts.shape)
+    # each matrix gets its own index arrays: eliminate_zeros() compacts them in place
+    active = sp.csr_array((on.astype(np.float64), acts.indices.copy(), acts.indptr.copy()), shape=acts.shape)
+    active_values = sp.csr_array((np.where(on, acts.data, 0.0).astype(np.float64), acts.indices.copy(), acts.indptr.copy()), shape=acts.shape)
     active.eliminate_zeros()
     active_values.eliminate_zeros()
     # per token: how many member features of each cluster are active, and their summed activation

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cluster_assets.core import FilterConfig, MergeConfig, run_merge
+from cluster_assets.core.analysis import analyse_clusters, cut_labels, quadrants
+from cluster_assets.core.coactivation import coactivation
+from cluster_assets.core.selection import ParameterError, build_memberships
+from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
+
+
+def _activations(seed=0, n_tokens=300, d_sae=40):
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n_tokens, d_sae)) < rng.uniform(0, 0.3, d_sae), rng.exponential(1.0, (n_tokens, d_sae)), 0.0)
+    prompts = np.sort(rng.integers(0, 25, n_tokens))
+    return dense, prompts
+
+
+def test_analysis_matches_dense_reference():
+    dense, prompts = _activations()
+    feature_ids = np.array([1, 4, 5, 9, 12, 20, 33])
+    labels = np.array([0, 0, 1, 2, 1, 2, 2])
+    text = [f"t{i}" for i in range(len(dense))]
+    res = analyse_clusters(labels, feature_ids, sp.csr_array(dense), prompts, text, threshold=0.5, top_n=3)
+    active = dense > 0.5
+    ids = np.unique(prompts)
+    per_prompt = np.zeros((ids.size, 3))
+    for c in range(3):
+        cols = feature_ids[labels == c]
+        tok = active[:, cols].any(axis=1)
+        assert res.clusters["active_tokens"][c] == tok.sum()
+        assert res.clusters["size"][c] == len(cols)
+        assert res.clusters["feature_ids"][c] == sorted(cols.tolist())
+        vals = dense[:, cols][active[:, cols]]
+        assert res.clusters["mean_activation"][c] == pytest.approx(vals.mean())
+        assert res.clusters["max_activation"][c] == pytest.approx(vals.max())
+        per_prompt[:, c] = [tok[prompts == p].sum() for p in ids]
+        # the best prompt is the one with most active tokens; its active tokens are marked
+        top = [i for i, cc in enumerate(res.top_prompts["cluster"]) if cc == c]
+        best = ids[np.argmax(per_prompt[:, c])]
+        assert res.top_prompts["active_tokens"][top[0]] == per_prompt[:, c].max()
+        marked = res.top_prompts["marked_text"][top[0]]
+        p = res.top_prompts["prompt_id"][top[0]]
+        expected = "".join(f"[[{text[t]}]]" if tok[t] else text[t] for t in np.flatnonzero(prompts == p))
+        assert marked == expected
+        assert per_prompt[list(ids).index(p), c] == per_prompt[list(ids).index(best), c]
+    np.testing.assert_allclose(res.prompt_activity, per_prompt)
+    np.testing.assert_allclose(res.correlation, np.corrcoef(per_prompt, rowvar=False), atol=1e-12)
+
+
+def test_cut_labels_and_quadrants():
+    rng = np.random.default_rng(3)
+    x = sp.csr_array(rng.random((200, 12)) < 0.2)
+    h = run_merge(x, MergeConfig(threshold=0.0))
+    k, labels = cut_labels(h, "mdl")
+    assert k == h.best_k() and labels.max() + 1 == k
+    assert cut_labels(h, 5)[0] == 5
+    with pytest.raises(ValueError, match="outside"):
+        cut_labels(h, 2)
+    q = quadrants(np.array([0.1, 0.9, 0.1, 0.9, np.nan]), np.array([0.1, 0.1, 0.9, 0.9, 0.5]))
+    assert q.tolist() == ["flowing", "careful", "exploring", "resampling", ""]
+
+
+def test_build_memberships_token_and_prompt_units():
+    dense, prompts = _activations(1)
+    filters = FilterConfig(min_firing_rate=0.05)
+    res = build_memberships(sp.csr_array(dense), prompts, 0.2, filters, rows_per_batch=64)
+    kept = np.flatnonzero(res.kept)
+    assert np.all((dense > 0.2).mean(axis=0)[kept] >= 0.05)
+    np.testing.assert_array_equal(res.memberships.feature_ids, kept)
+    np.testing.assert_array_equal(res.memberships.to_csr().toarray(), dense[:, kept] > 0.2)
+    res_p = build_memberships(sp.csr_array(dense), prompts, 0.2, filters, unit="prompt", prompt_reduce="max")
+    ids = np.unique(prompts)
+    want = np.stack([(dense[prompts == p][:, kept] > 0.2).any(axis=0) for p in ids])
+    np.testing.assert_array_equal(res_p.memberships.to_csr().toarray(), want)
+    np.testing.assert_array_equal(res_p.sample_prompt, ids)
+
+
+@pytest.mark.parametrize("threshold, filters, field", [(1e6, FilterConfig(), "threshold"), (0.0, FilterConfig(min_firing_rate=0.99), "filters")])
+def test_build_memberships_bad_parameters_name_the_field(threshold, filters, field):
+    dense, prompts = _activations(2)
+    with pytest.raises(ParameterError) as err:
+        build_memberships(sp.csr_array(dense), prompts, threshold, filters)
+    assert err.value.field == field
+
+
+def test_validation_finds_corruption():
+    rng = np.random.default_rng(4)
+    x = sp.csr_array(rng.random((150, 10)) < 0.3)
+    counts = coactivation(x)
+    assert coactivation_problems(counts, x) == []
+    bad = counts.copy()
+    bad[2, 3] += 1
+    bad[3, 2] += 1
+    assert any("recount" in p for p in coactivation_problems(bad, x, n_samples_checked=1000))
+    h = run_merge(x, MergeConfig())
+    assert history_problems(h) == []
+    h.pairs[2] = h.pairs[1]
+    assert history_problems(h)
+    assert partition_problems(np.array([0, 1]), np.array([3, 4]), np.array([3, 4])) == []
+    assert partition_problems(np.array([0, 1]), np.array([3, 3]), np.array([3, 4]))
