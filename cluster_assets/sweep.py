@@ -61,8 +61,10 @@ class MembershipParams(_Stage):
 
 
 class MergeParams(_Stage):
-    """The MDL merge (see ``core.merge.MergeConfig``)."""
+    """The clustering method: the MDL merge (see ``core.merge.MergeConfig``) by default,
+    or the UMAP+HDBSCAN baseline (parameters in the ``baseline`` section)."""
 
+    method: Literal["mdl_merge", "umap_hdbscan"] = "mdl_merge"
     alpha: float = Field(1.0, allow_inf_nan=False)
     sampler: Literal["range", "mcmc"] = "range"
     threshold: float = Field(0.0, ge=0.0, le=1.0)
@@ -73,7 +75,26 @@ class MergeParams(_Stage):
     def merge_config(self):
         from cluster_assets.core.merge import MergeConfig
 
-        return MergeConfig(**self.model_dump())
+        return MergeConfig(**self.model_dump(exclude={"method"}))
+
+
+class BaselineParams(_Stage):
+    """UMAP (optional) + HDBSCAN on L2-normalised per-prompt activation profiles."""
+
+    umap: bool = True
+    n_components: int = Field(5, ge=1)
+    n_neighbors: int = Field(15, ge=2)
+    min_dist: float = Field(0.0, ge=0.0)
+    metric: str = "cosine"
+    min_cluster_size: int = Field(5, ge=2)
+    min_samples: int | None = Field(None, ge=1)
+    epsilon: float = Field(0.0, ge=0.0)
+    seed: int = 0
+
+    def baseline_config(self):
+        from cluster_assets.core.baseline import BaselineConfig
+
+        return BaselineConfig(**self.model_dump())
 
 
 class ClusterParams(_Stage):
@@ -92,7 +113,15 @@ class SweepPoint(BaseModel):
     activations: ActivationParams = ActivationParams()
     memberships: MembershipParams = MembershipParams()
     merge: MergeParams = MergeParams()
+    baseline: BaselineParams = BaselineParams()
     clusters: ClusterParams = ClusterParams()
+
+    def method_digest(self) -> dict[str, Any]:
+        """What the merge_history stage reads: the merge section, plus the baseline
+        section only when the baseline method is selected."""
+        if self.merge.method == "umap_hdbscan":
+            return {"merge": {"method": "umap_hdbscan"}, "baseline": self.baseline.digest()}
+        return {"merge": self.merge.digest()}
 
 
 class DatasetEntry(BaseModel):

@@ -69,8 +69,8 @@ def analyse_clusters(
     labels: (n_kept,) cluster of each kept feature, 0..k-1; feature_ids: their SAE ids.
     activations: (tokens, d_sae) CSR; token_prompt: (tokens,) prompt id; token_text: (tokens,).
     """
-    labels = np.asarray(labels)
-    k = int(labels.max()) + 1
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max(initial=-1)) + 1
     n_tokens = activations.shape[0]
     member = sp.csr_array((np.ones(labels.size), (feature_ids, labels)), shape=(activations.shape[1], k))
     acts = sp.csr_array(activations)
@@ -124,6 +124,6 @@ def analyse_clusters(
             top["activation_mass"].append(float(prompt_mass[p, c]))
             top["marked_text"].append(text)
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.corrcoef(prompt_tokens, rowvar=False) if k > 1 else np.ones((1, 1))
-    corr = np.atleast_2d(np.nan_to_num(corr, nan=0.0))
+        corr = np.corrcoef(prompt_tokens, rowvar=False) if k > 1 else np.ones((k, k))
+    corr = np.nan_to_num(np.asarray(corr, dtype=np.float64).reshape(k, k), nan=0.0)
     return ClusterAnalysis(rows, top, corr, prompt_tokens)

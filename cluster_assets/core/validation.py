@@ -57,7 +57,7 @@ def history_problems(history: MergeHistory) -> list[str]:
 
 
 def partition_problems(labels: np.ndarray, feature_ids: np.ndarray, kept_ids: np.ndarray) -> list[str]:
-    """Every kept feature in exactly one cluster, and nothing else clustered."""
+    """Every kept feature in exactly one cluster (``-1``, density-clustering noise, counts as one), nothing else clustered."""
     problems = []
     ids, counts = np.unique(feature_ids, return_counts=True)
     if (counts > 1).any():
@@ -68,6 +68,6 @@ def partition_problems(labels: np.ndarray, feature_ids: np.ndarray, kept_ids: np
         problems.append(f"{missing.size} kept features are in no cluster (first: {missing[:5].tolist()})")
     if extra.size:
         problems.append(f"{extra.size} clustered features were not kept (first: {extra[:5].tolist()})")
-    if len(labels) != len(feature_ids) or (len(labels) and np.asarray(labels).min() < 0):
+    if len(labels) != len(feature_ids) or (len(labels) and np.asarray(labels).min() < -1):
         problems.append("labels do not align with features")
     return problems

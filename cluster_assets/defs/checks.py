@@ -6,7 +6,7 @@ import polars as pl
 
 from cluster_assets.core import Memberships, MergeHistory
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
-from cluster_assets.defs.assets.clustering import _stage, clusters, coactivation, merge_history
+from cluster_assets.defs.assets.clustering import _stage, clusters, coactivation, load_clustering, merge_history
 from cluster_assets.defs.partitions import partitions_def
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 
@@ -33,10 +33,16 @@ def coactivation_is_exact(context: dg.AssetCheckExecutionContext, source: Activa
     return _outcome(coactivation_problems(counts, members.activity), artifact=dg.MetadataValue.text(co.hash))
 
 
-@dg.asset_check(partitions_def=partitions_def, asset=merge_history, blocking=True, description="k drops by one per step, pairs valid, MDL finite.")
+@dg.asset_check(partitions_def=partitions_def, asset=merge_history, blocking=True, description="MDL merge: k drops by one per step, pairs valid, MDL finite. Baseline: one label per kept feature.")
 def merge_history_is_valid(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
     art = _artifact(context, source, artifacts, "merge_history")
-    return _outcome(history_problems(MergeHistory.load(art.path / "merge_history.npz")), artifact=dg.MetadataValue.text(art.hash))
+    method, history, feature_ids, labels = load_clustering(art)
+    if history is None:
+        kept = Memberships.load(_artifact(context, source, artifacts, "memberships").path / "memberships.npz").feature_ids
+        problems = partition_problems(labels, feature_ids, kept)
+    else:
+        problems = history_problems(history)
+    return _outcome(problems, artifact=dg.MetadataValue.text(art.hash), method=dg.MetadataValue.text(method))
 
 
 @dg.asset_check(partitions_def=partitions_def, asset=clusters, blocking=True, description="Every kept feature is in exactly one cluster.")

@@ -6,7 +6,7 @@ import dagster as dg
 
 from cluster_assets.defs.assets.clustering import clusters, coactivation, memberships, merge_history
 from cluster_assets.defs.assets.model_side import activations, prompts, sae
-from cluster_assets.defs.partitions import SWEEP_FILES_DIGEST, partitions_def, sweep_files_digest
+from cluster_assets.defs.partitions import SWEEP_FILES_DIGEST, dataset_partitions, hparams_partitions, partitions_def, sweep_files_digest
 
 sae_job = dg.define_asset_job("sae_job", selection=[sae], description="Train (embedded) or fetch (hub) the shared SAE.")
 
@@ -22,6 +22,18 @@ clustering_job = dg.define_asset_job(
     selection=[memberships, coactivation, merge_history, clusters],
     partitions_def=partitions_def,
     description="Memberships, exact coactivation, MDL merge and cluster analysis of one partition.",
+)
+
+report_job = dg.define_asset_job("report_job", selection=["research_report"], description="The research report from the comparisons so far.")
+
+
+comparison_job = dg.define_asset_job(
+    "comparison_job", selection=["dataset_comparison"], partitions_def=hparams_partitions,
+    description="Compare the clusterings of all datasets at one sweep point.",
+)
+sweep_comparison_job = dg.define_asset_job(
+    "sweep_comparison_job", selection=["sweep_comparison"], partitions_def=dataset_partitions,
+    description="Compare the clusterings of one dataset across all sweep points.",
 )
 
 MAX_RUNS_PER_TICK = 50

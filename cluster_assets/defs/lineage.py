@@ -55,7 +55,7 @@ def coactivation_artifact(store, source, entry, point, registry) -> Artifact:
 
 def merge_history_artifact(store, source, entry, point, registry) -> Artifact:
     upstream = coactivation_artifact(store, source, entry, point, registry).hash
-    return store.artifact("merge_history", entry.name, upstream, point.merge.digest())
+    return store.artifact("merge_history", entry.name, upstream, point.method_digest())
 
 
 def clusters_artifact(store, source, entry, point, registry) -> Artifact:

@@ -39,3 +39,7 @@ def partition_names(context) -> tuple[str, str]:
         key = partitions_def.get_partition_key_from_str(key)
     dims = key.keys_by_dimension
     return dims["dataset"], dims["hparams"]
+
+#: Comparison assets: one per sweep point (across datasets) and one per dataset (across sweep points).
+hparams_partitions = dg.StaticPartitionsDefinition(list(SWEEP))
+dataset_partitions = dg.StaticPartitionsDefinition(list(REGISTRY))

@@ -75,7 +75,7 @@ def test_unknown_sweep_point_fails_with_valid_names(instance, resources):
 
     with pytest.raises(Exception, match="Could not find a partition with key `kjv|nope`"):
         dg.materialize([prompts], partition_key=_key("kjv", "nope"), resources=resources, instance=instance)
-    with pytest.raises(ConfigFileError, match="unknown sweep point 'nope'; valid: base, other_seed, alpha_low, fixed_cut"):
+    with pytest.raises(ConfigFileError, match="unknown sweep point 'nope'; valid: base, other_seed, alpha_low, fixed_cut, hdbscan_umap, hdbscan_raw"):
         get_point("nope")  # noqa: the message lists the fixture points
 
 

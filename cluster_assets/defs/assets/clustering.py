@@ -13,6 +13,7 @@ import polars as pl
 
 from cluster_assets.core import Memberships, MergeHistory, coactivation as count_coactivation, run_merge
 from cluster_assets.core.analysis import analyse_clusters, cut_labels, quadrants
+from cluster_assets.core.baseline import activation_profiles, umap_hdbscan
 from cluster_assets.core.selection import ParameterError, build_memberships
 from cluster_assets.defs import lineage, plots
 from cluster_assets.defs.assets.model_side import _progress, activations
@@ -115,34 +116,63 @@ def coactivation(context: dg.AssetExecutionContext, source: ActivationSource, ar
     )
 
 
+BASELINE_LABELS = "baseline_labels.npz"
+
+
+def load_clustering(artifact) -> tuple[str, MergeHistory | None, np.ndarray, np.ndarray]:
+    """(method, history or None, feature ids, baseline labels or empty) of a merge_history artifact."""
+    if (artifact.path / BASELINE_LABELS).exists():
+        with np.load(artifact.path / BASELINE_LABELS) as z:
+            return "umap_hdbscan", None, z["feature_ids"], z["labels"]
+    history = MergeHistory.load(artifact.path / "merge_history.npz")
+    return "mdl_merge", history, history.feature_ids, np.zeros(0, np.int64)
+
+
 @dg.asset(partitions_def=partitions_def, deps=[coactivation], group_name=GROUP, kinds={"numba", "scipy"},
-          description="The MDL greedy merge sequence: pairs, costs, MDL per step, scipy linkage matrix.")
+          description="The clustering method's output: the MDL greedy merge sequence (pairs, costs, MDL per step, "
+          "scipy linkage), or the UMAP+HDBSCAN baseline labels when the sweep point selects method umap_hdbscan.")
 def merge_history(context: dg.AssetExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     entry, point, store, artifact = _stage(context, source, artifacts, "merge_history")
+    method = point.merge.method
     reused = artifact.exists
     if not reused:
         co_art = _upstream("coactivation", store, source, entry, point)
         mem_art = _upstream("memberships", store, source, entry, point)
         members = Memberships.load(mem_art.path / "memberships.npz")
-        cofiring = np.load(co_art.path / "coactivation.npy")
         t0 = time.perf_counter()
-        with _sweep_field(point, "merge"):
-            history = run_merge(members.activity, point.merge.merge_config(), cofiring=cofiring,
-                                feature_ids=members.feature_ids, progress=_progress(context, "merges"))
+        if method == "mdl_merge":
+            cofiring = np.load(co_art.path / "coactivation.npy")
+            with _sweep_field(point, "merge"):
+                history = run_merge(members.activity, point.merge.merge_config(), cofiring=cofiring,
+                                    feature_ids=members.feature_ids, progress=_progress(context, "merges"))
+            summary_ = {"merges": history.n_merges, "best_k": history.best_k(), "min_mdl": float(history.mdl.min())}
+        else:
+            acts, tokens = read_activations(_upstream("activations", store, source, entry, point).path)
+            profiles = activation_profiles(acts, tokens["prompt_id"].to_numpy(), members.feature_ids)
+            with _sweep_field(point, "baseline"):
+                labels = umap_hdbscan(profiles, point.baseline.baseline_config())
+            summary_ = {"clusters": int(labels.max(initial=-1) + 1), "noise_fraction": float((labels < 0).mean())}
         seconds = time.perf_counter() - t0
-        manifest = {"coactivation": co_art.hash, "params": point.merge.digest(), "merges": history.n_merges,
-                    "features": history.n_features, "best_k": history.best_k(), "min_mdl": float(history.mdl.min()), "seconds": seconds}
+        manifest = {"coactivation": co_art.hash, "params": point.method_digest(), "method": method,
+                    "features": members.n_features, "seconds": seconds, **summary_}
         with store.write(artifact, manifest) as folder:
-            history.save(folder / "merge_history.npz")
+            if method == "mdl_merge":
+                history.save(folder / "merge_history.npz")
+            else:
+                np.savez(folder / BASELINE_LABELS, feature_ids=members.feature_ids, labels=labels)
     m = artifact.manifest()
+    common = dict(method=dg.MetadataValue.text(m["method"]), features=dg.MetadataValue.int(m["features"]),
+                  seconds=dg.MetadataValue.float(m["seconds"]))
+    if m["method"] != "mdl_merge":
+        return result(artifact, reused, **common, clusters=dg.MetadataValue.int(m["clusters"]),
+                      noise_fraction=dg.MetadataValue.float(m["noise_fraction"]))
     history = MergeHistory.load(artifact.path / "merge_history.npz")
     return result(
-        artifact, reused,
+        artifact, reused, **common,
         merges=dg.MetadataValue.int(m["merges"]),
         best_k=dg.MetadataValue.int(m["best_k"]),
         min_mdl=dg.MetadataValue.float(m["min_mdl"]),
         initial_mdl=dg.MetadataValue.float(float(history.mdl[0])),
-        seconds=dg.MetadataValue.float(m["seconds"]),
         seconds_per_merge=dg.MetadataValue.float(m["seconds"] / max(m["merges"], 1)),
         mdl_curve=plots.mdl_curve(history.ks, history.mdl, m["best_k"]),
     )
@@ -157,25 +187,32 @@ def clusters(context: dg.AssetExecutionContext, source: ActivationSource, artifa
         hist_art = _upstream("merge_history", store, source, entry, point)
         co_art = _upstream("coactivation", store, source, entry, point)
         acts_art = _upstream("activations", store, source, entry, point)
-        history = MergeHistory.load(hist_art.path / "merge_history.npz")
+        method, history, feature_ids, labels = load_clustering(hist_art)
         acts, tokens = read_activations(acts_art.path)
         t0 = time.perf_counter()
-        with _sweep_field(point, "clusters"):
-            k, labels = cut_labels(history, point.clusters.cut)
-        analysis = analyse_clusters(labels, history.feature_ids, acts, tokens["prompt_id"].to_numpy(), tokens["token"].to_list(),
+        mdl_at_cut = None
+        if history is not None:
+            with _sweep_field(point, "clusters"):
+                k, labels = cut_labels(history, point.clusters.cut)
+            mdl_at_cut = float(history.mdl[history.n_features - k])
+        else:
+            k = int(labels.max(initial=-1) + 1)
+        clustered = labels >= 0  # the baseline's noise (-1) is kept in labels.parquet, not analysed as a cluster
+        analysis = analyse_clusters(labels[clustered], feature_ids[clustered], acts, tokens["prompt_id"].to_numpy(), tokens["token"].to_list(),
                                     point.memberships.threshold, point.clusters.top_prompts)
         seconds = time.perf_counter() - t0
         table = pl.DataFrame(analysis.clusters).sort("active_tokens", descending=True)
         cofiring = np.load(co_art.path / "coactivation.npy")
         largest = table.head(8)["cluster"].to_list()
-        members_of = [np.flatnonzero(labels == c) for c in largest]
+        members_of = [np.flatnonzero(labels == c) for c in largest]  # positions in the kept-feature order of coactivation
         order = np.concatenate(members_of) if members_of else np.zeros(0, int)
-        manifest = {"merge_history": hist_art.hash, "params": point.clusters.digest(), "k": k, "features": int(labels.size), "seconds": seconds}
+        manifest = {"merge_history": hist_art.hash, "params": point.clusters.digest(), "method": method, "k": k,
+                    "features": int(labels.size), "noise": int((~clustered).sum()), "mdl_at_cut": mdl_at_cut, "seconds": seconds}
         with store.write(artifact, manifest) as folder:
             table.write_parquet(folder / "clusters.parquet")
             pl.DataFrame(analysis.top_prompts, schema={"cluster": pl.Int64, "rank": pl.Int64, "prompt_id": pl.Int64, "active_tokens": pl.Int64,
                                                        "activation_mass": pl.Float64, "marked_text": pl.String}).write_parquet(folder / "top_prompts.parquet")
-            pl.DataFrame({"feature_id": history.feature_ids, "cluster": labels}).write_parquet(folder / "labels.parquet")
+            pl.DataFrame({"feature_id": feature_ids, "cluster": labels}).write_parquet(folder / "labels.parquet")
             np.save(folder / "correlation.npy", analysis.correlation)
             np.save(folder / "heatmap.npy", cofiring[np.ix_(order[:200], order[:200])])
     m = artifact.manifest()
@@ -186,6 +223,8 @@ def clusters(context: dg.AssetExecutionContext, source: ActivationSource, artifa
     return result(
         artifact, reused,
         k=dg.MetadataValue.int(m["k"]),
+        method=dg.MetadataValue.text(m["method"]),
+        noise_features=dg.MetadataValue.int(m["noise"]),
         cut=dg.MetadataValue.text(str(point.clusters.cut)),
         features=dg.MetadataValue.int(m["features"]),
         size_summary=dg.MetadataValue.json({k_: round(float(v), 2) for k_, v in summary(sizes).items()}),

@@ -1,0 +1,61 @@
+"""The density-clustering baseline: features as activation profiles over prompts,
+L2-normalised, optionally projected with UMAP, clustered with HDBSCAN.
+
+Noise keeps HDBSCAN's label ``-1``.  The output has the same form as a cut of the MDL
+merge (one label per kept feature), so every comparison works for both methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def activation_profiles(activations: sp.csr_array, token_prompt: np.ndarray, feature_ids: np.ndarray) -> sp.csr_array:
+    """(features x prompts) summed activation of each kept feature on each prompt, rows L2-normalised."""
+    csr = sp.csr_array(activations)[:, np.asarray(feature_ids)]
+    prompts, row = np.unique(np.asarray(token_prompt), return_inverse=True)
+    to_prompt = sp.csr_array((np.ones(row.size), (row, np.arange(row.size))), shape=(prompts.size, row.size))
+    profiles = sp.csr_array((to_prompt @ csr.astype(np.float64)).T)
+    norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_array(sp.diags_array(1.0 / norms) @ profiles)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    umap: bool = True
+    n_components: int = 5
+    n_neighbors: int = 15
+    min_dist: float = 0.0
+    metric: str = "cosine"
+    min_cluster_size: int = 5
+    min_samples: int | None = None
+    epsilon: float = 0.0
+    seed: int = 0
+
+
+def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
+    """HDBSCAN labels (``-1`` = noise) of each row of ``profiles``."""
+    from sklearn.cluster import HDBSCAN
+
+    n = profiles.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 features to cluster, got {n}")
+    if config.min_cluster_size < 2 or config.min_cluster_size > n:
+        raise ValueError(f"min_cluster_size={config.min_cluster_size} must be between 2 and the {n} features")
+    if config.umap:
+        import umap
+
+        if not 2 <= config.n_neighbors < n:
+            raise ValueError(f"n_neighbors={config.n_neighbors} must be between 2 and {n - 1} (features - 1)")
+        reducer = umap.UMAP(n_components=config.n_components, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
+                            metric=config.metric, random_state=config.seed, n_jobs=1)
+        points = reducer.fit_transform(sp.csr_matrix(profiles))  # umap takes the older sparse matrix type
+    else:
+        points = profiles.toarray()
+    model = HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples,
+                    cluster_selection_epsilon=config.epsilon, copy=True)
+    return model.fit_predict(points).astype(np.int64)
