@@ -29,8 +29,11 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import as_activity_csr, coactivation
 from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.row_minima import RowMinima
 
 SAMPLERS = ("range", "mcmc")
+#: "auto": row minima for the greedy sampler, a full scan otherwise; "scan": always the full scan (the reference)
+ENGINES = ("auto", "scan")
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,11 @@ class MergeState:
     (diagonal: the group's own count).
     """
 
-    def __init__(self, activity: sp.sparray | sp.spmatrix, cofiring: np.ndarray | None = None):
+    def __init__(self, activity: sp.sparray | sp.spmatrix, cofiring: np.ndarray | None = None, engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+        self.engine = engine
+        self._rows: RowMinima | None = None
         csr = as_activity_csr(activity)
         n_samples, n_features = csr.shape
         if n_samples == 0 or n_features == 0:
@@ -243,7 +250,13 @@ class MergeState:
         """Pick the pair (i, j) of slots to merge with uniform draw ``u``; return its cost (bits/sample)."""
         k = self.k
         log_km1 = math.log2(k - 1)
-        if config.sampler == "range":
+        if self._uses_rows(config):
+            if self._rows is None:
+                self._rows = RowMinima(self.n_features, config.alpha, self.n_samples)
+            ties_i, ties_j, key = self._rows.ties(self.active, self.counts, self.sizes, self.cofiring, log_km1)
+            pick = min(int(u * ties_i.size), ties_i.size - 1)  # same rule as the full scan at threshold 0
+            i, j = ties_i[pick], ties_j[pick]
+        elif config.sampler == "range":
             i, j, key = _pick_range(self.active, self.counts, self.sizes, self.cofiring, config.alpha, log_km1, config.threshold, u)
         else:
             scale = 1.0 / (self.n_samples * config.temperature)
@@ -251,6 +264,10 @@ class MergeState:
         total = int(self.counts[self.active].sum())
         cost = (total * math.log2((k - 1) / k) + key) / self.n_samples
         return int(i), int(j), cost
+
+    def _uses_rows(self, config: MergeConfig) -> bool:
+        """Row minima serve the greedy sampler (range, threshold 0); other samplers scan every pair."""
+        return self.engine == "auto" and config.sampler == "range" and config.threshold == 0.0
 
     def merge(self, i: int, j: int) -> None:
         """Merge slot ``j`` into slot ``i`` (i < j) and update co-firing counts exactly."""
@@ -276,6 +293,8 @@ class MergeState:
         self.cluster_id[i] = self.n_features + self.n_merges
         self.active = self.active[self.active != j]
         self.n_merges += 1
+        if self._rows is not None and self.k > 2:
+            self._rows.merged(self.active, i, j, self.counts, self.sizes, self.cofiring, math.log2(self.k - 1))
 
 
 def run_merge(
@@ -285,14 +304,15 @@ def run_merge(
     cofiring: np.ndarray | None = None,
     feature_ids: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "auto",
 ) -> MergeHistory:
     """Run the MDL merge on a samples x features activity matrix.
 
     ``cofiring`` may pass a precomputed :func:`coactivation` of the same matrix.
     ``progress(step, total)`` is called every few hundred merges.  Same input and
-    config (seed included) give the same history, bit for bit.
+    config (seed included) give the same history, bit for bit, with either engine.
     """
-    state = MergeState(activity, cofiring)
+    state = MergeState(activity, cofiring, engine)
     possible = max(state.n_features - 3, 0)
     iters = possible if config.iters is None else config.iters
     if iters > possible:

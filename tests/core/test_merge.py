@@ -190,3 +190,35 @@ def test_costs_are_mdl_differences():
     h = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=0.1))
     np.testing.assert_allclose(np.diff(h.mdl), h.costs, rtol=1e-9, atol=1e-12)
     assert np.all(np.isfinite(h.mdl))
+
+
+def _dup_heavy(rng, n, f):
+    """Activity with duplicated columns and identical rates: many exact ties."""
+    base = ref.random_activity(rng, n, f // 2, 0.2)
+    return np.concatenate([base, base[:, : f - f // 2]], axis=1)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_row_minima_engine_equals_full_scan_bit_for_bit(seed):
+    rng = np.random.default_rng(seed + 500)
+    n, f = int(rng.integers(30, 600)), int(rng.integers(5, 90))
+    x = _dup_heavy(rng, n, f) if seed % 3 == 0 else ref.random_activity(rng, n, f, rng.uniform(0.02, 0.4))
+    for alpha in (0.0, 0.3, 1.0, 3.0):
+        config = MergeConfig(alpha=alpha, threshold=0.0, seed=seed)
+        fast = run_merge(sp.csr_array(x), config, engine="auto")
+        slow = run_merge(sp.csr_array(x), config, engine="scan")
+        assert fast == slow
+
+
+def test_row_minima_engine_matches_reference_at_a_larger_size():
+    rng = np.random.default_rng(9)
+    x = ref.random_activity(rng, 2000, 150, 0.05)
+    fast = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=0.0), engine="auto")
+    slow = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=0.0), engine="scan")
+    assert fast == slow
+    assert fast.n_merges == 147
+
+
+def test_unknown_engine():
+    with pytest.raises(ValueError, match="engine"):
+        run_merge(sp.csr_array(np.ones((3, 4), bool)), MergeConfig(), engine="gpu")
