@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dagster instance: {instance.root_directory}")
     keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
     runs = [("sae_job", None)] + [(job, key) for key in keys for job in ("model_side_job", "clustering_job")]
+    runs += [("comparison_job", h) for h in args.hparams] + [("sweep_comparison_job", d) for d in args.datasets]
+    runs += [("report_job", None)]
     for job_name, key in runs:
         label = f"{job_name}[{key}]" if key else job_name
         print(f"==> {label}", flush=True)
@@ -64,12 +66,15 @@ def _summary(instance: dg.DagsterInstance, keys: list) -> None:
         folder = Path(clu["path"].value)
         table = pl.read_parquet(folder / "clusters.parquet").filter(pl.col("size") > 1).head(3)
         top = pl.read_parquet(folder / "top_prompts.parquet")
-        print(f"\n[{key}] kept features {mem['kept_features'].value}, clusters at the cut {clu['k'].value}  ({folder})")
+        noise = f", noise features {clu['noise_features'].value}" if clu["method"].value != "mdl_merge" else ""
+        print(f"\n[{key}] {clu['method'].value}: kept features {mem['kept_features'].value}, clusters at the cut {clu['k'].value}{noise}  ({folder})")
         for row in table.iter_rows(named=True):
             print(f"  cluster {row['cluster']}: {row['size']} features, active on {row['active_tokens']} tokens")
             for text in top.filter(pl.col("cluster") == row["cluster"]).head(2)["marked_text"]:
                 print(f"      - {' '.join(text.split())[:110]}")
-    print("\nBrowse runs, lineage, checks and plots with `make ui` (http://127.0.0.1:3000).")
+    report = _latest(instance, "research_report", None)
+    print(f"\nResearch report: {report['report_path'].value}")
+    print("Browse runs, lineage, checks and plots with `make ui` (http://127.0.0.1:3000).")
 
 
 if __name__ == "__main__":
