@@ -79,6 +79,26 @@ def _grouped_bars(frame: pl.DataFrame, x: str, y: str, group: str, ylabel: str):
     return draw
 
 
+def _agreement(ari: float) -> str:
+    """Plain words for an adjusted Rand index."""
+    return "hardly" if ari < 0.1 else "weakly" if ari < 0.4 else "moderately" if ari < 0.7 else "strongly"
+
+
+def _summarise_missing(missing: list[str], points: list[str]) -> str:
+    """'clusters[d|p]' entries collapsed to 'd (all sweep points)' where a dataset misses every point."""
+    by_dataset: dict[str, set[str]] = {}
+    other = []
+    for item in missing:
+        if item.startswith("clusters[") and "|" in item:
+            dataset, point = item[len("clusters["):-1].split("|", 1)
+            by_dataset.setdefault(dataset, set()).add(point)
+        else:
+            other.append(item)
+    parts = [f"{d} (no clusters at any sweep point)" if pts >= set(points) else f"{d} at {', '.join(sorted(pts))}"
+             for d, pts in by_dataset.items()]
+    return "; ".join(parts + other)
+
+
 def build_report(points_by_dataset: dict[str, pl.DataFrame], pairs_by_point: dict[str, pl.DataFrame],
                  summaries_by_point: dict[str, dict], sweep: dict[str, SweepPoint], missing: list[str]) -> Report:
     """Assemble the report from the comparison tables (datasets and points in registry/sweep order)."""
@@ -91,7 +111,7 @@ def build_report(points_by_dataset: dict[str, pl.DataFrame], pairs_by_point: dic
              f"Datasets compared: {', '.join(points_by_dataset) or 'none'}. Sweep points: {', '.join(pairs_by_point) or 'none'}. "
              f"Reference point: `{reference}`. ARI/NMI are computed on the SAE features both clusterings kept.", ""]
     if missing:
-        lines += ["**Missing or failed partitions** (not in these numbers): " + ", ".join(missing), ""]
+        lines += ["**Missing or failed partitions** (not in these numbers): " + _summarise_missing(missing, list(sweep)), ""]
 
     def section(i: int, table: pl.DataFrame, figure: bytes | None, statement: str) -> None:
         lines.extend([f"## Q{i + 1}. {QUESTIONS[i]}", "", f"**{statement}**", ""])
@@ -151,7 +171,7 @@ def build_report(points_by_dataset: dict[str, pl.DataFrame], pairs_by_point: dic
         lo, hi = per_point.sort("ari").row(0), per_point.sort("ari").row(-1)
         worst = q4.sort("ari").row(0)
         section(3, q4, _figure(_grouped_bars(q4.with_columns(pair=pl.col("a") + "~" + pl.col("b")), "point", "ari", "pair", "ARI between datasets")),
-                f"Clusterings of different datasets agree weakly to moderately: mean ARI per point from {lo[1]:.2f} (`{lo[0]}`) to {hi[1]:.2f} "
+                f"Clusterings of different datasets agree {_agreement(hi[1])} at best: mean ARI per point from {lo[1]:.2f} (`{lo[0]}`) to {hi[1]:.2f} "
                 f"(`{hi[0]}`); the least similar pair is {worst[1]}~{worst[2]} at `{worst[0]}` (ARI {worst[4]:.2f}).")
     else:
         section(3, q4, None, "Fewer than two datasets have clusters for any sweep point yet.")

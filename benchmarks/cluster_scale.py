@@ -1,0 +1,185 @@
+"""Research-scale timing of the clustering path, with the references timed in the same run.
+
+    python benchmarks/cluster_scale.py --samples 500000 --features 9981 --active 200
+
+Ours: memberships from sparse activations, exact coactivation, the merge loop (greedy =
+range threshold 0: full run to 3 groups; range 0.05 and mcmc T=1: s/iter at ~F, ~5k and
+~1k groups), peak resident memory of the clustering path.  References on the same
+input: scipy's sparse ``X.T @ X``, a dense numpy recomputation of the full cost matrix
+plus range sampling (a few steps at k = F), and ``scipy.cluster.hierarchy.linkage(
+method="average")`` on the same number of items.  One table with the ratios at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from activity import ActivityShape, activation_chunks  # noqa: E402
+
+from cluster_assets.core import Memberships, MergeConfig, activity_from_batches, coactivation  # noqa: E402
+from cluster_assets.core.merge import MergeState  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def step_times(state: MergeState, config: MergeConfig, steps: int, rng: np.random.Generator) -> float:
+    """Mean seconds per merge (choose + exact update) over ``steps`` merges from the current state."""
+    t0 = time.perf_counter()
+    done = 0
+    for _ in range(steps):
+        if state.k <= 3:
+            break
+        i, j, _ = state.choose(config, float(rng.random()))
+        state.merge(i, j)
+        done += 1
+    return (time.perf_counter() - t0) / max(done, 1)
+
+
+def dense_reference_step(counts: np.ndarray, cof: np.ndarray, sizes: np.ndarray, n: int, alpha: float, threshold: float, rng) -> float:
+    """The design's cost matrix recomputed densely with numpy (float64), then range sampling."""
+    t0 = time.perf_counter()
+    k = counts.size
+    p = counts / n
+    pij = cof / n
+    S = p.sum()
+    pi, pj = p[:, None], p[None, :]
+    ri, rj = sizes[:, None].astype(np.float64), sizes[None, :].astype(np.float64)
+    cost = ((S - pi - pj) * math.log2((k - 1) / k) + (pi + pj - pij) * math.log2(k - 1) - (pi + pj) * math.log2(k)
+            + alpha * ((pi + pj - pij) * (ri + rj) - pi * ri - pj * rj))
+    iu = np.triu_indices(k, 1)
+    c = cost[iu]
+    lo, hi = c.min(), c.max()
+    cand = np.flatnonzero(c <= lo + threshold * (hi - lo))
+    cand[rng.integers(cand.size)]
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--features", type=int, default=9_981)
+    parser.add_argument("--active", type=float, default=200.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20, help="merges timed per (sampler, k) point")
+    parser.add_argument("--dense-steps", type=int, default=2)
+    parser.add_argument("--no-references", action="store_true")
+    args = parser.parse_args()
+    shape = ActivityShape(samples=args.samples, features=args.features, active=args.active, seed=args.seed)
+    print(f"shape: {shape}")
+    chunks, t_gen = timed(lambda: list(activation_chunks(shape)))
+    nnz = sum(c.nnz for c in chunks)
+    print(f"generated {args.samples} x {args.features}, {nnz / args.samples:.1f} active/sample, in {t_gen:.1f} s", flush=True)
+
+    # --- ours -----------------------------------------------------------------------------
+    warm = sp.csr_array(np.random.default_rng(0).random((200, 40)) < 0.2)  # compile the kernels outside the timings
+    coactivation(warm)
+    for config in (MergeConfig(threshold=0.0), MergeConfig(threshold=0.05), MergeConfig(sampler="mcmc")):
+        ws = MergeState(warm)
+        step_times(ws, config, 5, np.random.default_rng(0))
+    activity, t_mem = timed(lambda: activity_from_batches(chunks, 0.0, args.features))
+    members, t_csc = timed(lambda: Memberships(activity))
+    cof, t_co = timed(lambda: coactivation(activity))
+    counts = np.diag(cof).astype(np.int64)
+    alive = np.flatnonzero(counts > 0)
+    print(f"  ({alive.size} alive features)")
+
+    state = MergeState(activity, cof, engine="auto")
+    greedy = MergeConfig(threshold=0.0)
+    rng = np.random.default_rng(0)
+    window = {}
+    t0 = time.perf_counter()
+    marks = (args.features, 5000, 1000)
+    total_steps = state.k - 3
+    while state.k > 3:
+        k = state.k
+        s0 = time.perf_counter()
+        i, j, _ = state.choose(greedy, float(rng.random()))
+        state.merge(i, j)
+        dt = time.perf_counter() - s0
+        for mark in marks:
+            if mark - args.steps < k <= mark:
+                window.setdefault(mark, []).append(dt)
+    t_greedy = time.perf_counter() - t0
+    peak_ours = peak_rss_gb()
+
+    per_k = {}
+    for sampler, config in (("range 0.05", MergeConfig(threshold=0.05)), ("mcmc T=1", MergeConfig(sampler="mcmc", temperature=1.0))):
+        for mark in (args.features, 5000, 1000):
+            if mark > args.features:
+                continue
+            st = MergeState(activity, cof, engine="auto")
+            walk = np.random.default_rng(1)
+            while st.k > mark:  # the fast greedy path brings the state to ~mark groups
+                i, j, _ = st.choose(greedy, float(walk.random()))
+                st.merge(i, j)
+            per_k[(sampler, mark)] = step_times(st, config, args.steps, np.random.default_rng(2))
+            del st
+    peak_ours = max(peak_ours, peak_rss_gb())
+
+    # --- references (same input, same run) ------------------------------------------------
+    ref_co = ref_dense = ref_link = None
+    if not args.no_references:
+        x = sp.csr_array(activity, dtype=np.int32)
+        _, ref_co = timed(lambda: (x.T @ x))
+        del x
+        k = args.features
+        dense_rng = np.random.default_rng(3)
+        cof64 = cof.astype(np.float64)
+        sizes = np.ones(k, dtype=np.int64)
+        ref_dense = np.mean([dense_reference_step(counts.astype(np.float64), cof64, sizes, args.samples, 1.0, 0.05, dense_rng)
+                             for _ in range(args.dense_steps)])
+        del cof64
+        from scipy.cluster.hierarchy import linkage
+
+        norm = np.sqrt(np.maximum(counts, 1).astype(np.float64))
+        dist = 1.0 - cof / norm[:, None] / norm[None, :]
+        np.fill_diagonal(dist, 0.0)
+        dist = np.clip((dist + dist.T) / 2, 0.0, None)
+        iu = np.triu_indices(k, 1)
+        condensed = dist[iu]
+        del dist, iu
+        _, ref_link = timed(lambda: linkage(condensed, method="average"))
+        del condensed
+
+    print("\n| stage | ours | reference | reference / ours |")
+    print("|---|---|---|---|")
+
+    def line(stage, ours, ref=None, ref_name=""):
+        ratio = f"{ref / ours:.1f}x ({ref_name})" if ref is not None and ours else ""
+        ref_text = f"{ref:.3f} s" if ref is not None else ""
+        print(f"| {stage} | {ours:.4g} s | {ref_text} | {ratio} |")
+
+    line("memberships from sparse activations", t_mem + t_csc)
+    line("coactivation (exact counts)", t_co, ref_co, "scipy X.T @ X")
+    line(f"greedy merge, full run ({total_steps} merges)", t_greedy, ref_link, "scipy linkage average, same items")
+    line("greedy merge, mean per merge", t_greedy / max(total_steps, 1),
+         ref_dense, f"dense numpy cost matrix + range sampling at k={args.features}")
+    for mark, times in sorted(window.items(), reverse=True):
+        line(f"greedy, per merge at k~{mark}", float(np.mean(times)), ref_dense if mark == args.features else None,
+             "dense numpy step" if mark == args.features else "")
+    for (sampler, mark), s_per in per_k.items():
+        line(f"{sampler}, per merge at k~{mark}", s_per, ref_dense if mark == args.features else None,
+             "dense numpy step" if mark == args.features else "")
+    print(f"| peak resident memory, clustering path | {peak_ours:.2f} GB | | |")
+    print(f"\npeak resident memory of the whole run (references included): {peak_rss_gb():.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
