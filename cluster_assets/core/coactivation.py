@@ -3,8 +3,10 @@
 ``coactivation(activity)[a, b]`` is the number of samples on which features ``a`` and
 ``b`` are both active; the diagonal holds each feature's firing count.  Counts are
 integers end to end (no float product), computed by a numba kernel that walks, for
-each feature ``a``, the samples where it fires and the features ``b > a`` active there.
-Each output row is written by one thread only, so rows parallelise without locks.
+each feature ``a``, the samples where it fires and the features ``b > a`` active there
+(starting from ``a``'s own entry in the sample's sorted row, found through a position
+map built with the transpose).  Each output row is written by one thread only, so
+rows parallelise without locks, and the row being written stays in cache.
 """
 
 from __future__ import annotations
@@ -38,18 +40,53 @@ def count_dtype(n_samples: int) -> np.dtype:
     return np.dtype(np.int32) if n_samples < 2**31 else np.dtype(np.int64)
 
 
+@nb.njit(cache=True)
+def csc_with_positions(row_indptr, row_indices, n_features):
+    """Counting-sort transpose of a CSR with sorted rows: CSC indptr, the sample of each
+    entry (sorted within a column), and each entry's position in the CSR arrays."""
+    nnz = row_indices.size
+    col_indptr = np.zeros(n_features + 1, dtype=np.int64)
+    for q in range(nnz):
+        col_indptr[row_indices[q] + 1] += 1
+    for f in range(n_features):
+        col_indptr[f + 1] += col_indptr[f]
+    fill = col_indptr[:-1].copy()
+    samples = np.empty(nnz, dtype=np.int32)
+    positions = np.empty(nnz, dtype=np.int64)
+    for t in range(row_indptr.size - 1):
+        for q in range(row_indptr[t], row_indptr[t + 1]):
+            f = row_indices[q]
+            samples[fill[f]] = t
+            positions[fill[f]] = q
+            fill[f] += 1
+    return col_indptr, samples, positions
+
+
+#: Samples per block: a block's rows (~block x active x 4 bytes) stay in cache while every
+#: feature's output row is updated from them (measured best of 2k/8k/32k at 100k x 10k x 200).
+SAMPLE_BLOCK = 8192
+
+
 @nb.njit(parallel=True, cache=True)
-def _upper_counts(row_indptr, row_indices, col_indptr, col_indices, out):
+def _upper_counts(row_indptr, row_indices, col_indptr, col_samples, col_positions, out, block):
     n_features = out.shape[0]
-    for a in nb.prange(n_features):
+    n_rows = row_indptr.size - 1
+    cursor = col_indptr[:-1].copy()  # per feature: first CSC entry not yet counted
+    for t0 in range(0, n_rows, block):
+        t1 = min(t0 + block, n_rows)
+        for a in nb.prange(n_features):
+            row = out[a]
+            p = cursor[a]
+            stop = col_indptr[a + 1]
+            while p < stop and col_samples[p] < t1:
+                # rows are sorted, so the features after a in this sample start right after
+                # a's own entry; knowing its position saves a binary search per entry
+                for q in range(col_positions[p] + 1, row_indptr[col_samples[p] + 1]):
+                    row[row_indices[q]] += 1
+                p += 1
+            cursor[a] = p
+    for a in range(n_features):
         out[a, a] = col_indptr[a + 1] - col_indptr[a]
-        for p in range(col_indptr[a], col_indptr[a + 1]):
-            t = col_indices[p]
-            lo, hi = row_indptr[t], row_indptr[t + 1]
-            # row indices are sorted: features > a start right after a's own position
-            start = lo + np.searchsorted(row_indices[lo:hi], a, side="right")
-            for q in range(start, hi):
-                out[a, row_indices[q]] += 1
 
 
 @nb.njit(parallel=True, cache=True)
@@ -69,11 +106,10 @@ def coactivation(activity: sp.sparray | sp.spmatrix) -> np.ndarray:
     """
     csr = as_activity_csr(activity)
     n_samples, n_features = csr.shape
-    csc = csr.tocsc()
-    csc.sort_indices()
     out = np.zeros((n_features, n_features), dtype=count_dtype(n_samples))
     if n_features == 0:
         return out
-    _upper_counts(csr.indptr, csr.indices, csc.indptr.astype(np.int64), csc.indices.astype(np.int64), out)
+    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features)
+    _upper_counts(csr.indptr, csr.indices, col_indptr, col_samples, col_positions, out, SAMPLE_BLOCK)
     _mirror_upper(out)
     return out

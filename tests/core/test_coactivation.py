@@ -41,3 +41,15 @@ def test_coactivation_rejects_nan_and_non_matrix():
         coactivation(sp.csr_array(np.array([[np.nan, 1.0]])))
     with pytest.raises(TypeError):
         coactivation([[1, 0]])
+
+
+def test_coactivation_across_sample_blocks(monkeypatch):
+    """Inputs longer than several sample blocks (the kernel's cache tiling) stay exact."""
+    import importlib
+
+    mod = importlib.import_module("cluster_assets.core.coactivation")  # the package re-exports the function under this name
+
+    rng = np.random.default_rng(7)
+    x = random_activity(rng, 1000, 30, 0.2)
+    monkeypatch.setattr(mod, "SAMPLE_BLOCK", 64)
+    np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)), dense_coactivation(x))
