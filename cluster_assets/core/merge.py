@@ -34,6 +34,8 @@ from cluster_assets.core.row_minima import RowMinima
 SAMPLERS = ("range", "mcmc")
 #: "auto": row minima for the greedy sampler, a full scan otherwise; "scan": always the full scan (the reference)
 ENGINES = ("auto", "scan")
+#: Sample chunks counted in parallel during an exact update (one per core here).
+UPDATE_CHUNKS = 2
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,36 @@ def _union_sorted(a, b):
 
 
 @nb.njit(cache=True)
-def _triple_counts(samples, row_indptr, row_indices, label, stamp, out):
-    """out[g] += number of the given samples on which group g is active (each sample once)."""
-    for t in samples:
-        for p in range(row_indptr[t], row_indptr[t + 1]):
-            g = label[row_indices[p]]
-            if stamp[g] != t:
-                stamp[g] = t
-                out[g] += 1
+def _difference_sorted(a, b):
+    """Sorted a minus b."""
+    out = np.empty(a.size, dtype=np.int64)
+    i = j = n = 0
+    while i < a.size:
+        while j < b.size and b[j] < a[i]:
+            j += 1
+        if j >= b.size or b[j] != a[i]:
+            out[n] = a[i]
+            n += 1
+        i += 1
+    return out[:n]
+
+
+@nb.njit(parallel=True, cache=True)
+def _group_counts(samples, row_indptr, row_indices, label, n_slots, n_chunks):
+    """For every group slot g: on how many of the given samples g is active (each sample once)."""
+    partial = np.zeros((n_chunks, n_slots), dtype=np.int64)
+    step = (samples.size + n_chunks - 1) // n_chunks
+    for c in nb.prange(n_chunks):
+        stamp = np.full(n_slots, -1, dtype=np.int64)
+        counts = partial[c]
+        for idx in range(c * step, min((c + 1) * step, samples.size)):
+            t = samples[idx]
+            for p in range(row_indptr[t], row_indptr[t + 1]):
+                g = label[row_indices[p]]
+                if stamp[g] != t:
+                    stamp[g] = t
+                    counts[g] += 1
+    return partial.sum(axis=0)
 
 
 # --- state -----------------------------------------------------------------------------
@@ -231,8 +255,6 @@ class MergeState:
         self.cluster_id = np.arange(n_features, dtype=np.int64)  # slot -> scipy linkage id
         self.features = [np.array([j], dtype=np.int64) for j in range(n_features)]
         self.active = np.arange(n_features, dtype=np.int64)  # sorted active slots
-        self._stamp = np.full(n_features, -1, dtype=np.int64)
-        self._triple = np.zeros(n_features, dtype=np.int64)
         self.n_merges = 0
 
     @property
@@ -270,16 +292,26 @@ class MergeState:
         return self.engine == "auto" and config.sampler == "range" and config.threshold == 0.0
 
     def merge(self, i: int, j: int) -> None:
-        """Merge slot ``j`` into slot ``i`` (i < j) and update co-firing counts exactly."""
+        """Merge slot ``j`` into slot ``i`` (i < j) and update co-firing counts exactly.
+
+        For every other group C, ``|(I | J) & C|`` is computed from whichever sample set is
+        smallest: ``|I&C| + |J&C| - |I&J&C|`` scanning I&J, or ``|I&C| + |(J-I)&C|`` scanning
+        J-I, or symmetrically I-J.  Only the scanned samples' rows are read.
+        """
         if i > j:
             i, j = j, i
-        both = _intersect_sorted(self.members[i], self.members[j])
-        self._triple[:] = 0
-        self._stamp[:] = -1
-        _triple_counts(both, self.row_indptr, self.row_indices, self.label, self._stamp, self._triple)
         c_ij = self.cofiring[i, j]
+        sizes = (c_ij, self.counts[j] - c_ij, self.counts[i] - c_ij)
+        members_i, members_j = self.members[i], self.members[j]
+        if sizes[0] <= min(sizes[1], sizes[2]):
+            scanned, base, sign = _intersect_sorted(members_i, members_j), self.cofiring[i] + self.cofiring[j], -1
+        elif sizes[1] <= sizes[2]:
+            scanned, base, sign = _difference_sorted(members_j, members_i), self.cofiring[i], 1
+        else:
+            scanned, base, sign = _difference_sorted(members_i, members_j), self.cofiring[j], 1
+        extra = _group_counts(scanned, self.row_indptr, self.row_indices, self.label, self.n_features, UPDATE_CHUNKS)
         others = self.active[(self.active != i) & (self.active != j)]
-        new_row = self.cofiring[i, others] + self.cofiring[j, others] - self._triple[others]
+        new_row = base[others] + sign * extra[others]
         self.cofiring[i, others] = new_row
         self.cofiring[others, i] = new_row
         self.counts[i] = self.counts[i] + self.counts[j] - c_ij

@@ -222,3 +222,22 @@ def test_row_minima_engine_matches_reference_at_a_larger_size():
 def test_unknown_engine():
     with pytest.raises(ValueError, match="engine"):
         run_merge(sp.csr_array(np.ones((3, 4), bool)), MergeConfig(), engine="gpu")
+
+
+@pytest.mark.parametrize("case", ["subset", "superset", "overlap"])
+def test_each_update_branch_equals_recount(case):
+    """The update scans I&J, J-I or I-J, whichever is smallest; each must equal a recount."""
+    rng = np.random.default_rng(11)
+    x = ref.random_activity(rng, 400, 8, 0.3)
+    if case == "subset":  # J inside I: J - I is empty
+        x[:, 1] = x[:, 0] & (rng.random(400) < 0.5)
+    elif case == "superset":  # I inside J: I - J is empty
+        x[:, 0] = x[:, 1] & (rng.random(400) < 0.5)
+    else:  # barely overlapping: I & J is smallest
+        x[:, 1] = ~x[:, 0] & (rng.random(400) < 0.4)
+        x[:5, 1] = x[:5, 0] = True
+    state = MergeState(sp.csr_array(x))
+    state.merge(0, 1)
+    groups = [frozenset(state.features[slot].tolist()) for slot in state.active]
+    want = ref.dense_coactivation(ref.group_activity(x, groups))
+    np.testing.assert_array_equal(state.cofiring[np.ix_(state.active, state.active)], want)
