@@ -95,7 +95,10 @@ def main() -> None:
         step_times(ws, config, 5, np.random.default_rng(0))
     activity, t_mem = timed(lambda: activity_from_batches(chunks, 0.0, args.features))
     members, t_csc = timed(lambda: Memberships(activity))
+    print(f"  memberships: {t_mem + t_csc:.2f} s", flush=True)
+    del chunks, members
     cof, t_co = timed(lambda: coactivation(activity))
+    print(f"  coactivation: {t_co:.2f} s", flush=True)
     counts = np.diag(cof).astype(np.int64)
     alive = np.flatnonzero(counts > 0)
     print(f"  ({alive.size} alive features)")
@@ -118,6 +121,8 @@ def main() -> None:
                 window.setdefault(mark, []).append(dt)
     t_greedy = time.perf_counter() - t0
     peak_ours = peak_rss_gb()
+    del state
+    print(f"  greedy full run: {t_greedy:.1f} s", flush=True)
 
     per_k = {}
     for sampler, config in (("range 0.05", MergeConfig(threshold=0.05)), ("mcmc T=1", MergeConfig(sampler="mcmc", temperature=1.0))):
@@ -130,6 +135,7 @@ def main() -> None:
                 i, j, _ = st.choose(greedy, float(walk.random()))
                 st.merge(i, j)
             per_k[(sampler, mark)] = step_times(st, config, args.steps, np.random.default_rng(2))
+            print(f"  {sampler} at k~{mark}: {per_k[(sampler, mark)]:.4f} s/merge", flush=True)
             del st
     peak_ours = max(peak_ours, peak_rss_gb())
 

@@ -7,13 +7,12 @@ per sweep point) and the sweep points; output: markdown text and PNG figures.
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
+from cluster_assets.plotting import render_png
 from cluster_assets.sweep import SweepPoint
 
 QUESTIONS = [
@@ -32,21 +31,7 @@ class Report:
 
 
 def _figure(draw, size=(6.0, 3.2)) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size, dpi=80)
-    try:
-        draw(ax)
-        ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
+    return render_png(draw, size, dpi=80)
 
 
 def _md_table(frame: pl.DataFrame, width: int = 70) -> str:

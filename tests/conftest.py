@@ -36,3 +36,26 @@ def embedded_model(embedded_cache):
     from cluster_assets.sources.model import load_embedded_model
 
     return load_embedded_model(embedded_cache, "cpu")
+
+
+def tiny_resources(artifact_root) -> dict:
+    """Resources for materialising on tiny real inputs: the real embedded model, a small SAE."""
+    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+
+    return {
+        "source": ActivationSource(device="cpu", batch_size=8, sae_d_sae=256, sae_k=8, sae_training_tokens=6144, sae_tokens_per_dataset=3000),
+        "artifacts": ArtifactStoreResource(root=str(artifact_root)),
+    }
+
+
+@pytest.fixture(scope="module")
+def instance():
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory, embedded_cache) -> dict:
+    return tiny_resources(tmp_path_factory.mktemp("artifacts"))

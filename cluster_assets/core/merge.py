@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
-from cluster_assets.core.coactivation import as_activity_csr, coactivation
+from cluster_assets.core.coactivation import as_activity_csr, coactivation, count_dtype
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.row_minima import RowMinima
 
@@ -82,36 +82,68 @@ def _pair_key(alpha, log_km1, s, r, c, i, j):
     return alpha * m - log_km1 * c
 
 
-@nb.njit(cache=True)
-def _key_range(active, s, r, cof, alpha, log_km1):
-    lo, hi = np.inf, -np.inf
+@nb.njit(parallel=True, cache=True)
+def _row_key_ranges(active, s, r, cof, alpha, log_km1):
+    """Per row a (pairs active[a] < active[b], b > a): smallest and largest key."""
     n = active.size
-    for a in range(n):
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    for a in nb.prange(n - 1):
         i = active[a]
+        row_lo, row_hi = np.inf, -np.inf
         for b in range(a + 1, n):
-            j = active[b]
-            key = _pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
-            if key < lo:
-                lo = key
-            if key > hi:
-                hi = key
+            key = _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])
+            row_lo = min(row_lo, key)
+            row_hi = max(row_hi, key)
+        lo[a], hi[a] = row_lo, row_hi
     return lo, hi
+
+
+@nb.njit(parallel=True, cache=True)
+def _row_counts_below(active, s, r, cof, alpha, log_km1, cut):
+    n = active.size
+    counts = np.zeros(n, dtype=np.int64)
+    for a in nb.prange(n - 1):
+        i = active[a]
+        c = 0
+        for b in range(a + 1, n):
+            if _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b]) <= cut:
+                c += 1
+        counts[a] = c
+    return counts
+
+
+@nb.njit(parallel=True, cache=True)
+def _row_weights(active, s, r, cof, alpha, log_km1, lo, scale):
+    n = active.size
+    sums = np.zeros(n)
+    for a in nb.prange(n - 1):
+        i = active[a]
+        acc = 0.0
+        for b in range(a + 1, n):
+            acc += math.exp((lo - _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])) * scale)
+        sums[a] = acc
+    return sums
 
 
 @nb.njit(cache=True)
 def _pick_range(active, s, r, cof, alpha, log_km1, threshold, u):
-    """Uniform choice among pairs with key <= min + threshold * (max - min), in row-major order."""
-    lo, hi = _key_range(active, s, r, cof, alpha, log_km1)
+    """Uniform choice among pairs with key <= min + threshold * (max - min), in row-major order.
+
+    Rows are counted in parallel; the target is located by a prefix sum over rows, then
+    within its row, so the choice is the same as one sequential row-major scan.
+    """
+    lo_rows, hi_rows = _row_key_ranges(active, s, r, cof, alpha, log_km1)
+    lo, hi = lo_rows.min(), hi_rows.max()
     cut = lo + threshold * (hi - lo)
+    counts = _row_counts_below(active, s, r, cof, alpha, log_km1, cut)
+    total = counts.sum()
+    target = min(int(u * total), total - 1)
     n = active.size
-    count = 0
-    for a in range(n):
-        i = active[a]
-        for b in range(a + 1, n):
-            if _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b]) <= cut:
-                count += 1
-    target = min(int(u * count), count - 1)
-    for a in range(n):
+    for a in range(n - 1):
+        if target >= counts[a]:
+            target -= counts[a]
+            continue
         i = active[a]
         for b in range(a + 1, n):
             j = active[b]
@@ -125,18 +157,22 @@ def _pick_range(active, s, r, cof, alpha, log_km1, threshold, u):
 
 @nb.njit(cache=True)
 def _pick_mcmc(active, s, r, cof, alpha, log_km1, scale, u):
-    """Pair drawn with probability proportional to exp((min_key - key) * scale)."""
-    lo, hi = _key_range(active, s, r, cof, alpha, log_km1)
+    """Pair drawn with probability proportional to exp((min_key - key) * scale).
+
+    Row weight sums are computed in parallel (each row by one thread, so the sums are
+    reproducible); the row is found by a prefix sum, then the pair within the row.
+    """
+    lo_rows, _ = _row_key_ranges(active, s, r, cof, alpha, log_km1)
+    lo = lo_rows.min()
+    sums = _row_weights(active, s, r, cof, alpha, log_km1, lo, scale)
+    target = u * sums.sum()
     n = active.size
-    total = 0.0
-    for a in range(n):
-        i = active[a]
-        for b in range(a + 1, n):
-            total += math.exp((lo - _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])) * scale)
-    target = u * total
-    acc = 0.0
     last_i, last_j, last_key = -1, -1, 0.0
-    for a in range(n):
+    acc = 0.0
+    for a in range(n - 1):
+        if acc + sums[a] <= target and a < n - 2:
+            acc += sums[a]
+            continue
         i = active[a]
         for b in range(a + 1, n):
             j = active[b]
@@ -152,7 +188,7 @@ def _pick_mcmc(active, s, r, cof, alpha, log_km1, scale, u):
 
 @nb.njit(cache=True)
 def _intersect_sorted(a, b):
-    out = np.empty(min(a.size, b.size), dtype=np.int64)
+    out = np.empty(min(a.size, b.size), dtype=a.dtype)
     i = j = n = 0
     while i < a.size and j < b.size:
         if a[i] < b[j]:
@@ -169,7 +205,7 @@ def _intersect_sorted(a, b):
 
 @nb.njit(cache=True)
 def _union_sorted(a, b):
-    out = np.empty(a.size + b.size, dtype=np.int64)
+    out = np.empty(a.size + b.size, dtype=a.dtype)
     i = j = n = 0
     while i < a.size or j < b.size:
         if j >= b.size or (i < a.size and a[i] < b[j]):
@@ -189,7 +225,7 @@ def _union_sorted(a, b):
 @nb.njit(cache=True)
 def _difference_sorted(a, b):
     """Sorted a minus b."""
-    out = np.empty(a.size, dtype=np.int64)
+    out = np.empty(a.size, dtype=a.dtype)
     i = j = n = 0
     while i < a.size:
         while j < b.size and b[j] < a[i]:
@@ -247,9 +283,11 @@ class MergeState:
         self.row_indptr, self.row_indices = csr.indptr, csr.indices
         csc = csr.tocsc()
         csc.sort_indices()
-        self.members = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]].astype(np.int64) for j in range(n_features)]
-        self.cofiring = (coactivation(csr) if cofiring is None else np.array(cofiring)).astype(np.int64)
-        self.counts = np.diag(self.cofiring).copy()
+        # int32 sample ids and co-firing counts (both bounded by the sample count) halve the memory;
+        # a merged row sums two counts, so the type must hold 2 * n_samples
+        self.members = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in range(n_features)]
+        self.cofiring = (coactivation(csr) if cofiring is None else cofiring).astype(count_dtype(2 * n_samples), copy=True)
+        self.counts = np.diag(self.cofiring).astype(np.int64)
         self.sizes = np.ones(n_features, dtype=np.int64)
         self.label = np.arange(n_features, dtype=np.int64)  # feature column -> slot
         self.cluster_id = np.arange(n_features, dtype=np.int64)  # slot -> scipy linkage id
@@ -318,7 +356,7 @@ class MergeState:
         self.cofiring[i, i] = self.counts[i]
         self.sizes[i] += self.sizes[j]
         self.members[i] = _union_sorted(self.members[i], self.members[j])
-        self.members[j] = np.zeros(0, np.int64)
+        self.members[j] = self.members[j][:0]
         self.label[self.features[j]] = i
         self.features[i] = np.concatenate([self.features[i], self.features[j]])
         self.features[j] = np.zeros(0, np.int64)

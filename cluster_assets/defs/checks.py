@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from cluster_assets.core import Memberships, MergeHistory
+from cluster_assets.core import Memberships
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
 from cluster_assets.defs.assets.clustering import _stage, clusters, coactivation, load_clustering, merge_history
 from cluster_assets.defs.partitions import partitions_def

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import base64
-import io
 from typing import Callable
 
 import dagster as dg
 import numpy as np
 
+from cluster_assets.plotting import render_png
+
 
 def thumbnail(draw: Callable, title: str, size: tuple[float, float] = (4.0, 3.0)) -> dg.MetadataValue:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size, dpi=72)
-    try:
-        draw(ax)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    encoded = base64.b64encode(buf.getvalue()).decode()
+    encoded = base64.b64encode(render_png(draw, size, dpi=72, title=title)).decode()
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 

@@ -8,7 +8,6 @@ safetensors) and read back with ``SAE.load_from_disk``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator

@@ -10,28 +10,13 @@ import polars as pl
 import pytest
 
 import cluster_assets.defs.assets.clustering as clustering_mod
-from cluster_assets.core import Memberships, MergeHistory
+from cluster_assets.core import MergeHistory
 from cluster_assets.definitions import defs as project_defs
 from cluster_assets.defs.assets.clustering import clusters, coactivation, memberships, merge_history
 from cluster_assets.defs.assets.model_side import activations, prompts, sae
 from cluster_assets.defs.checks import CHECKS
-from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 
 GRAPH = [prompts, activations, memberships, coactivation, merge_history, clusters, sae.to_source_asset()]
-
-
-@pytest.fixture(scope="module")
-def instance():
-    with dg.DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory, embedded_cache):
-    return {
-        "source": ActivationSource(device="cpu", batch_size=8, sae_d_sae=256, sae_k=8, sae_training_tokens=6144, sae_tokens_per_dataset=3000),
-        "artifacts": ArtifactStoreResource(root=str(tmp_path_factory.mktemp("artifacts"))),
-    }
 
 
 @pytest.fixture(scope="module")

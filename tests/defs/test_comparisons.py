@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 import pytest
 
@@ -11,26 +10,20 @@ from cluster_assets.defs.assets.clustering import clusters, coactivation, member
 from cluster_assets.defs.assets.comparisons import dataset_comparison, research_report, sweep_comparison
 from cluster_assets.defs.assets.model_side import activations, prompts, sae
 from cluster_assets.defs.checks import CHECKS
-from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 
 GRAPH = [prompts, activations, memberships, coactivation, merge_history, clusters, sae.to_source_asset()]
 DATASETS = ["kjv", "kjv_again", "python_stdlib"]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, embedded_cache):
-    resources = {
-        "source": ActivationSource(device="cpu", batch_size=8, sae_d_sae=256, sae_k=8, sae_training_tokens=6144, sae_tokens_per_dataset=3000),
-        "artifacts": ArtifactStoreResource(root=str(tmp_path_factory.mktemp("artifacts"))),
-    }
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert dg.materialize([sae], resources=resources, instance=instance).success
-        for dataset in DATASETS:
-            for point in ("base", "hdbscan_umap", "hdbscan_raw"):
-                key = dg.MultiPartitionKey({"dataset": dataset, "hparams": point})
-                res = dg.materialize([*GRAPH, *CHECKS], partition_key=key, resources=resources, instance=instance)
-                assert all(c.passed for c in res.get_asset_check_evaluations())
-        yield resources, instance
+def setup(resources, instance):
+    assert dg.materialize([sae], resources=resources, instance=instance).success
+    for dataset in DATASETS:
+        for point in ("base", "hdbscan_umap", "hdbscan_raw"):
+            key = dg.MultiPartitionKey({"dataset": dataset, "hparams": point})
+            res = dg.materialize([*GRAPH, *CHECKS], partition_key=key, resources=resources, instance=instance)
+            assert all(c.passed for c in res.get_asset_check_evaluations())
+    return resources, instance
 
 
 def _md(result, asset):

@@ -7,24 +7,8 @@ import pytest
 import scipy.sparse as sp
 
 from cluster_assets.defs.assets.model_side import activations, prompts, sae
-from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+from cluster_assets.defs.resources import ArtifactStoreResource
 from cluster_assets.sources.activation_files import read_activations
-
-
-@pytest.fixture(scope="module")
-def instance():
-    with dg.DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory, embedded_cache):
-    return {
-        "source": ActivationSource(
-            device="cpu", batch_size=8, sae_d_sae=256, sae_k=8, sae_training_tokens=6144, sae_tokens_per_dataset=3000
-        ),
-        "artifacts": ArtifactStoreResource(root=str(tmp_path_factory.mktemp("artifacts"))),
-    }
 
 
 def _key(dataset, hparams):
@@ -76,7 +60,7 @@ def test_unknown_sweep_point_fails_with_valid_names(instance, resources):
     with pytest.raises(Exception, match="Could not find a partition with key `kjv|nope`"):
         dg.materialize([prompts], partition_key=_key("kjv", "nope"), resources=resources, instance=instance)
     with pytest.raises(ConfigFileError, match="unknown sweep point 'nope'; valid: base, other_seed, alpha_low, fixed_cut, hdbscan_umap, hdbscan_raw"):
-        get_point("nope")  # noqa: the message lists the fixture points
+        get_point("nope")  # the message lists the fixture points
 
 
 def test_activations_without_prompts_fail_clearly(instance, resources, tmp_path):
