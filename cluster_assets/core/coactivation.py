@@ -41,7 +41,7 @@ def count_dtype(n_samples: int) -> np.dtype:
 
 
 @nb.njit(cache=True)
-def csc_with_positions(row_indptr, row_indices, n_features):
+def csc_with_positions(row_indptr, row_indices, n_features, positions):
     """Counting-sort transpose of a CSR with sorted rows: CSC indptr, the sample of each
     entry (sorted within a column), and each entry's position in the CSR arrays."""
     nnz = row_indices.size
@@ -52,7 +52,6 @@ def csc_with_positions(row_indptr, row_indices, n_features):
         col_indptr[f + 1] += col_indptr[f]
     fill = col_indptr[:-1].copy()
     samples = np.empty(nnz, dtype=np.int32)
-    positions = np.empty(nnz, dtype=np.int64)
     for t in range(row_indptr.size - 1):
         for q in range(row_indptr[t], row_indptr[t + 1]):
             f = row_indices[q]
@@ -109,7 +108,9 @@ def coactivation(activity: sp.sparray | sp.spmatrix) -> np.ndarray:
     out = np.zeros((n_features, n_features), dtype=count_dtype(n_samples))
     if n_features == 0:
         return out
-    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features)
+    # positions index the CSR arrays: int32 while they fit, which halves this map's memory
+    positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
+    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions)
     _upper_counts(csr.indptr, csr.indices, col_indptr, col_samples, col_positions, out, SAMPLE_BLOCK)
     _mirror_upper(out)
     return out
