@@ -29,10 +29,11 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import as_activity_csr, coactivation, count_dtype
 from cluster_assets.core.history import MergeHistory
-from cluster_assets.core.row_minima import RowMinima
+from cluster_assets.core.row_minima import RowExtremes
 
 SAMPLERS = ("range", "mcmc")
-#: "auto": row minima for the greedy sampler, a full scan otherwise; "scan": always the full scan (the reference)
+#: "auto": row extremes for the range sampler (greedy included), a full scan for mcmc;
+#: "scan": always the full scan (the reference the fast path is tested against)
 ENGINES = ("auto", "scan")
 #: Sample chunks counted in parallel during an exact update (one per core here).
 UPDATE_CHUNKS = 2
@@ -270,7 +271,7 @@ class MergeState:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         self.engine = engine
-        self._rows: RowMinima | None = None
+        self._rows: RowExtremes | None = None
         csr = as_activity_csr(activity)
         n_samples, n_features = csr.shape
         if n_samples == 0 or n_features == 0:
@@ -311,11 +312,12 @@ class MergeState:
         k = self.k
         log_km1 = math.log2(k - 1)
         if self._uses_rows(config):
-            if self._rows is None:
-                self._rows = RowMinima(self.n_features, config.alpha, self.n_samples)
-            ties_i, ties_j, key = self._rows.ties(self.active, self.counts, self.sizes, self.cofiring, log_km1)
-            pick = min(int(u * ties_i.size), ties_i.size - 1)  # same rule as the full scan at threshold 0
-            i, j = ties_i[pick], ties_j[pick]
+            if self._rows is None or (self._rows.alpha, self._rows.threshold) != (config.alpha, config.threshold):
+                self._rows = RowExtremes(self.n_features, config.alpha, self.n_samples, config.threshold)
+            cand_i, cand_j, _ = self._rows.candidates(self.active, self.counts, self.sizes, self.cofiring, log_km1)
+            pick = min(int(u * cand_i.size), cand_i.size - 1)  # the full scan's rule: uniform, row-major order
+            i, j = cand_i[pick], cand_j[pick]
+            key = _pair_key(config.alpha, log_km1, self.counts, self.sizes, self.cofiring[i, j], i, j)
         elif config.sampler == "range":
             i, j, key = _pick_range(self.active, self.counts, self.sizes, self.cofiring, config.alpha, log_km1, config.threshold, u)
         else:
@@ -326,8 +328,8 @@ class MergeState:
         return int(i), int(j), cost
 
     def _uses_rows(self, config: MergeConfig) -> bool:
-        """Row minima serve the greedy sampler (range, threshold 0); other samplers scan every pair."""
-        return self.engine == "auto" and config.sampler == "range" and config.threshold == 0.0
+        """Row extremes serve the range sampler (greedy included); mcmc weighs every pair."""
+        return self.engine == "auto" and config.sampler == "range"
 
     def merge(self, i: int, j: int) -> None:
         """Merge slot ``j`` into slot ``i`` (i < j) and update co-firing counts exactly.

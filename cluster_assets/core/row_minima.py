@@ -1,21 +1,25 @@
-"""Exact greedy pair selection without scanning all k^2 pairs every step.
+"""Exact pair selection without scanning all k^2 pairs every step.
 
 The merge key of a pair is ``key_ij(L) = alpha * M_ij - L * c_ij`` with
 ``L = log2(k - 1)``; between merges only ``L`` changes, and it only decreases.  Each
-row ``i`` (pairs ``i < j`` over active slots) stores its argmin ``best[i]`` and the
-smallest ``L`` for which that argmin is still within ``margin / 2`` of the row's true
-minimum (lines with a smaller slope ``c`` overtake it as ``L`` falls).  A step then:
+row ``i`` (pairs ``i < j`` over active slots) stores its extreme (argmin of
+``f = sgn * key``: ``sgn = +1`` for minima, ``-1`` for maxima) and the smallest ``L``
+for which that stored pair is still within ``margin / 2`` of the row's true extreme
+(lines with a smaller slope overtake it as ``L`` falls).  A step then:
 
-1. rebuilds rows whose validity ran out (O(k) each), and evaluates every row's stored
-   argmin (O(k));
-2. fully rescans only the rows whose stored minimum is within ``margin`` of the global
-   one, finds the exact floating-point minimum among them and every pair that ties it,
-   in row-major order -- the same set, in the same order, as a full scan;
-3. after the merge, marks for rebuild the merged row and rows whose argmin was one of
-   the merged groups, and checks every other row's new entry against its argmin (O(1)).
+1. rebuilds rows whose validity ran out (O(k) each) and evaluates every row's stored
+   extreme (O(k));
+2. fully rescans only the rows whose stored extreme is within ``margin`` of the global
+   one, which gives the exact floating-point minimum (and maximum) of all keys;
+3. for the greedy sampler collects every pair that ties the minimum; for the range
+   sampler every pair at or below ``lo + threshold * (hi - lo)``, scanning only rows
+   whose minimum can be that low -- in row-major order, the same set and order as a
+   full scan, so the draw picks the same pair;
+4. after the merge, marks for rebuild the merged row and rows whose stored pair was one
+   of the merged groups, and checks every other row's new entry (O(1) per row).
 
-``margin`` is many orders of magnitude above floating-point rounding of the keys, so
-the chosen pair is identical to the full-scan sampler's (tests compare them).
+``margin`` is many orders of magnitude above the rounding error of any key, so the
+chosen pair is identical to the full-scan sampler's (tests compare them bit for bit).
 """
 
 from __future__ import annotations
@@ -35,24 +39,24 @@ def _key(alpha, log_km1, s, r, cof, i, j):
 
 
 @nb.njit(cache=True)
-def _rebuild(i, active, start, s, r, cof, alpha, log_km1, margin, best, valid):
-    """Argmin of row i (pairs with active slots after i) at log_km1, and its validity bound."""
+def _rebuild(i, active, start, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
+    """Row i's extreme of sgn*key (pairs with active slots after i) and its validity bound."""
     n = active.size
-    best_j, best_key = -1, np.inf
+    best_j, best_f = -1, np.inf
     for b in range(start, n):
         j = active[b]
-        key = _key(alpha, log_km1, s, r, cof, i, j)
-        if key < best_key:
-            best_key, best_j = key, j
+        f = sgn * _key(alpha, log_km1, s, r, cof, i, j)
+        if f < best_f:
+            best_f, best_j = f, j
     best[i] = best_j
     bound = -np.inf
     if best_j >= 0:
         c_star = cof[i, best_j]
         for b in range(start, n):
             j = active[b]
-            dc = c_star - cof[i, j]
-            if dc > 0:  # line j rises more slowly as L falls: it overtakes at this L
-                d0 = _key(alpha, log_km1, s, r, cof, i, j) - best_key
+            dc = sgn * (c_star - cof[i, j])
+            if dc > 0:  # as L falls, f_j - f_star shrinks at rate dc: it overtakes at this L
+                d0 = sgn * _key(alpha, log_km1, s, r, cof, i, j) - best_f
                 cross = log_km1 - (d0 + 0.5 * margin) / dc
                 if cross > bound:
                     bound = cross
@@ -60,48 +64,55 @@ def _rebuild(i, active, start, s, r, cof, alpha, log_km1, margin, best, valid):
 
 
 @nb.njit(cache=True)
-def greedy_candidates(active, s, r, cof, alpha, log_km1, margin, best, valid, out_i, out_j):
-    """Fill out_i/out_j with every pair whose key equals the exact minimum, row-major order.
-
-    Returns (number of ties, the minimum key).  ``best``/``valid`` are updated in place.
-    """
+def _stored(active, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
+    """sgn*key of every row's stored pair (rebuilding expired rows) and their minimum."""
     n = active.size
-    stored = np.empty(n)
-    lo = np.inf
+    stored = np.full(n, np.inf)
+    low = np.inf
     for a in range(n - 1):
         i = active[a]
         if log_km1 < valid[i]:
-            _rebuild(i, active, a + 1, s, r, cof, alpha, log_km1, margin, best, valid)
-        stored[a] = _key(alpha, log_km1, s, r, cof, i, best[i]) if best[i] >= 0 else np.inf
-        if stored[a] < lo:
-            lo = stored[a]
-    # exact minimum over the rows that can hold it
+            _rebuild(i, active, a + 1, s, r, cof, alpha, log_km1, margin, best, valid, sgn)
+        if best[i] >= 0:
+            stored[a] = sgn * _key(alpha, log_km1, s, r, cof, i, best[i])
+            low = min(low, stored[a])
+    return stored, low
+
+
+@nb.njit(cache=True)
+def _exact_extreme(active, s, r, cof, alpha, log_km1, margin, stored, low, sgn):
+    """Exact min of sgn*key over all pairs: only rows whose stored value is near ``low`` can hold it."""
+    n = active.size
     exact = np.inf
     for a in range(n - 1):
-        if stored[a] <= lo + margin:
+        if stored[a] <= low + margin:
             i = active[a]
             for b in range(a + 1, n):
-                key = _key(alpha, log_km1, s, r, cof, i, active[b])
-                if key < exact:
-                    exact = key
+                exact = min(exact, sgn * _key(alpha, log_km1, s, r, cof, i, active[b]))
+    return exact
+
+
+@nb.njit(cache=True)
+def _collect_below(active, s, r, cof, alpha, log_km1, cut, stored_min, margin, out_i, out_j):
+    """Every pair with key <= cut in row-major order (rows whose minimum cannot reach the cut are skipped)."""
+    n = active.size
     count = 0
     for a in range(n - 1):
-        if stored[a] <= lo + margin:
+        if stored_min[a] <= cut + margin:
             i = active[a]
             for b in range(a + 1, n):
                 j = active[b]
-                if _key(alpha, log_km1, s, r, cof, i, j) == exact:
+                if _key(alpha, log_km1, s, r, cof, i, j) <= cut:
                     if count < out_i.size:
                         out_i[count] = i
                         out_j[count] = j
                     count += 1
-    return count, exact
+    return count
 
 
 @nb.njit(cache=True)
-def after_merge(active, g, removed, s, r, cof, alpha, next_log_km1, margin, best, valid):
-    """Update row bookkeeping after slot ``removed`` merged into ``g`` (``active`` already
-    excludes ``removed``); ``next_log_km1`` is the L of the next step."""
+def _after_merge(active, g, removed, s, r, cof, alpha, next_log_km1, margin, best, valid, sgn):
+    """Row bookkeeping after slot ``removed`` merged into ``g`` (``active`` already excludes it)."""
     valid[g] = DIRTY
     valid[removed] = DIRTY
     best[removed] = -1
@@ -109,25 +120,23 @@ def after_merge(active, g, removed, s, r, cof, alpha, next_log_km1, margin, best
         m = active[a]
         if m >= g:
             break
-        if best[m] == g or best[m] == removed or best[m] < 0:
+        star = best[m]
+        if star == g or star == removed or star < 0:
             valid[m] = DIRTY
             continue
         if valid[m] == DIRTY:
             continue
-        star = best[m]
-        d = _key(alpha, next_log_km1, s, r, cof, m, g) - _key(alpha, next_log_km1, s, r, cof, m, star)
+        d = sgn * (_key(alpha, next_log_km1, s, r, cof, m, g) - _key(alpha, next_log_km1, s, r, cof, m, star))
         if d < -0.5 * margin:
             valid[m] = DIRTY
             continue
-        dc = cof[m, star] - cof[m, g]
+        dc = sgn * (cof[m, star] - cof[m, g])
         if dc > 0:
-            cross = next_log_km1 - (d + 0.5 * margin) / dc
-            if cross > valid[m]:
-                valid[m] = cross
-    # rows between g and removed lost their entry (m, removed): only matters if it was their argmin
+            valid[m] = max(valid[m], next_log_km1 - (d + 0.5 * margin) / dc)
+    # rows between g and removed lost their entry (m, removed): only matters if it was their stored pair
     for a in range(active.size):
         m = active[a]
-        if m > g and m < removed and best[m] == removed:
+        if g < m < removed and best[m] == removed:
             valid[m] = DIRTY
 
 
@@ -137,24 +146,48 @@ def key_margin(alpha: float, n_samples: int, n_features: int) -> float:
     return 1e-9 * scale
 
 
-class RowMinima:
-    """Per-row argmins and validity bounds over the merge state's slots."""
+class _Rows:
+    """Per-row stored extremes and validity bounds for one sign (+1 minima, -1 maxima)."""
 
-    def __init__(self, n_slots: int, alpha: float, n_samples: int):
+    def __init__(self, n_slots: int, sgn: float):
         self.best = np.full(n_slots, -1, dtype=np.int64)
         self.valid = np.full(n_slots, DIRTY)
-        self.alpha = alpha
+        self.sgn = sgn
+
+
+class RowExtremes:
+    """Exact greedy and range selection over the merge state's slots.
+
+    ``threshold == 0`` (greedy) keeps row minima only; ``threshold > 0`` also row maxima.
+    """
+
+    def __init__(self, n_slots: int, alpha: float, n_samples: int, threshold: float):
+        self.alpha, self.threshold = alpha, threshold
         self.margin = key_margin(alpha, n_samples, n_slots)
+        self.minima = _Rows(n_slots, 1.0)
+        self.maxima = _Rows(n_slots, -1.0) if threshold > 0 else None
         self._out_i = np.empty(256, dtype=np.int64)
         self._out_j = np.empty(256, dtype=np.int64)
 
-    def ties(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, np.ndarray, float]:
-        count, key = greedy_candidates(active, s, r, cof, self.alpha, log_km1, self.margin, self.best, self.valid, self._out_i, self._out_j)
-        if count > self._out_i.size:  # more ties than the buffer: grow it and collect again (rows are rebuilt already)
+    def _exact(self, rows: _Rows, active, s, r, cof, log_km1):
+        stored, low = _stored(active, s, r, cof, self.alpha, log_km1, self.margin, rows.best, rows.valid, rows.sgn)
+        return stored, rows.sgn * _exact_extreme(active, s, r, cof, self.alpha, log_km1, self.margin, stored, low, rows.sgn)
+
+    def candidates(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, np.ndarray, float]:
+        """Pairs the range sampler chooses among (key <= lo + threshold * (hi - lo)), row-major; and the cut."""
+        stored_min, lo = self._exact(self.minima, active, s, r, cof, log_km1)
+        cut = lo
+        if self.maxima is not None:
+            _, hi = self._exact(self.maxima, active, s, r, cof, log_km1)
+            cut = lo + self.threshold * (hi - lo)
+        while True:
+            count = _collect_below(active, s, r, cof, self.alpha, log_km1, cut, stored_min, self.margin, self._out_i, self._out_j)
+            if count <= self._out_i.size:
+                return self._out_i[:count], self._out_j[:count], cut
             self._out_i = np.empty(2 * count, dtype=np.int64)
             self._out_j = np.empty(2 * count, dtype=np.int64)
-            count, key = greedy_candidates(active, s, r, cof, self.alpha, log_km1, self.margin, self.best, self.valid, self._out_i, self._out_j)
-        return self._out_i[:count], self._out_j[:count], key
 
     def merged(self, active, g, removed, s, r, cof, next_log_km1) -> None:
-        after_merge(active, g, removed, s, r, cof, self.alpha, next_log_km1, self.margin, self.best, self.valid)
+        for rows in (self.minima, self.maxima):
+            if rows is not None:
+                _after_merge(active, g, removed, s, r, cof, self.alpha, next_log_km1, self.margin, rows.best, rows.valid, rows.sgn)

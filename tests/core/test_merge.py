@@ -199,22 +199,37 @@ def _dup_heavy(rng, n, f):
 
 
 @pytest.mark.parametrize("seed", range(25))
-def test_row_minima_engine_equals_full_scan_bit_for_bit(seed):
+@pytest.mark.parametrize("threshold", [0.0, 0.05, 0.3, 1.0])
+def test_row_extremes_engine_equals_full_scan_bit_for_bit(seed, threshold):
     rng = np.random.default_rng(seed + 500)
     n, f = int(rng.integers(30, 600)), int(rng.integers(5, 90))
     x = _dup_heavy(rng, n, f) if seed % 3 == 0 else ref.random_activity(rng, n, f, rng.uniform(0.02, 0.4))
     for alpha in (0.0, 0.3, 1.0, 3.0):
-        config = MergeConfig(alpha=alpha, threshold=0.0, seed=seed)
+        config = MergeConfig(alpha=alpha, threshold=threshold, seed=seed)
         fast = run_merge(sp.csr_array(x), config, engine="auto")
         slow = run_merge(sp.csr_array(x), config, engine="scan")
         assert fast == slow
 
 
-def test_row_minima_engine_matches_reference_at_a_larger_size():
+def test_switching_configs_on_one_state_rebuilds_the_row_structure():
+    rng = np.random.default_rng(21)
+    x = sp.csr_array(ref.random_activity(rng, 300, 40, 0.2))
+    fast, slow = MergeState(x, engine="auto"), MergeState(x, engine="scan")
+    draws = np.random.default_rng(0).random(30)
+    for step, u in enumerate(draws):
+        config = MergeConfig(threshold=0.0) if step < 10 else MergeConfig(threshold=0.2, alpha=0.5)
+        a, b = fast.choose(config, float(u)), slow.choose(config, float(u))
+        assert a == b
+        fast.merge(a[0], a[1])
+        slow.merge(b[0], b[1])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05])
+def test_row_extremes_engine_matches_full_scan_at_a_larger_size(threshold):
     rng = np.random.default_rng(9)
     x = ref.random_activity(rng, 2000, 150, 0.05)
-    fast = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=0.0), engine="auto")
-    slow = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=0.0), engine="scan")
+    fast = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=threshold), engine="auto")
+    slow = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, threshold=threshold), engine="scan")
     assert fast == slow
     assert fast.n_merges == 147
 
