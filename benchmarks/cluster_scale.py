@@ -3,8 +3,9 @@
     python benchmarks/cluster_scale.py --samples 500000 --features 9981 --active 200
 
 Ours: memberships from sparse activations, exact coactivation, the merge loop (greedy =
-range threshold 0: full run to 3 groups; range 0.05 and mcmc T=1: s/iter at ~F, ~5k and
-~1k groups), peak resident memory of the clustering path.  References on the same
+range threshold 0: full run to 3 groups, timed per merge around ~F, ~5k and ~1k groups;
+range 0.05 and mcmc T=1: s/iter at ~F, ~5k and ~1k groups, each reached by the greedy
+path), peak resident memory of the clustering path.  References on the same
 input: scipy's sparse ``X.T @ X``, a dense numpy recomputation of the full cost matrix
 plus range sampling (a few steps at k = F), and ``scipy.cluster.hierarchy.linkage(
 method="average")`` on the same number of items.  One table with the ratios at the end.
@@ -46,7 +47,7 @@ def step_times(state: MergeState, config: MergeConfig, steps: int, rng: np.rando
     for _ in range(steps):
         if state.k <= 3:
             break
-        i, j, _ = state.choose(config, float(rng.random()))
+        i, j, _ = state.choose(config, float(rng.random()), rng)
         state.merge(i, j)
         done += 1
     return (time.perf_counter() - t0) / max(done, 1)

@@ -29,11 +29,11 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import as_activity_csr, coactivation, count_dtype
 from cluster_assets.core.history import MergeHistory
-from cluster_assets.core.row_minima import RowExtremes
+from cluster_assets.core.row_minima import RowExtremes, mcmc_pick
 
 SAMPLERS = ("range", "mcmc")
-#: "auto": row extremes for the range sampler (greedy included), a full scan for mcmc;
-#: "scan": always the full scan (the reference the fast path is tested against)
+#: "auto": row extremes for the range sampler (greedy included) and rejection sampling over
+#: them for mcmc; "scan": always the full scan (the reference the fast paths are tested against)
 ENGINES = ("auto", "scan")
 #: Sample chunks counted in parallel during an exact update (one per core here).
 UPDATE_CHUNKS = 2
@@ -307,14 +307,21 @@ class MergeState:
         weighted = int((s * r).sum())
         return (math.log2(self.k) * total + alpha * weighted) / self.n_samples
 
-    def choose(self, config: MergeConfig, u: float) -> tuple[int, int, float]:
-        """Pick the pair (i, j) of slots to merge with uniform draw ``u``; return its cost (bits/sample)."""
+    def choose(self, config: MergeConfig, u: float, rng: np.random.Generator | None = None) -> tuple[int, int, float]:
+        """Pick the pair (i, j) of slots to merge; return its cost (bits/sample).
+
+        ``u`` is the uniform draw of the range sampler and of the full-scan mcmc; the fast
+        (rejection) mcmc draws from ``rng`` instead, so it is used only when one is given.
+        """
         k = self.k
         log_km1 = math.log2(k - 1)
-        if self._uses_rows(config):
-            if self._rows is None or (self._rows.alpha, self._rows.threshold) != (config.alpha, config.threshold):
-                self._rows = RowExtremes(self.n_features, config.alpha, self.n_samples, config.threshold)
-            cand_i, cand_j, _ = self._rows.candidates(self.active, self.counts, self.sizes, self.cofiring, log_km1)
+        if self.engine == "auto" and config.sampler == "mcmc" and rng is not None:
+            rows = self._row_extremes(config.alpha, 0.0)
+            scale = 1.0 / (self.n_samples * config.temperature)
+            i, j, key = mcmc_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, scale, rng)
+        elif self._uses_rows(config):
+            rows = self._row_extremes(config.alpha, config.threshold)
+            cand_i, cand_j, _ = rows.candidates(self.active, self.counts, self.sizes, self.cofiring, log_km1)
             pick = min(int(u * cand_i.size), cand_i.size - 1)  # the full scan's rule: uniform, row-major order
             i, j = cand_i[pick], cand_j[pick]
             key = _pair_key(config.alpha, log_km1, self.counts, self.sizes, self.cofiring[i, j], i, j)
@@ -326,6 +333,12 @@ class MergeState:
         total = int(self.counts[self.active].sum())
         cost = (total * math.log2((k - 1) / k) + key) / self.n_samples
         return int(i), int(j), cost
+
+    def _row_extremes(self, alpha: float, threshold: float) -> RowExtremes:
+        """The row structure for this alpha/threshold (rebuilt from scratch when they change)."""
+        if self._rows is None or (self._rows.alpha, self._rows.threshold) != (alpha, threshold):
+            self._rows = RowExtremes(self.n_features, alpha, self.n_samples, threshold)
+        return self._rows
 
     def _uses_rows(self, config: MergeConfig) -> bool:
         """Row extremes serve the range sampler (greedy included); mcmc weighs every pair."""
@@ -401,7 +414,7 @@ def run_merge(
     mdl[0] = state.mdl(config.alpha)
     report_every = max(1, iters // 20)
     for step in range(iters):
-        i, j, cost = state.choose(config, float(rng.random()))
+        i, j, cost = state.choose(config, float(rng.random()), rng)
         a, b = sorted((int(state.cluster_id[i]), int(state.cluster_id[j])))
         pairs[step] = a, b
         costs[step] = cost

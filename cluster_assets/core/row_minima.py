@@ -191,3 +191,38 @@ class RowExtremes:
         for rows in (self.minima, self.maxima):
             if rows is not None:
                 _after_merge(active, g, removed, s, r, cof, self.alpha, next_log_km1, self.margin, rows.best, rows.valid, rows.sgn)
+
+
+@nb.njit(cache=True)
+def _proposal_keys(active, s, r, cof, alpha, log_km1, rows, offsets):
+    """Keys of the proposed pairs (row position a, partner position a + 1 + offset)."""
+    out = np.empty(rows.size)
+    for t in range(rows.size):
+        a = rows[t]
+        out[t] = _key(alpha, log_km1, s, r, cof, active[a], active[a + 1 + offsets[t]])
+    return out
+
+
+def mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float, rng: np.random.Generator, batch: int = 64):
+    """Exact draw with probability proportional to exp((min_key - key) * scale), by rejection.
+
+    Row ``a`` is proposed with probability proportional to (pairs in the row) x (an upper
+    bound on its weights, from its stored minimum less the margin); a uniform pair of the
+    row is accepted with probability weight / bound.  Accepted pairs follow the target
+    distribution exactly; the expected number of proposals is at most the row length.
+    """
+    stored_min, lo = extremes._exact(extremes.minima, active, s, r, cof, log_km1)
+    n = active.size
+    pairs_in_row = (n - 1 - np.arange(n)).astype(np.int64)
+    with np.errstate(over="ignore"):
+        row_bound = np.exp((lo - (stored_min - extremes.margin)) * scale)  # last row: stored inf -> 0
+    mass = np.cumsum(row_bound * pairs_in_row)
+    while True:
+        rows = np.minimum(np.searchsorted(mass, rng.random(batch) * mass[-1], side="right"), n - 2)
+        offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
+        keys = _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
+        accept = rng.random(batch) * row_bound[rows] < np.exp((lo - keys) * scale)
+        hit = np.flatnonzero(accept)
+        if hit.size:
+            t = hit[0]
+            return int(active[rows[t]]), int(active[rows[t] + 1 + offsets[t]]), float(keys[t])

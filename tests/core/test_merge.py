@@ -256,3 +256,34 @@ def test_each_update_branch_equals_recount(case):
     groups = [frozenset(state.features[slot].tolist()) for slot in state.active]
     want = ref.dense_coactivation(ref.group_activity(x, groups))
     np.testing.assert_array_equal(state.cofiring[np.ix_(state.active, state.active)], want)
+
+
+@pytest.mark.parametrize("premerges", [0, 3])
+def test_fast_mcmc_frequencies_match_softmax(premerges):
+    """The rejection sampler over row minima draws exactly from the softmax of the costs."""
+    rng = np.random.default_rng(7)
+    x = rng.random((300, 9)) < rng.uniform(0.05, 0.6, size=9)
+    state = MergeState(sp.csr_array(x))
+    for _ in range(premerges):  # exercise the row bookkeeping after merges
+        i, j, _ = state.choose(MergeConfig(threshold=0.0), 0.0)
+        state.merge(i, j)
+    groups = [frozenset(state.features[slot].tolist()) for slot in state.active]
+    costs = ref.cost_matrix(x, groups, 1.0)
+    k = len(groups)
+    iu = np.triu_indices(k, 1)
+    c = costs[iu]
+    temperature = (c.max() - c.min()) / 4
+    p = np.exp((c.min() - c) / temperature)
+    p /= p.sum()
+    assert 0.5 * np.abs(p - np.full_like(p, 1 / p.size)).sum() > 0.15
+    config = MergeConfig(sampler="mcmc", temperature=temperature)
+    draws = 20000
+    counts = np.zeros((k, k))
+    slot_pos = {slot: n for n, slot in enumerate(state.active)}
+    gen = np.random.default_rng(12)
+    for _ in range(draws):
+        i, j, _ = state.choose(config, 0.0, gen)
+        counts[slot_pos[i], slot_pos[j]] += 1
+    freq = counts[iu] / draws
+    assert 0.5 * np.abs(freq - p).sum() < 0.02
+    np.testing.assert_allclose(freq, p, atol=0.015)
