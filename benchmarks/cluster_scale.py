@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="merges timed per (sampler, k) point")
     parser.add_argument("--dense-steps", type=int, default=2)
     parser.add_argument("--no-references", action="store_true")
+    parser.add_argument("--greedy-only", action="store_true", help="skip the range/mcmc points (for very large runs)")
     args = parser.parse_args()
     shape = ActivityShape(samples=args.samples, features=args.features, active=args.active, seed=args.seed)
     print(f"shape: {shape}")
@@ -126,7 +127,8 @@ def main() -> None:
     print(f"  greedy full run: {t_greedy:.1f} s", flush=True)
 
     per_k = {}
-    for sampler, config in (("range 0.05", MergeConfig(threshold=0.05)), ("mcmc T=1", MergeConfig(sampler="mcmc", temperature=1.0))):
+    samplers = () if args.greedy_only else (("range 0.05", MergeConfig(threshold=0.05)), ("mcmc T=1", MergeConfig(sampler="mcmc", temperature=1.0)))
+    for sampler, config in samplers:
         for mark in (args.features, 5000, 1000):
             if mark > args.features:
                 continue

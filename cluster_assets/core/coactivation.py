@@ -89,11 +89,17 @@ def _upper_counts(row_indptr, row_indices, col_indptr, col_samples, col_position
 
 
 @nb.njit(parallel=True, cache=True)
-def _mirror_upper(out):
+def _mirror_upper(out, tile=64):
+    """Copy the upper triangle onto the lower one, tile by tile (a plain transpose misses cache per element)."""
     n = out.shape[0]
-    for b in nb.prange(n):
-        for a in range(b):
-            out[b, a] = out[a, b]
+    n_tiles = (n + tile - 1) // tile
+    for bi in nb.prange(n_tiles):
+        r0 = bi * tile
+        for bj in range(bi + 1):
+            c0 = bj * tile
+            for r in range(r0, min(r0 + tile, n)):
+                for c in range(c0, min(c0 + tile, r)):
+                    out[r, c] = out[c, r]
 
 
 def coactivation(activity: sp.sparray | sp.spmatrix) -> np.ndarray:
