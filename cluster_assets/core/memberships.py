@@ -232,9 +232,8 @@ def activity_from_batches(batches: Iterable[sp.sparray | sp.spmatrix], threshold
             raise ValueError("activations contain NaN or inf")
         csr.sum_duplicates()
         keep = csr.data > threshold
-        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        counts = np.bincount(row_of[keep], minlength=csr.shape[0])
-        indptrs.append(indptrs[-1][-1] + np.cumsum(counts))
+        kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])  # kept entries before each position
+        indptrs.append(indptrs[-1][-1] + kept_before[csr.indptr[1:]])
         indices.append(csr.indices[keep].astype(np.int32))
         n_rows += csr.shape[0]
     indptr = np.concatenate(indptrs)
