@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -44,3 +46,16 @@ def result(artifact: Artifact, reused: bool, **metadata: Any) -> dg.MaterializeR
         metadata={**artifact_metadata(artifact, reused), **metadata},
         data_version=dg.DataVersion(artifact.hash),
     )
+
+
+def progress_logger(context: dg.AssetExecutionContext, what: str):
+    """A progress(done, total) callback that logs to the run log at most every 5 seconds."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 5 or done == total:
+            last[0] = now
+            context.log.info(f"{what}: {done}/{total}")
+
+    return report

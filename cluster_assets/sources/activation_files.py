@@ -7,9 +7,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
@@ -27,10 +24,3 @@ def write_activations(folder: Path, activations: sp.csr_array, tokens: pl.DataFr
 def read_activations(folder: Path) -> tuple[sp.csr_array, pl.DataFrame]:
     return sp.csr_array(sp.load_npz(folder / ACTIVATIONS_FILE)), pl.read_parquet(folder / TOKENS_FILE)
 
-
-def iter_activation_batches(folder: Path, rows_per_batch: int = 65536) -> Iterator[tuple[sp.csr_array, np.ndarray]]:
-    """(CSR rows, prompt id per row) in order, ``rows_per_batch`` tokens at a time."""
-    acts, tokens = read_activations(folder)
-    prompt_ids = tokens["prompt_id"].to_numpy()
-    for start in range(0, acts.shape[0], rows_per_batch):
-        yield acts[start : start + rows_per_batch], prompt_ids[start : start + rows_per_batch]

@@ -16,8 +16,8 @@ from cluster_assets.core.analysis import analyse_clusters, cut_labels, quadrants
 from cluster_assets.core.baseline import activation_profiles, umap_hdbscan
 from cluster_assets.core.selection import ParameterError, build_memberships
 from cluster_assets.defs import lineage, plots
-from cluster_assets.defs.assets.model_side import _progress, activations
-from cluster_assets.defs.metadata import result, summary, table_preview
+from cluster_assets.defs.assets.model_side import activations
+from cluster_assets.defs.metadata import progress_logger, result, summary, table_preview
 from cluster_assets.defs.partitions import REGISTRY, SWEEP, partition_names, partitions_def
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 from cluster_assets.sources.activation_files import read_activations
@@ -144,7 +144,7 @@ def merge_history(context: dg.AssetExecutionContext, source: ActivationSource, a
             cofiring = np.load(co_art.path / "coactivation.npy")
             with _sweep_field(point, "merge"):
                 history = run_merge(members.activity, point.merge.merge_config(), cofiring=cofiring,
-                                    feature_ids=members.feature_ids, progress=_progress(context, "merges"))
+                                    feature_ids=members.feature_ids, progress=progress_logger(context, "merges"))
             summary_ = {"merges": history.n_merges, "best_k": history.best_k(), "min_mdl": float(history.mdl.min())}
         else:
             acts, tokens = read_activations(_upstream("activations", store, source, entry, point).path)

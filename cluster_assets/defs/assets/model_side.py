@@ -9,7 +9,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from cluster_assets.defs import lineage
-from cluster_assets.defs.metadata import result, summary, table_preview
+from cluster_assets.defs.metadata import progress_logger, result, summary, table_preview
 from cluster_assets.defs.partitions import REGISTRY, SWEEP, partition_names, partitions_def
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 from cluster_assets.sources.activation_files import write_activations
@@ -18,18 +18,6 @@ from cluster_assets.sources.prompts import sample_prompts
 from cluster_assets.sweep import get_dataset, get_point
 
 MODEL_POOL = "model"
-
-
-def _progress(context: dg.AssetExecutionContext, what: str):
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] > 5 or done == total:
-            last[0] = now
-            context.log.info(f"{what}: {done}/{total}")
-
-    return report
 
 
 @dg.asset(
@@ -144,7 +132,7 @@ def activations(context: dg.AssetExecutionContext, source: ActivationSource, art
         batches, forward_s, encode_s = [], 0.0, 0.0
         token_lists = frame["token_ids"].to_list()
         for batch in iter_extraction(model, the_sae, source.hook_name, token_lists, source.batch_size,
-                                     np.dtype(point.activations.dtype), _progress(context, "prompts extracted")):
+                                     np.dtype(point.activations.dtype), progress_logger(context, "prompts extracted")):
             batches.append(batch)
             forward_s += batch.forward_seconds
             encode_s += batch.encode_seconds
