@@ -2,12 +2,14 @@
 
     python benchmarks/cluster_scale.py --samples 500000 --features 9981 --active 200
 
-Ours: memberships from sparse activations, exact coactivation, the merge loop (greedy =
-range threshold 0: full run to 3 groups, timed per merge around ~F, ~5k and ~1k groups;
-range 0.05 and mcmc T=1: s/iter at ~F, ~5k and ~1k groups, each reached by the greedy
-path), peak resident memory of the clustering path.  References on the same
-input: scipy's sparse ``X.T @ X``, a dense numpy recomputation of the full cost matrix
-plus range sampling (a few steps at k = F), and ``scipy.cluster.hierarchy.linkage(
+The activity is generated in a child process and written as .npz chunks; this process
+streams them like activation files, so its peak resident memory is the clustering
+path's.  Ours: memberships from sparse activations (reading the files not counted),
+exact coactivation, the merge loop -- greedy (range threshold 0) and range 0.05 as full
+runs to 3 groups, with s/merge in a window below ~F, ~5k and ~1k groups; mcmc T=1 as
+s/merge at those points (reached by greedy merges).  References on the same input:
+scipy's sparse ``X.T @ X``, a dense numpy recomputation of the full cost matrix plus
+range sampling (a few steps at k = F), and ``scipy.cluster.hierarchy.linkage(
 method="average")`` on the same number of items.  One table with the ratios at the end.
 """
 
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +76,32 @@ def dense_reference_step(counts: np.ndarray, cof: np.ndarray, sizes: np.ndarray,
     return time.perf_counter() - t0
 
 
+def write_chunks(shape: ActivityShape, folder: str) -> None:
+    """Generate the activity (in a child process, so its memory is not the clustering path's) as .npz chunks."""
+    for n, chunk in enumerate(activation_chunks(shape)):
+        sp.save_npz(Path(folder) / f"chunk_{n:05d}.npz", chunk, compressed=False)
+
+
+def merge_run(activity, cof, config: MergeConfig, marks: tuple[int, ...], window: int, seed: int) -> tuple[float, int, dict]:
+    """A full run to 3 groups: total seconds, merges, and the mean s/merge in a window below each mark."""
+    state = MergeState(activity, cof, engine="auto")
+    rng = np.random.default_rng(seed)
+    near: dict[int, list[float]] = {}
+    merges = 0
+    t0 = time.perf_counter()
+    while state.k > 3:
+        k = state.k
+        s0 = time.perf_counter()
+        i, j, _ = state.choose(config, float(rng.random()), rng)
+        state.merge(i, j)
+        dt = time.perf_counter() - s0
+        merges += 1
+        for mark in marks:
+            if mark - window < k <= mark:
+                near.setdefault(mark, []).append(dt)
+    return time.perf_counter() - t0, merges, {mark: float(np.mean(v)) for mark, v in near.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=100_000)
@@ -81,24 +111,41 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="merges timed per (sampler, k) point")
     parser.add_argument("--dense-steps", type=int, default=2)
     parser.add_argument("--no-references", action="store_true")
-    parser.add_argument("--greedy-only", action="store_true", help="skip the range/mcmc points (for very large runs)")
+    parser.add_argument("--greedy-only", action="store_true", help="skip the range/mcmc runs (for very large runs)")
     args = parser.parse_args()
     shape = ActivityShape(samples=args.samples, features=args.features, active=args.active, seed=args.seed)
     print(f"shape: {shape}")
-    chunks, t_gen = timed(lambda: list(activation_chunks(shape)))
-    nnz = sum(c.nnz for c in chunks)
-    print(f"generated {args.samples} x {args.features}, {nnz / args.samples:.1f} active/sample, in {t_gen:.1f} s", flush=True)
+    marks = tuple(sorted({m for m in (args.features, 5000, 1000) if m <= args.features}, reverse=True))
+    with tempfile.TemporaryDirectory(prefix="cluster_scale_") as folder:
+        child = multiprocessing.get_context("spawn").Process(target=write_chunks, args=(shape, folder))
+        t0 = time.perf_counter()
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"generating the activity failed (exit {child.exitcode})")
+        print(f"generated {args.samples} x {args.features} in {time.perf_counter() - t0:.1f} s (child process, "
+              "written as .npz chunks; the clustering path below streams them like activation files)", flush=True)
 
-    # --- ours -----------------------------------------------------------------------------
-    warm = sp.csr_array(np.random.default_rng(0).random((200, 40)) < 0.2)  # compile the kernels outside the timings
-    coactivation(warm)
-    for config in (MergeConfig(threshold=0.0), MergeConfig(threshold=0.05), MergeConfig(sampler="mcmc")):
-        ws = MergeState(warm)
-        step_times(ws, config, 5, np.random.default_rng(0))
-    t0 = time.perf_counter()
-    activity = activity_from_batches(chunks, 0.0, args.features)
-    t_mem = time.perf_counter() - t0
-    del chunks
+        # --- ours (this process: its peak memory is the clustering path's) ----------------
+        warm = sp.csr_array(np.random.default_rng(0).random((200, 40)) < 0.2)  # compile the kernels outside the timings
+        coactivation(warm)
+        for config in (MergeConfig(threshold=0.0), MergeConfig(threshold=0.05), MergeConfig(sampler="mcmc")):
+            ws = MergeState(warm)
+            step_times(ws, config, 5, np.random.default_rng(0))
+        reading = [0.0]
+
+        def chunks():
+            for path in sorted(Path(folder).glob("chunk_*.npz")):
+                r0 = time.perf_counter()
+                chunk = sp.load_npz(path)
+                reading[0] += time.perf_counter() - r0
+                yield chunk
+
+        t0 = time.perf_counter()
+        activity = activity_from_batches(chunks(), 0.0, args.features)
+        t_mem = time.perf_counter() - t0 - reading[0]
+    nnz = activity.nnz
+    print(f"  {nnz / args.samples:.1f} active/sample; reading the chunks took {reading[0]:.2f} s (not counted below)")
     t0 = time.perf_counter()
     Memberships(activity)
     t_csc = time.perf_counter() - t0
@@ -109,42 +156,27 @@ def main() -> None:
     alive = np.flatnonzero(counts > 0)
     print(f"  ({alive.size} alive features)")
 
-    state = MergeState(activity, cof, engine="auto")
-    greedy = MergeConfig(threshold=0.0)
-    rng = np.random.default_rng(0)
-    window = {}
-    t0 = time.perf_counter()
-    marks = (args.features, 5000, 1000)
-    total_steps = state.k - 3
-    while state.k > 3:
-        k = state.k
-        s0 = time.perf_counter()
-        i, j, _ = state.choose(greedy, float(rng.random()))
-        state.merge(i, j)
-        dt = time.perf_counter() - s0
-        for mark in marks:
-            if mark - args.steps < k <= mark:
-                window.setdefault(mark, []).append(dt)
-    t_greedy = time.perf_counter() - t0
-    peak_ours = peak_rss_gb()
-    del state
+    t_greedy, total_steps, window = merge_run(activity, cof, MergeConfig(threshold=0.0), marks, args.steps, 0)
     print(f"  greedy full run: {t_greedy:.1f} s", flush=True)
-
-    per_k = {}
-    samplers = () if args.greedy_only else (("range 0.05", MergeConfig(threshold=0.05)), ("mcmc T=1", MergeConfig(sampler="mcmc", temperature=1.0)))
-    for sampler, config in samplers:
-        for mark in (args.features, 5000, 1000):
-            if mark > args.features:
-                continue
-            st = MergeState(activity, cof, engine="auto")
-            walk = np.random.default_rng(1)
-            while st.k > mark:  # the fast greedy path brings the state to ~mark groups
-                i, j, _ = st.choose(greedy, float(walk.random()))
-                st.merge(i, j)
-            per_k[(sampler, mark)] = step_times(st, config, args.steps, np.random.default_rng(2))
-            print(f"  {sampler} at k~{mark}: {per_k[(sampler, mark)]:.4f} s/merge", flush=True)
-            del st
-    peak_ours = max(peak_ours, peak_rss_gb())
+    full_runs = {"greedy": (t_greedy, total_steps)}
+    per_k = {("greedy", mark): v for mark, v in window.items()}
+    if not args.greedy_only:
+        t_range, n_range, window = merge_run(activity, cof, MergeConfig(threshold=0.05), marks, args.steps, 1)
+        print(f"  range 0.05 full run: {t_range:.1f} s", flush=True)
+        full_runs["range 0.05"] = (t_range, n_range)
+        per_k.update({("range 0.05", mark): v for mark, v in window.items()})
+        # mcmc: one walk down by greedy merges, timing args.steps mcmc merges at each mark
+        state = MergeState(activity, cof, engine="auto")
+        greedy, mcmc = MergeConfig(threshold=0.0), MergeConfig(sampler="mcmc", temperature=1.0)
+        walk, draws = np.random.default_rng(2), np.random.default_rng(3)
+        for mark in marks:
+            while state.k > mark:
+                i, j, _ = state.choose(greedy, float(walk.random()))
+                state.merge(i, j)
+            per_k[("mcmc T=1", mark)] = step_times(state, mcmc, args.steps, draws)
+            print(f"  mcmc T=1 at k~{mark}: {per_k[('mcmc T=1', mark)]:.4f} s/merge", flush=True)
+        del state
+    peak_ours = peak_rss_gb()
 
     # --- references (same input, same run) ------------------------------------------------
     ref_co = ref_dense = ref_link = None
@@ -175,19 +207,18 @@ def main() -> None:
     print("|---|---|---|---|")
 
     def line(stage, ours, ref=None, ref_name=""):
-        ratio = f"{ref / ours:.1f}x ({ref_name})" if ref is not None and ours else ""
+        ratio = f"{ref / ours:.3g}x ({ref_name})" if ref is not None and ours else ""
         ref_text = f"{ref:.3f} s" if ref is not None else ""
         print(f"| {stage} | {ours:.4g} s | {ref_text} | {ratio} |")
 
     line("memberships from sparse activations", t_mem + t_csc)
     line("coactivation (exact counts)", t_co, ref_co, "scipy X.T @ X")
-    line(f"greedy merge, full run ({total_steps} merges)", t_greedy, ref_link, "scipy linkage average, same items")
-    line("greedy merge, mean per merge", t_greedy / max(total_steps, 1),
-         ref_dense, f"dense numpy cost matrix + range sampling at k={args.features}")
-    for mark, times in sorted(window.items(), reverse=True):
-        line(f"greedy, per merge at k~{mark}", float(np.mean(times)), ref_dense if mark == args.features else None,
-             "dense numpy step" if mark == args.features else "")
-    for (sampler, mark), s_per in per_k.items():
+    for name, (seconds, merges) in full_runs.items():
+        line(f"{name} merge, full run ({merges} merges)", seconds, ref_link if name == "greedy" else None,
+             "scipy linkage average, same items")
+        line(f"{name} merge, mean per merge over the full run", seconds / max(merges, 1), ref_dense,
+             f"dense numpy cost matrix + range sampling at k={args.features}")
+    for (sampler, mark), s_per in sorted(per_k.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         line(f"{sampler}, per merge at k~{mark}", s_per, ref_dense if mark == args.features else None,
              "dense numpy step" if mark == args.features else "")
     print(f"| peak resident memory, clustering path | {peak_ours:.2f} GB | | |")

@@ -2,7 +2,8 @@
 
 Full extraction = forward to the hooked layer + SAE encode + sparsification (CSR of
 non-zeros, pads dropped).  Both on the same real prompts (KJV passages), embedded
-SmolLM2-135M, hook blocks.3.hook_mlp_out, a TopK SAE (d_sae 4096, k 32 by default).
+SmolLM2-135M, hook blocks.3.hook_mlp_out, a TopK SAE of the pipeline's default shape
+(d_sae 4096, k 64; random weights: the cost does not depend on them).
 Prints tokens/s for each and their ratio (the extraction overhead).
 
     python benchmarks/extraction.py [--prompts 256] [--max-tokens 64] [--batch-size 64] [--device auto]
@@ -18,14 +19,16 @@ from pathlib import Path
 
 import torch
 
+from cluster_assets.sources.sae import SAETrainingParams
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--d-sae", type=int, default=4096)
-    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--d-sae", type=int, default=SAETrainingParams.d_sae)
+    parser.add_argument("--k", type=int, default=SAETrainingParams.k)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()

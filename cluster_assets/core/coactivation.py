@@ -40,6 +40,20 @@ def count_dtype(n_samples: int) -> np.dtype:
     return np.dtype(np.int32) if n_samples < 2**31 else np.dtype(np.int64)
 
 
+def compact_index(matrix: sp.csr_array | sp.csc_array) -> sp.csr_array | sp.csc_array:
+    """The same CSR/CSC with int32 ``indptr`` and ``indices`` where its sizes allow.
+
+    scipy keeps the widest index type it is handed (one int64 ``indptr`` widens the
+    indices too) and a conversion inherits it, so at research scale an int64 index
+    doubles the largest arrays of the clustering path.
+    """
+    index_type = count_dtype(max(matrix.nnz, *matrix.shape))
+    return type(matrix)(
+        (matrix.data, matrix.indices.astype(index_type, copy=False), matrix.indptr.astype(index_type, copy=False)),
+        shape=matrix.shape,
+    )
+
+
 @nb.njit(cache=True)
 def csc_with_positions(row_indptr, row_indices, n_features, positions):
     """Counting-sort transpose of a CSR with sorted rows: CSC indptr, the sample of each

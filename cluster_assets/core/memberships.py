@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.atomic import atomic_path
+from cluster_assets.core.coactivation import compact_index, count_dtype
 
 #: A set with more than this fraction of all samples is stored as a bitset: at that
 #: point ``8 * count`` bytes of int64 indices exceed the ``n_samples / 8`` bitset bytes.
@@ -123,7 +124,9 @@ class Memberships:
     """
 
     def __init__(self, activity: sp.sparray | sp.spmatrix, feature_ids: np.ndarray | None = None):
-        csc = sp.csc_array(activity, dtype=bool)
+        if sp.issparse(activity) and activity.format in ("csr", "csc"):
+            activity = compact_index(activity)  # else the transpose below inherits an int64 index
+        csc = compact_index(sp.csc_array(activity, dtype=bool))
         csc.sum_duplicates()
         csc.sort_indices()
         self.activity = csc
@@ -237,8 +240,17 @@ def activity_from_batches(batches: Iterable[sp.sparray | sp.spmatrix], threshold
         indices.append(csr.indices[keep].astype(np.int32))
         n_rows += csr.shape[0]
     indptr = np.concatenate(indptrs)
-    idx = np.concatenate(indices) if indices else np.zeros(0, np.int32)
-    out = sp.csr_array((np.ones(idx.size, dtype=bool), idx, indptr), shape=(n_rows, n_features))
+    # fill one array chunk by chunk, freeing each as it is copied: np.concatenate would hold both
+    idx = np.empty(int(indptr[-1]), dtype=np.int32)
+    indices.reverse()
+    pos = 0
+    while indices:
+        part = indices.pop()
+        idx[pos : pos + part.size] = part
+        pos += part.size
+    index_type = count_dtype(max(idx.size, n_rows, n_features))  # int32 indptr, or scipy widens idx to int64
+    out = sp.csr_array((np.ones(idx.size, dtype=bool), idx.astype(index_type, copy=False), indptr.astype(index_type)),
+                       shape=(n_rows, n_features))
     out.sort_indices()
     return out
 

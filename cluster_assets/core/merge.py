@@ -27,13 +27,13 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
-from cluster_assets.core.coactivation import as_activity_csr, coactivation, count_dtype
+from cluster_assets.core.coactivation import as_activity_csr, coactivation, compact_index, count_dtype
 from cluster_assets.core.history import MergeHistory
-from cluster_assets.core.row_minima import RowExtremes, mcmc_pick
+from cluster_assets.core.row_minima import RowExtremes, mcmc_pick, range_pick
 
 SAMPLERS = ("range", "mcmc")
-#: "auto": row extremes for the range sampler (greedy included) and rejection sampling over
-#: them for mcmc; "scan": always the full scan (the reference the fast paths are tested against)
+#: "auto": row extremes for greedy, and rejection sampling over them for range and mcmc;
+#: "scan": always the full scan (the reference the fast paths are tested against)
 ENGINES = ("auto", "scan")
 #: Sample chunks counted in parallel during an exact update (one per core here).
 UPDATE_CHUNKS = 2
@@ -267,7 +267,11 @@ class MergeState:
     (diagonal: the group's own count).
     """
 
-    def __init__(self, activity: sp.sparray | sp.spmatrix, cofiring: np.ndarray | None = None, engine: str = "auto"):
+    def __init__(self, activity: sp.sparray | sp.spmatrix, cofiring: np.ndarray | None = None, engine: str = "auto",
+                 overwrite_cofiring: bool = False):
+        """``overwrite_cofiring=True`` lets the state update a given ``cofiring`` in place
+        (when it already has the count type) instead of copying it, as scipy's
+        ``overwrite_a``: the caller's array then holds the state's counts."""
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         self.engine = engine
@@ -282,12 +286,20 @@ class MergeState:
             raise ValueError("no feature is active on any sample")
         self.n_samples, self.n_features = n_samples, n_features
         self.row_indptr, self.row_indices = csr.indptr, csr.indices
-        csc = csr.tocsc()
-        csc.sort_indices()
         # int32 sample ids and co-firing counts (both bounded by the sample count) halve the memory;
-        # a merged row sums two counts, so the type must hold 2 * n_samples
+        # a merged row sums two counts, so the type must hold 2 * n_samples.  A canonical boolean
+        # CSC (what Memberships holds) already lists each feature's samples: no second transpose.
+        if sp.issparse(activity) and activity.format == "csc" and activity.dtype == bool and activity.has_canonical_format:
+            csc = compact_index(activity)
+        else:
+            csc = compact_index(csr).tocsc()
+            csc.sort_indices()
         self.members = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in range(n_features)]
-        self.cofiring = (coactivation(csr) if cofiring is None else cofiring).astype(count_dtype(2 * n_samples), copy=True)
+        counts_type = count_dtype(2 * n_samples)
+        if cofiring is None:
+            self.cofiring = coactivation(csr).astype(counts_type, copy=False)
+        else:
+            self.cofiring = cofiring.astype(counts_type, copy=not overwrite_cofiring)
         self.counts = np.diag(self.cofiring).astype(np.int64)
         self.sizes = np.ones(n_features, dtype=np.int64)
         self.label = np.arange(n_features, dtype=np.int64)  # feature column -> slot
@@ -310,8 +322,10 @@ class MergeState:
     def choose(self, config: MergeConfig, u: float, rng: np.random.Generator | None = None) -> tuple[int, int, float]:
         """Pick the pair (i, j) of slots to merge; return its cost (bits/sample).
 
-        ``u`` is the uniform draw of the range sampler and of the full-scan mcmc; the fast
-        (rejection) mcmc draws from ``rng`` instead, so it is used only when one is given.
+        ``u`` is the uniform draw of the full-scan samplers and of greedy ties.  Given
+        ``rng``, the fast engine's rejection samplers (mcmc, and range with threshold > 0)
+        draw from it instead: the same distribution, other draws.  Without ``rng`` every
+        engine makes the full scan's choice for the same ``u``.
         """
         k = self.k
         log_km1 = math.log2(k - 1)
@@ -319,6 +333,9 @@ class MergeState:
             rows = self._row_extremes(config.alpha, 0.0)
             scale = 1.0 / (self.n_samples * config.temperature)
             i, j, key = mcmc_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, scale, rng)
+        elif self._uses_rows(config) and config.threshold > 0 and rng is not None:
+            rows = self._row_extremes(config.alpha, config.threshold)
+            i, j, key = range_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, u, rng)
         elif self._uses_rows(config):
             rows = self._row_extremes(config.alpha, config.threshold)
             cand_i, cand_j, _ = rows.candidates(self.active, self.counts, self.sizes, self.cofiring, log_km1)
@@ -390,14 +407,19 @@ def run_merge(
     feature_ids: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     engine: str = "auto",
+    overwrite_cofiring: bool = False,
 ) -> MergeHistory:
     """Run the MDL merge on a samples x features activity matrix.
 
-    ``cofiring`` may pass a precomputed :func:`coactivation` of the same matrix.
+    ``cofiring`` may pass a precomputed :func:`coactivation` of the same matrix; with
+    ``overwrite_cofiring=True`` the run updates it in place instead of a copy (saves
+    features^2 x 4 bytes; the array is then no longer the input's coactivation).
     ``progress(step, total)`` is called every few hundred merges.  Same input and
-    config (seed included) give the same history, bit for bit, with either engine.
+    config (seed included) give the same history, bit for bit.  Greedy histories are
+    identical across engines; for range (threshold > 0) and mcmc the fast engine draws
+    from the same distribution by rejection, so its histories differ from the scan's.
     """
-    state = MergeState(activity, cofiring, engine)
+    state = MergeState(activity, cofiring, engine, overwrite_cofiring)
     possible = max(state.n_features - 3, 0)
     iters = possible if config.iters is None else config.iters
     if iters > possible:

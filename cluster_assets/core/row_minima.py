@@ -173,19 +173,28 @@ class RowExtremes:
         stored, low = _stored(active, s, r, cof, self.alpha, log_km1, self.margin, rows.best, rows.valid, rows.sgn)
         return stored, rows.sgn * _exact_extreme(active, s, r, cof, self.alpha, log_km1, self.margin, stored, low, rows.sgn)
 
-    def candidates(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, np.ndarray, float]:
-        """Pairs the range sampler chooses among (key <= lo + threshold * (hi - lo)), row-major; and the cut."""
+    def cut(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, float]:
+        """Every row's stored minimum key and the range sampler's cut ``lo + threshold * (hi - lo)`` (exact)."""
         stored_min, lo = self._exact(self.minima, active, s, r, cof, log_km1)
-        cut = lo
-        if self.maxima is not None:
-            _, hi = self._exact(self.maxima, active, s, r, cof, log_km1)
-            cut = lo + self.threshold * (hi - lo)
+        if self.maxima is None:
+            return stored_min, lo
+        _, hi = self._exact(self.maxima, active, s, r, cof, log_km1)
+        return stored_min, lo + self.threshold * (hi - lo)
+
+    def collect(self, active, s, r, cof, log_km1, stored_min, cut) -> tuple[np.ndarray, np.ndarray]:
+        """Every pair with key <= cut, in row-major order (the full scan's candidate list)."""
         while True:
             count = _collect_below(active, s, r, cof, self.alpha, log_km1, cut, stored_min, self.margin, self._out_i, self._out_j)
             if count <= self._out_i.size:
-                return self._out_i[:count], self._out_j[:count], cut
+                return self._out_i[:count], self._out_j[:count]
             self._out_i = np.empty(2 * count, dtype=np.int64)
             self._out_j = np.empty(2 * count, dtype=np.int64)
+
+    def candidates(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, np.ndarray, float]:
+        """Pairs the range sampler chooses among (key <= lo + threshold * (hi - lo)), row-major; and the cut."""
+        stored_min, cut = self.cut(active, s, r, cof, log_km1)
+        cand_i, cand_j = self.collect(active, s, r, cof, log_km1, stored_min, cut)
+        return cand_i, cand_j, cut
 
     def merged(self, active, g, removed, s, r, cof, next_log_km1) -> None:
         for rows in (self.minima, self.maxima):
@@ -226,3 +235,38 @@ def mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float,
         if hit.size:
             t = hit[0]
             return int(active[rows[t]]), int(active[rows[t] + 1 + offsets[t]]), float(keys[t])
+
+
+#: Below this many pairs in the rows that can reach the cut, the range draw scans them (cheaper than proposing).
+RANGE_SCAN_PAIRS = 1 << 16
+
+
+def range_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, u: float, rng: np.random.Generator,
+               scan_pairs: int | None = None, batch: int = 64):
+    """Exact uniform draw among the pairs with key <= cut, by rejection.
+
+    Proposals are uniform over the pairs of rows whose stored minimum can reach the cut (a
+    superset of the candidates); a proposal is accepted when its key is <= cut, so accepted
+    pairs are uniform over the candidates.  When those rows hold few pairs, or proposals keep
+    missing (a budget of 1/16 of those pairs), the candidates are listed in row-major order
+    and ``u`` picks one -- the full scan's rule, also uniform, and independent of the
+    proposals that missed.
+    """
+    stored_min, cut = extremes.cut(active, s, r, cof, log_km1)
+    n = active.size
+    pairs_in_row = (n - 1 - np.arange(n)).astype(np.int64)
+    mass = np.cumsum(np.where(stored_min <= cut + extremes.margin, pairs_in_row, 0))
+    total = int(mass[-1])
+    if total > (RANGE_SCAN_PAIRS if scan_pairs is None else scan_pairs):
+        for _ in range(max(1, total // (16 * batch))):
+            rows = np.minimum(np.searchsorted(mass, rng.random(batch) * total, side="right"), n - 2)
+            offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
+            keys = _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
+            hit = np.flatnonzero(keys <= cut)
+            if hit.size:
+                t = hit[0]
+                return int(active[rows[t]]), int(active[rows[t] + 1 + offsets[t]]), float(keys[t])
+    cand_i, cand_j = extremes.collect(active, s, r, cof, log_km1, stored_min, cut)
+    pick = min(int(u * cand_i.size), cand_i.size - 1)
+    i, j = int(cand_i[pick]), int(cand_j[pick])
+    return i, j, float(_key(extremes.alpha, log_km1, s, r, cof, i, j))

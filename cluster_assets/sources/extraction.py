@@ -16,6 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cluster_assets.core.topk import rows_to_csr, topk_relu_rows
+
 
 def hook_layer(hook_name: str) -> int:
     """``blocks.3.hook_mlp_out`` -> 3."""
@@ -50,8 +52,11 @@ def encode_sparse(sae, x: torch.Tensor) -> sp.csr_array:
     """SAE feature activations of ``x`` (tokens, d_in) as CSR (tokens, d_sae), zeros dropped.
 
     TopK SAEs take a shortcut that never builds the dense (tokens, d_sae) output: the
-    top-k of the pre-activations already are the non-zeros (after the ReLU).  The values
-    are the same numbers ``sae.encode`` produces.
+    non-zeros are the positive values among the top-k of the pre-activations.  On the CPU
+    (float32) the matmul runs in row blocks, each followed by one pass per row
+    (:func:`cluster_assets.core.topk.topk_relu_rows`) that adds the bias, selects and
+    orders; elsewhere torch's topk does.  The values are the same numbers ``sae.encode``
+    produces on the same rows.
     """
     from sae_lens import TopKSAE
 
@@ -59,8 +64,10 @@ def encode_sparse(sae, x: torch.Tensor) -> sp.csr_array:
     d_sae = sae.cfg.d_sae
     if isinstance(sae, TopKSAE) and not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
         sae_in = sae.process_sae_in(x)
+        if sae_in.device.type == "cpu" and sae_in.dtype == torch.float32:
+            return _encode_topk_cpu(sae, sae_in)
         hidden_pre = sae.hook_sae_acts_pre(sae_in @ sae.W_enc + sae.b_enc)
-        values, indices = torch.topk(hidden_pre, k=sae.cfg.k, dim=-1, sorted=False)
+        values, indices = torch.topk(hidden_pre, k=min(sae.cfg.k, d_sae), dim=-1, sorted=False)
         values = torch.relu(values)
         order = torch.argsort(indices, dim=-1)
         indices = torch.gather(indices, -1, order)
@@ -75,6 +82,29 @@ def encode_sparse(sae, x: torch.Tensor) -> sp.csr_array:
         (csr.values().cpu().numpy(), csr.col_indices().cpu().numpy().astype(np.int32), csr.crow_indices().cpu().numpy()),
         shape=(n_tokens, d_sae),
     )
+
+
+#: Rows per encoder matmul on the CPU: a block's pre-activations (~8 MB at d_sae 4096) stay
+#: in cache for the top-k pass, and one buffer serves every block (no fresh pages per batch).
+ENCODE_ROWS = 512
+
+
+def _encode_topk_cpu(sae, sae_in: torch.Tensor) -> sp.csr_array:
+    """TopK encode in row blocks of ENCODE_ROWS..2*ENCODE_ROWS - 1 (never a tiny remainder, which
+    BLAS would compute by another kernel and so round differently from one matmul over all rows)."""
+    n, d_sae = sae_in.shape[0], sae.cfg.d_sae
+    k = min(sae.cfg.k, d_sae)
+    bounds = np.linspace(0, n, max(1, n // ENCODE_ROWS) + 1).round().astype(np.int64)
+    pre = torch.empty((int(np.diff(bounds).max(initial=0)), d_sae), dtype=sae_in.dtype)
+    bias = sae.b_enc.detach().numpy()
+    out_idx = np.empty((n, k), dtype=np.int32)
+    out_val = np.empty((n, k), dtype=np.float32)
+    out_count = np.zeros(n, dtype=np.int64)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        block = pre[: stop - start]
+        torch.matmul(sae_in[start:stop], sae.W_enc, out=block)
+        topk_relu_rows(block.numpy(), bias, k, out_idx[start:stop], out_val[start:stop], out_count[start:stop])
+    return rows_to_csr(out_idx, out_val, out_count, d_sae)
 
 
 def _pad_id(model) -> int:

@@ -287,3 +287,84 @@ def test_fast_mcmc_frequencies_match_softmax(premerges):
     freq = counts[iu] / draws
     assert 0.5 * np.abs(freq - p).sum() < 0.02
     np.testing.assert_allclose(freq, p, atol=0.015)
+
+
+def _reference_candidates(x, state, alpha, threshold):
+    """Slot pairs whose dense-reference cost is <= lo + threshold * (hi - lo), away from the boundary."""
+    groups = [frozenset(state.features[slot].tolist()) for slot in state.active]
+    costs = ref.cost_matrix(x, groups, alpha)
+    k = len(groups)
+    iu = np.triu_indices(k, 1)
+    c = costs[iu]
+    cut = c.min() + threshold * (c.max() - c.min())
+    assert np.min(np.abs(c - cut)) > 1e-9 * max(1.0, abs(cut)), "test input must not sit on the cut"
+    inside = c <= cut
+    return [(int(state.active[a]), int(state.active[b])) for a, b, keep in zip(*iu, inside) if keep], int(inside.size)
+
+
+@pytest.mark.parametrize("premerges", [0, 4])
+@pytest.mark.parametrize("threshold", [0.2, 0.5])
+def test_fast_range_draws_uniformly_among_the_candidates(premerges, threshold):
+    """The rejection draw (forced even on this small input) is uniform over exactly the
+    reference candidates; with few candidates most draws take the listed fallback, which
+    must be uniform too."""
+    from cluster_assets.core.row_minima import range_pick
+
+    rng = np.random.default_rng(5)
+    x = rng.random((400, 12)) < rng.uniform(0.05, 0.6, size=12)
+    state = MergeState(sp.csr_array(x))
+    for _ in range(premerges):
+        i, j, _ = state.choose(MergeConfig(threshold=0.0), 0.0)
+        state.merge(i, j)
+    want, n_pairs = _reference_candidates(x, state, 1.0, threshold)
+    assert 1 < len(want) < n_pairs
+    rows = state._row_extremes(1.0, threshold)
+    gen = np.random.default_rng(8)
+    draws = 12000
+    seen: dict[tuple[int, int], int] = {}
+    log_km1 = math.log2(state.k - 1)
+    for _ in range(draws):
+        i, j, _ = range_pick(rows, state.active, state.counts, state.sizes, state.cofiring, log_km1, float(gen.random()), gen, scan_pairs=0)
+        seen[(i, j)] = seen.get((i, j), 0) + 1
+    assert set(seen) == set(want)
+    freq = np.array([seen[p] for p in want]) / draws
+    assert 0.5 * np.abs(freq - 1 / len(want)).sum() < 0.03
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_range_run_respects_threshold(seed, monkeypatch):
+    """Whole runs with the rejection draw forced at every step: each pick is allowed by the reference."""
+    from cluster_assets.core import row_minima
+
+    monkeypatch.setattr(row_minima, "RANGE_SCAN_PAIRS", 0)
+    x, _ = _inputs(seed + 900)
+    for threshold in (0.05, 0.3):
+        history = run_merge(sp.csr_array(x), MergeConfig(alpha=1.0, threshold=threshold, seed=seed))
+        _ref_partition_check(x, history, 1.0, threshold=threshold)
+        assert history == run_merge(sp.csr_array(x), MergeConfig(alpha=1.0, threshold=threshold, seed=seed))
+
+
+def test_overwrite_cofiring_updates_in_place_and_default_leaves_the_input_alone():
+    from cluster_assets.core import coactivation
+
+    rng = np.random.default_rng(31)
+    x = sp.csr_array(ref.random_activity(rng, 200, 20, 0.2))
+    cof = coactivation(x)
+    before = cof.copy()
+    plain = run_merge(x, MergeConfig(seed=1), cofiring=cof)
+    np.testing.assert_array_equal(cof, before)
+    in_place = run_merge(x, MergeConfig(seed=1), cofiring=cof, overwrite_cofiring=True)
+    assert in_place == plain
+    assert not np.array_equal(cof, before)  # the run's merged counts now live in the caller's array
+
+
+def test_canonical_csc_input_gives_the_same_history_as_csr():
+    """A Memberships' boolean CSC is used as the per-feature sample lists directly (no transpose)."""
+    from cluster_assets.core import Memberships
+
+    rng = np.random.default_rng(41)
+    x = sp.csr_array(ref.random_activity(rng, 300, 25, 0.2))
+    csc = Memberships(x).activity
+    assert csc.format == "csc" and csc.has_canonical_format and csc.indices.dtype == np.int32
+    for config in (MergeConfig(threshold=0.0), MergeConfig(threshold=0.3, seed=2)):
+        assert run_merge(csc, config) == run_merge(x, config)

@@ -73,3 +73,26 @@ def test_topk_shortcut_matches_encode_on_random_inputs():
 def test_bad_hook_name(tiny_model):
     with pytest.raises(ValueError, match="hook name"):
         list(iter_extraction(tiny_model, _saes()["topk"], "mlp_out", [[1, 2]], 1))
+
+
+def test_topk_torch_path_matches_encode():
+    """Off the CPU float32 kernel (here: a float64 SAE) the torch top-k path must agree too."""
+    sae = _saes()["topk"].to(torch.float64)
+    x = torch.randn(100, 16, dtype=torch.float64)
+    np.testing.assert_array_equal(encode_sparse(sae, x).toarray(), sae.encode(x).detach().numpy())
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 511, 1300])
+def test_topk_cpu_blocks_match_one_dense_encode(n_rows):
+    """Row blocks of the CPU encoder (several, with an uneven last one) give sae.encode's exact numbers."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    torch.manual_seed(3)
+    sae = TopKSAE(TopKSAEConfig(d_in=48, d_sae=256, k=12))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    x = torch.randn(n_rows, 48)
+    got = encode_sparse(sae, x)
+    assert got.has_sorted_indices and got.shape == (n_rows, 256)
+    np.testing.assert_array_equal(got.toarray(), sae.encode(x).detach().numpy())

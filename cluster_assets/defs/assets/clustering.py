@@ -143,7 +143,7 @@ def merge_history(context: dg.AssetExecutionContext, source: ActivationSource, a
         if method == "mdl_merge":
             cofiring = np.load(co_art.path / "coactivation.npy")
             with _sweep_field(point, "merge"):
-                history = run_merge(members.activity, point.merge.merge_config(), cofiring=cofiring,
+                history = run_merge(members.activity, point.merge.merge_config(), cofiring=cofiring, overwrite_cofiring=True,
                                     feature_ids=members.feature_ids, progress=progress_logger(context, "merges"))
             summary_ = {"merges": history.n_merges, "best_k": history.best_k(), "min_mdl": float(history.mdl.min())}
         else:
