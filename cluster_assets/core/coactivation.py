@@ -54,24 +54,38 @@ def compact_index(matrix: sp.csr_array | sp.csc_array) -> sp.csr_array | sp.csc_
     )
 
 
-@nb.njit(cache=True)
-def csc_with_positions(row_indptr, row_indices, n_features, positions):
+@nb.njit(parallel=True, cache=True)
+def csc_with_positions(row_indptr, row_indices, n_features, positions, n_parts):
     """Counting-sort transpose of a CSR with sorted rows: CSC indptr, the sample of each
-    entry (sorted within a column), and each entry's position in the CSR arrays."""
+    entry (sorted within a column), and each entry's position in the CSR arrays.
+
+    Each of ``n_parts`` threads takes a contiguous range of samples; its entries go after those of the
+    ranges before it in every column, so the result is the same for any thread count.
+    """
     nnz = row_indices.size
+    n_rows = row_indptr.size - 1
+    n_parts = max(1, min(n_parts, n_rows))
+    counts = np.zeros((n_parts, n_features), dtype=np.int64)
+    for part in nb.prange(n_parts):
+        for q in range(row_indptr[part * n_rows // n_parts], row_indptr[(part + 1) * n_rows // n_parts]):
+            counts[part, row_indices[q]] += 1
     col_indptr = np.zeros(n_features + 1, dtype=np.int64)
-    for q in range(nnz):
-        col_indptr[row_indices[q] + 1] += 1
+    fills = np.empty((n_parts, n_features), dtype=np.int64)
     for f in range(n_features):
-        col_indptr[f + 1] += col_indptr[f]
-    fill = col_indptr[:-1].copy()
+        at = col_indptr[f]
+        for part in range(n_parts):
+            fills[part, f] = at
+            at += counts[part, f]
+        col_indptr[f + 1] = at
     samples = np.empty(nnz, dtype=np.int32)
-    for t in range(row_indptr.size - 1):
-        for q in range(row_indptr[t], row_indptr[t + 1]):
-            f = row_indices[q]
-            samples[fill[f]] = t
-            positions[fill[f]] = q
-            fill[f] += 1
+    for part in nb.prange(n_parts):
+        fill = fills[part]
+        for t in range(part * n_rows // n_parts, (part + 1) * n_rows // n_parts):
+            for q in range(row_indptr[t], row_indptr[t + 1]):
+                f = row_indices[q]
+                samples[fill[f]] = t
+                positions[fill[f]] = q
+                fill[f] += 1
     return col_indptr, samples, positions
 
 
@@ -133,7 +147,7 @@ def coactivation(activity: sp.sparray | sp.spmatrix) -> np.ndarray:
         return out
     # positions index the CSR arrays: int32 while they fit, which halves this map's memory
     positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
-    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions)
+    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
     _upper_counts(csr.indptr, csr.indices, col_indptr, col_samples, col_positions, out, SAMPLE_BLOCK)
     _mirror_upper(out)
     return out

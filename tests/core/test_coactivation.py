@@ -53,3 +53,22 @@ def test_coactivation_across_sample_blocks(monkeypatch):
     x = random_activity(rng, 1000, 30, 0.2)
     monkeypatch.setattr(mod, "SAMPLE_BLOCK", 64)
     np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)), dense_coactivation(x))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_parts", [1, 2, 3, 1000])
+def test_transpose_with_positions_equals_scipy_tocsc(seed, n_parts):
+    """The threaded counting-sort transpose: same CSC as scipy, positions point back at each entry."""
+    from cluster_assets.core.coactivation import as_activity_csr, csc_with_positions
+
+    rng = np.random.default_rng(seed)
+    csr = as_activity_csr(sp.random_array((int(rng.integers(1, 300)), 40), density=0.1, format="csr", rng=rng))
+    positions = np.empty(csr.nnz, dtype=np.int32)
+    col_indptr, samples, positions = csc_with_positions(csr.indptr, csr.indices, 40, positions, n_parts)
+    want = csr.tocsc()
+    want.sort_indices()
+    np.testing.assert_array_equal(col_indptr, want.indptr)
+    np.testing.assert_array_equal(samples, want.indices)
+    np.testing.assert_array_equal(csr.indices[positions], np.repeat(np.arange(40), np.diff(col_indptr)))
+    rows_of_entries = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    np.testing.assert_array_equal(rows_of_entries[positions], samples)
