@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import as_activity_csr, coactivation, compact_index, count_dtype
 from cluster_assets.core.history import MergeHistory
-from cluster_assets.core.row_minima import RowExtremes, mcmc_pick, range_pick
+from cluster_assets.core.row_minima import RowExtremes, mcmc_pick, pair_key, range_pick
 
 SAMPLERS = ("range", "mcmc")
 #: "auto": row extremes for greedy, and rejection sampling over them for range and mcmc;
@@ -77,12 +77,6 @@ class MergeConfig:
 # --- kernels -------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
-def _pair_key(alpha, log_km1, s, r, c, i, j):
-    m = s[i] * r[j] + s[j] * r[i] - c * (r[i] + r[j])
-    return alpha * m - log_km1 * c
-
-
 @nb.njit(parallel=True, cache=True)
 def _row_key_ranges(active, s, r, cof, alpha, log_km1):
     """Per row a (pairs active[a] < active[b], b > a): smallest and largest key."""
@@ -93,7 +87,7 @@ def _row_key_ranges(active, s, r, cof, alpha, log_km1):
         i = active[a]
         row_lo, row_hi = np.inf, -np.inf
         for b in range(a + 1, n):
-            key = _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])
+            key = pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])
             row_lo = min(row_lo, key)
             row_hi = max(row_hi, key)
         lo[a], hi[a] = row_lo, row_hi
@@ -108,7 +102,7 @@ def _row_counts_below(active, s, r, cof, alpha, log_km1, cut):
         i = active[a]
         c = 0
         for b in range(a + 1, n):
-            if _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b]) <= cut:
+            if pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b]) <= cut:
                 c += 1
         counts[a] = c
     return counts
@@ -122,7 +116,7 @@ def _row_weights(active, s, r, cof, alpha, log_km1, lo, scale):
         i = active[a]
         acc = 0.0
         for b in range(a + 1, n):
-            acc += math.exp((lo - _pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])) * scale)
+            acc += math.exp((lo - pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])) * scale)
         sums[a] = acc
     return sums
 
@@ -148,7 +142,7 @@ def _pick_range(active, s, r, cof, alpha, log_km1, threshold, u):
         i = active[a]
         for b in range(a + 1, n):
             j = active[b]
-            key = _pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
+            key = pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
             if key <= cut:
                 if target == 0:
                     return i, j, key
@@ -177,7 +171,7 @@ def _pick_mcmc(active, s, r, cof, alpha, log_km1, scale, u):
         i = active[a]
         for b in range(a + 1, n):
             j = active[b]
-            key = _pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
+            key = pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
             w = math.exp((lo - key) * scale)
             if w > 0.0:
                 last_i, last_j, last_key = i, j, key
@@ -333,15 +327,11 @@ class MergeState:
             rows = self._row_extremes(config.alpha, 0.0)
             scale = 1.0 / (self.n_samples * config.temperature)
             i, j, key = mcmc_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, scale, rng)
-        elif self._uses_rows(config) and config.threshold > 0 and rng is not None:
-            rows = self._row_extremes(config.alpha, config.threshold)
-            i, j, key = range_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, u, rng)
         elif self._uses_rows(config):
             rows = self._row_extremes(config.alpha, config.threshold)
-            cand_i, cand_j, _ = rows.candidates(self.active, self.counts, self.sizes, self.cofiring, log_km1)
-            pick = min(int(u * cand_i.size), cand_i.size - 1)  # the full scan's rule: uniform, row-major order
-            i, j = cand_i[pick], cand_j[pick]
-            key = _pair_key(config.alpha, log_km1, self.counts, self.sizes, self.cofiring[i, j], i, j)
+            # greedy keeps the full scan's choice for u; range > 0 draws by rejection when given rng
+            draws = rng if config.threshold > 0 else None
+            i, j, key = range_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, u, draws)
         elif config.sampler == "range":
             i, j, key = _pick_range(self.active, self.counts, self.sizes, self.cofiring, config.alpha, log_km1, config.threshold, u)
         else:

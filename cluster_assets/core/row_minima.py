@@ -11,10 +11,11 @@ for which that stored pair is still within ``margin / 2`` of the row's true extr
    extreme (O(k));
 2. fully rescans only the rows whose stored extreme is within ``margin`` of the global
    one, which gives the exact floating-point minimum (and maximum) of all keys;
-3. for the greedy sampler collects every pair that ties the minimum; for the range
-   sampler every pair at or below ``lo + threshold * (hi - lo)``, scanning only rows
+3. for the greedy sampler collects every pair that ties the minimum, scanning only rows
    whose minimum can be that low -- in row-major order, the same set and order as a
-   full scan, so the draw picks the same pair;
+   full scan, so the draw picks the same pair; for the range sampler (threshold > 0)
+   draws uniformly among the pairs at or below ``lo + threshold * (hi - lo)`` by
+   rejection from those rows (:func:`range_pick`), listing them only when that is cheaper;
 4. after the merge, marks for rebuild the merged row and rows whose stored pair was one
    of the merged groups, and checks every other row's new entry (O(1) per row).
 
@@ -33,9 +34,15 @@ DIRTY = np.inf  # validity bound that forces a rebuild at the next step
 
 
 @nb.njit(cache=True, inline="always")
+def pair_key(alpha, log_km1, s, r, c, i, j):
+    """``alpha * M_ij - log2(k-1) * c_ij`` with ``M_ij = s_i r_j + s_j r_i - c_ij (r_i + r_j)`` (exact integer)."""
+    m = s[i] * r[j] + s[j] * r[i] - c * (r[i] + r[j])
+    return alpha * m - log_km1 * c
+
+
+@nb.njit(cache=True, inline="always")
 def _key(alpha, log_km1, s, r, cof, i, j):
-    c = cof[i, j]
-    return alpha * (s[i] * r[j] + s[j] * r[i] - c * (r[i] + r[j])) - log_km1 * c
+    return pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
 
 
 @nb.njit(cache=True)
@@ -190,12 +197,6 @@ class RowExtremes:
             self._out_i = np.empty(2 * count, dtype=np.int64)
             self._out_j = np.empty(2 * count, dtype=np.int64)
 
-    def candidates(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, np.ndarray, float]:
-        """Pairs the range sampler chooses among (key <= lo + threshold * (hi - lo)), row-major; and the cut."""
-        stored_min, cut = self.cut(active, s, r, cof, log_km1)
-        cand_i, cand_j = self.collect(active, s, r, cof, log_km1, stored_min, cut)
-        return cand_i, cand_j, cut
-
     def merged(self, active, g, removed, s, r, cof, next_log_km1) -> None:
         for rows in (self.minima, self.maxima):
             if rows is not None:
@@ -210,6 +211,14 @@ def _proposal_keys(active, s, r, cof, alpha, log_km1, rows, offsets):
         a = rows[t]
         out[t] = _key(alpha, log_km1, s, r, cof, active[a], active[a + 1 + offsets[t]])
     return out
+
+
+def _propose(extremes: "RowExtremes", active, s, r, cof, log_km1, mass, pairs_in_row, rng: np.random.Generator, batch: int):
+    """``batch`` proposals: row positions drawn in proportion to ``mass`` (a cumulative sum
+    over rows), a uniform pair within each row; their partner offsets and keys."""
+    rows = np.minimum(np.searchsorted(mass, rng.random(batch) * mass[-1], side="right"), active.size - 2)
+    offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
+    return rows, offsets, _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
 
 
 def mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float, rng: np.random.Generator, batch: int = 64):
@@ -227,9 +236,7 @@ def mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float,
         row_bound = np.exp((lo - (stored_min - extremes.margin)) * scale)  # last row: stored inf -> 0
     mass = np.cumsum(row_bound * pairs_in_row)
     while True:
-        rows = np.minimum(np.searchsorted(mass, rng.random(batch) * mass[-1], side="right"), n - 2)
-        offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
-        keys = _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
+        rows, offsets, keys = _propose(extremes, active, s, r, cof, log_km1, mass, pairs_in_row, rng, batch)
         accept = rng.random(batch) * row_bound[rows] < np.exp((lo - keys) * scale)
         hit = np.flatnonzero(accept)
         if hit.size:
@@ -241,11 +248,12 @@ def mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float,
 RANGE_SCAN_PAIRS = 1 << 16
 
 
-def range_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, u: float, rng: np.random.Generator,
+def range_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, u: float, rng: np.random.Generator | None,
                scan_pairs: int | None = None, batch: int = 64):
-    """Exact uniform draw among the pairs with key <= cut, by rejection.
+    """Exact uniform draw among the pairs with key <= cut (for greedy: the ties at the minimum).
 
-    Proposals are uniform over the pairs of rows whose stored minimum can reach the cut (a
+    Without ``rng`` the candidates are listed in row-major order and ``u`` picks one: the
+    full scan's choice for the same ``u``.  With it, proposals are uniform over the pairs of rows whose stored minimum can reach the cut (a
     superset of the candidates); a proposal is accepted when its key is <= cut, so accepted
     pairs are uniform over the candidates.  When those rows hold few pairs, or proposals keep
     missing (a budget of 1/16 of those pairs), the candidates are listed in row-major order
@@ -257,11 +265,9 @@ def range_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, u: float, rn
     pairs_in_row = (n - 1 - np.arange(n)).astype(np.int64)
     mass = np.cumsum(np.where(stored_min <= cut + extremes.margin, pairs_in_row, 0))
     total = int(mass[-1])
-    if total > (RANGE_SCAN_PAIRS if scan_pairs is None else scan_pairs):
+    if rng is not None and total > (RANGE_SCAN_PAIRS if scan_pairs is None else scan_pairs):
         for _ in range(max(1, total // (16 * batch))):
-            rows = np.minimum(np.searchsorted(mass, rng.random(batch) * total, side="right"), n - 2)
-            offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
-            keys = _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
+            rows, offsets, keys = _propose(extremes, active, s, r, cof, log_km1, mass, pairs_in_row, rng, batch)
             hit = np.flatnonzero(keys <= cut)
             if hit.size:
                 t = hit[0]
