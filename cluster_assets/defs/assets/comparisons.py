@@ -56,16 +56,25 @@ def partitions_for(store, source, stage: str, key: str) -> dict[str, dict | None
     return {name: load_partition(store, source, REGISTRY[key], point) for name, point in SWEEP.items()}
 
 
+def split_available(parts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
+    """The partitions that have clusters, and the names of those that do not yet."""
+    return {n: p for n, p in parts.items() if p is not None}, [n for n, p in parts.items() if p is None]
+
+
+def _input_hashes(parts: dict[str, dict | None]) -> list[str]:
+    return sorted(p["artifact"].hash for p in parts.values() if p is not None)
+
+
 def comparison_artifact(store, stage: str, key: str, parts: dict[str, dict | None]):
     """Content address of a comparison: its key and the clusters artifacts it compared."""
-    return store.artifact(stage, key, sorted(p["artifact"].hash for p in parts.values() if p is not None))
+    return store.artifact(stage, key, _input_hashes(parts))
 
 
 def _write(store, stage: str, key: str, parts: dict, tables: dict[str, pl.DataFrame], summary: dict):
     artifact = comparison_artifact(store, stage, key, parts)
     reused = artifact.exists
     if not reused:
-        with store.write(artifact, {"key": key, "inputs": sorted(p["artifact"].hash for p in parts.values() if p)}) as folder:
+        with store.write(artifact, {"key": key, "inputs": _input_hashes(parts)}) as folder:
             for name, frame in tables.items():
                 frame.write_parquet(folder / f"{name}.parquet")
             (folder / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
@@ -83,8 +92,7 @@ def dataset_comparison(context: dg.AssetExecutionContext, source: ActivationSour
     point = SWEEP[context.partition_key]
     store = artifacts.store()
     parts = partitions_for(store, source, "dataset_comparison", point.name)
-    available = {n: p for n, p in parts.items() if p is not None}
-    missing = [n for n, p in parts.items() if p is None]
+    available, missing = split_available(parts)
     if missing:
         context.log.info(f"no clusters yet for {missing} at sweep point {point.name!r}; comparing {list(available)}")
     out = compare_clusterings({n: (p["ids"], p["labels"]) for n, p in available.items()}) if len(available) >= 2 else None
@@ -146,8 +154,7 @@ def sweep_comparison(context: dg.AssetExecutionContext, source: ActivationSource
     store = artifacts.store()
     reference = next(iter(SWEEP))
     parts = partitions_for(store, source, "sweep_comparison", entry.name)
-    available = {n: p for n, p in parts.items() if p is not None}
-    missing = [n for n, p in parts.items() if p is None]
+    available, missing = split_available(parts)
     ref_params = _flat_params(SWEEP[reference])
     rows = []
     for name, part in available.items():
