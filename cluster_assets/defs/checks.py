@@ -1,57 +1,52 @@
-"""Asset checks; blocking where a downstream result would be wrong."""
+"""Asset checks, blocking where a downstream result would be wrong."""
+
+
+import zlib
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
-from cluster_assets.core import Memberships
+from cluster_assets.core.baseline import BaselineLabels
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
-from cluster_assets.defs.assets.clustering import _stage, clusters, coactivation, load_clustering, merge_history
-from cluster_assets.defs.partitions import partitions_def
+from cluster_assets.defs.assets import stage_context
+from cluster_assets.defs.partitions import Partitions
+from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+from cluster_assets.defs.stages import STAGES
 
 
 def _outcome(problems: list[str], **metadata) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=not problems,
-        description="; ".join(problems) if problems else "ok",
-        metadata={"problems": dg.MetadataValue.int(len(problems)), **metadata},
-    )
+    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) if problems else "ok",
+                               metadata={"problems": len(problems), **metadata})
 
 
-def _artifact(context, source, artifacts, stage):
-    _, _, _, artifact = _stage(context, source, artifacts, stage)
-    return artifact
+def build_checks(project: Project, partitions: Partitions) -> list[dg.AssetChecksDefinition]:
+    def ctx_for(context, stage: str, source, artifacts):
+        return stage_context(context, project, STAGES[stage], source, artifacts)
 
+    @dg.asset_check(asset="coactivation", partitions_def=partitions.both, blocking=True,
+                    description="Symmetric, diagonal = membership counts, 200 entries (other ones each run) = a direct recount.")
+    def coactivation_is_exact(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+        ctx = ctx_for(context, "coactivation", source, artifacts)
+        counts, members = ctx.read("coactivation"), ctx.read("memberships").memberships
+        seed = zlib.crc32(context.run.run_id.encode())  # each run samples other entries
+        return _outcome(coactivation_problems(counts, members.activity, seed=seed), artifact=ctx.lineage.artifact("coactivation").address, seed=seed)
 
-@dg.asset_check(partitions_def=partitions_def, asset=coactivation, blocking=True, description="Symmetric, diagonal = membership counts, sampled entries = direct recount.")
-def coactivation_is_exact(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
-    co = _artifact(context, source, artifacts, "coactivation")
-    mem = _artifact(context, source, artifacts, "memberships")
-    counts = np.load(co.path / "coactivation.npy")
-    members = Memberships.load(mem.path / "memberships.npz")
-    return _outcome(coactivation_problems(counts, members.activity), artifact=dg.MetadataValue.text(co.hash))
+    @dg.asset_check(asset="merge_history", partitions_def=partitions.both, blocking=True,
+                    description="MDL merge: k drops by one per step, pairs valid, MDL finite. Baseline: one label per kept feature.")
+    def merge_history_is_valid(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+        ctx = ctx_for(context, "merge_history", source, artifacts)
+        clustering = ctx.read("merge_history")
+        if isinstance(clustering, BaselineLabels):
+            kept = ctx.read("memberships").memberships.feature_ids
+            return _outcome(partition_problems(clustering.labels, clustering.feature_ids, kept), method="umap_hdbscan")
+        return _outcome(history_problems(clustering), method="mdl_merge")
 
+    @dg.asset_check(asset="clusters", partitions_def=partitions.both, blocking=True, description="Every kept feature is in exactly one cluster.")
+    def every_kept_feature_in_one_cluster(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+        ctx = ctx_for(context, "clusters", source, artifacts)
+        labels = ctx.read("clusters").labels
+        kept = ctx.read("memberships").memberships.feature_ids
+        return _outcome(partition_problems(labels["cluster"].to_numpy(), labels["feature_id"].to_numpy(), kept))
 
-@dg.asset_check(partitions_def=partitions_def, asset=merge_history, blocking=True, description="MDL merge: k drops by one per step, pairs valid, MDL finite. Baseline: one label per kept feature.")
-def merge_history_is_valid(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
-    art = _artifact(context, source, artifacts, "merge_history")
-    method, history, feature_ids, labels = load_clustering(art)
-    if history is None:
-        kept = Memberships.load(_artifact(context, source, artifacts, "memberships").path / "memberships.npz").feature_ids
-        problems = partition_problems(labels, feature_ids, kept)
-    else:
-        problems = history_problems(history)
-    return _outcome(problems, artifact=dg.MetadataValue.text(art.hash), method=dg.MetadataValue.text(method))
-
-
-@dg.asset_check(partitions_def=partitions_def, asset=clusters, blocking=True, description="Every kept feature is in exactly one cluster.")
-def every_kept_feature_in_one_cluster(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
-    art = _artifact(context, source, artifacts, "clusters")
-    mem = _artifact(context, source, artifacts, "memberships")
-    labels = pl.read_parquet(art.path / "labels.parquet")
-    kept = pl.read_parquet(mem.path / "features.parquet").filter(pl.col("kept"))["feature_id"].to_numpy()
-    return _outcome(partition_problems(labels["cluster"].to_numpy(), labels["feature_id"].to_numpy(), kept), artifact=dg.MetadataValue.text(art.hash))
-
-
-CHECKS = [coactivation_is_exact, merge_history_is_valid, every_kept_feature_in_one_cluster]
+    return [coactivation_is_exact, merge_history_is_valid, every_kept_feature_in_one_cluster]

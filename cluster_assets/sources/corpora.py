@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
+import json
 import os
 import sysconfig
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import polars as pl
 
-from cluster_assets.core.atomic import atomic_path
-from cluster_assets.sweep import DatasetEntry, content_hash
+from cluster_assets.config.models import DatasetEntry
+from cluster_assets.storage.atomic import atomic_path
+from cluster_assets.storage.hashing import content_hash
 
 #: Texts whose crc32 falls in this residue class (mod 10) are reserved for SAE training;
 #: the analysis prompts never use them, so the SAE never saw the prompts it explains.
@@ -26,6 +30,34 @@ SAE_TRAIN_RESIDUE = 0
 
 def is_sae_training_text(text: str) -> bool:
     return zlib.crc32(text.encode("utf-8")) % 10 == SAE_TRAIN_RESIDUE
+
+
+@dataclass(frozen=True)
+class SamplingReport:
+    n_texts: int
+    n_empty: int
+    n_duplicates: int
+    n_reserved_for_sae: int
+    n_usable: int
+
+
+def usable_texts(texts: list[str], for_sae: bool = False) -> tuple[list[int], SamplingReport]:
+    """Corpus rows that are non-empty, first occurrences, and in the requested split."""
+    seen: set[str] = set()
+    rows, empty, dupes, reserved = [], 0, 0, 0
+    for i, text in enumerate(texts):
+        if not text or not text.strip():
+            empty += 1
+            continue
+        if text in seen:
+            dupes += 1
+            continue
+        seen.add(text)
+        if is_sae_training_text(text) != for_sae:
+            reserved += 1
+            continue
+        rows.append(i)
+    return rows, SamplingReport(len(texts), empty, dupes, reserved, len(rows))
 
 
 def _package_dir(name: str) -> Path:
@@ -107,18 +139,44 @@ LOADERS: dict[str, Callable[..., Iterator[str]]] = {
 }
 
 
-def load_texts(entry: DatasetEntry, cache_dir: str | Path | None = None) -> list[str]:
-    """All texts of a registry entry, in loader order; offline corpora are cached as parquet."""
+def entry_problems(entry: DatasetEntry) -> list[tuple[str, str]]:
+    """(field, problem) of a registry entry: its loader exists and takes its params."""
     loader = LOADERS.get(entry.loader)
     if loader is None:
-        raise ValueError(f"dataset {entry.name!r}: unknown loader {entry.loader!r}; valid: {', '.join(LOADERS)}")
-    cache = None
-    if cache_dir is not None and entry.offline:
-        cache = Path(cache_dir) / f"{entry.name}-{content_hash(entry.loader, entry.params)}.parquet"
-        if cache.exists():
-            return pl.read_parquet(cache)["text"].to_list()
-    texts = list(loader(**entry.params))
-    if cache is not None:
-        with atomic_path(cache) as tmp:
-            pl.DataFrame({"text": texts}, schema={"text": pl.String}).write_parquet(tmp)
+        return [("loader", f"unknown loader {entry.loader!r}; valid: {', '.join(LOADERS)}")]
+    try:
+        inspect.signature(loader).bind(**entry.params)
+    except TypeError as err:
+        return [("params", f"{err} (loader {entry.loader!r} takes {', '.join(inspect.signature(loader).parameters)})")]
+    return []
+
+
+def load_texts(entry: DatasetEntry, cache_dir: str | Path | None = None) -> list[str]:
+    """All texts of a registry entry, in loader order; offline corpora are cached as parquet."""
+    for field, problem in entry_problems(entry):
+        raise ValueError(f"dataset {entry.name!r}, field {field}: {problem}")
+    loader = LOADERS[entry.loader]
+    cache = _cache_file(entry, cache_dir) if cache_dir is not None and entry.offline else None
+    if cache is not None and cache.exists():
+        texts = pl.read_parquet(cache)["text"].to_list()
+    else:
+        texts = list(loader(**entry.params))
+        if cache is not None:
+            with atomic_path(cache) as tmp:
+                pl.DataFrame({"text": texts}, schema={"text": pl.String}).write_parquet(tmp)
+    if cache is not None and not cache.with_suffix(".json").exists():
+        with atomic_path(cache.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({"usable": usable_texts(texts)[1].n_usable}))
     return texts
+
+
+def _cache_file(entry: DatasetEntry, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / f"{entry.name}-{content_hash(entry.loader, entry.params)}.parquet"
+
+
+def usable_count(entry: DatasetEntry, cache_dir: str | Path) -> int | None:
+    """Usable analysis texts of an offline corpus, if its cache knows (None: not cached yet)."""
+    try:
+        return int(json.loads(_cache_file(entry, cache_dir).with_suffix(".json").read_text())["usable"])
+    except (OSError, ValueError, KeyError):
+        return None

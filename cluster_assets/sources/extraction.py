@@ -161,6 +161,60 @@ def iter_extraction(
             progress(min(start + batch_size, n), n)
 
 
+@dataclass(frozen=True)
+class ExtractionTimings:
+    forward_seconds: float  # the model forward to the hooked layer
+    encode_seconds: float  # SAE encode + sparsification
+    assemble_seconds: float  # ordering rows, the token table
+
+
+def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches of prompt indices, longest prompts first, so each batch pads to similar lengths."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[s : s + batch_size] for s in range(0, order.size, batch_size)]
+
+
+def token_texts(tokenizer, token_ids: np.ndarray) -> list[str]:
+    """The text of each token, decoding each distinct id once."""
+    unique, inverse = np.unique(token_ids, return_inverse=True)
+    vocab = np.array([tokenizer.decode([int(t)]) for t in unique], dtype=object)
+    return vocab[inverse.ravel()].tolist()
+
+
+def extract_activations(model, sae, hook_name: str, token_lists: Sequence[Sequence[int]], prompt_ids: np.ndarray, batch_size: int,
+                        dtype: np.dtype = np.float32, progress: Callable[[int, int], None] | None = None):
+    """Sparse SAE activations of every real token, in prompt then position order, and the token table.
+
+    Prompts run in batches of similar length (longest first: padding is what a batch of mixed
+    lengths wastes); rows are put back in prompt order at the end.  Returns
+    (CSR (tokens, d_sae), token table columns, timings).
+    """
+    if not len(token_lists):
+        raise ValueError("no prompts to extract")
+    lengths = np.array([len(t) for t in token_lists])
+    order = np.concatenate(length_batches(lengths, batch_size))
+    forward = encode = 0.0
+    parts = []
+    for batch in iter_extraction(model, sae, hook_name, [token_lists[i] for i in order], batch_size, dtype, progress):
+        forward += batch.forward_seconds
+        encode += batch.encode_seconds
+        parts.append(batch)
+    t0 = time.perf_counter()
+    values = sp.csr_array(sp.vstack([b.activations for b in parts], format="csr"))
+    prompt_index = order[np.concatenate([b.prompt_index for b in parts])]
+    position = np.concatenate([b.position for b in parts])
+    rows = np.lexsort((position, prompt_index))  # back to prompt order, then position
+    values = values[rows]
+    token_ids = np.concatenate([b.token_ids for b in parts])[rows]
+    tokens = {
+        "prompt_id": np.asarray(prompt_ids)[prompt_index[rows]],
+        "position": position[rows],
+        "token_id": token_ids,
+        "token": token_texts(model.tokenizer, token_ids),
+    }
+    return values, tokens, ExtractionTimings(forward, encode, time.perf_counter() - t0)
+
+
 def collect_hook_activations(model, hook_name: str, token_lists: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
     """(real tokens, d_model) float32 activations at the hook, pads dropped (for SAE training)."""
     pad_id = _pad_id(model)

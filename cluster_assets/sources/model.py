@@ -16,9 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
-from cluster_assets.core.atomic import atomic_dir
+from cluster_assets.storage.atomic import AtomicDir
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +29,13 @@ class HubUnavailableError(ConnectionError):
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE") == "1"
-
-
-def require_hub(what: str) -> None:
-    """Fail at once (rather than after ~20 s of retries) when the hub is known unreachable."""
-    if hub_offline():
-        raise HubUnavailableError(
-            f"{what} needs the Hugging Face hub, but HF_HUB_OFFLINE=1 (no network). "
-            "Use the offline default: ActivationSource(mode='embedded')."
-        )
 
 
 def gguf_file() -> Path:
@@ -86,6 +77,7 @@ def ensure_embedded_cache(cache_dir: str | Path) -> Path:
     if cache_dir.exists():
         log.warning("model cache %s is incomplete or corrupt; rebuilding it", cache_dir)
         shutil.rmtree(cache_dir, ignore_errors=True)
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     source = gguf_file()
@@ -96,7 +88,7 @@ def ensure_embedded_cache(cache_dir: str | Path) -> Path:
     cfg.pop("quantization_config", None)
     clean = LlamaForCausalLM(LlamaConfig.from_dict(cfg))
     clean.load_state_dict(quantised.state_dict(), strict=True)
-    with atomic_dir(cache_dir) as tmp:
+    with AtomicDir(cache_dir) as tmp:
         clean.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return cache_dir
@@ -113,6 +105,7 @@ def load_tokenizer(model_dir_or_name: str | Path):
 
 def load_embedded_model(cache_dir: str | Path, device: str, n_ctx: int = 2048):
     """A ``HookedSAETransformer`` of the embedded model, built from the local cache."""
+    import torch
     from sae_lens import HookedSAETransformer
     from transformer_lens import loading
     from transformers import AutoModelForCausalLM
@@ -131,15 +124,28 @@ def load_embedded_model(cache_dir: str | Path, device: str, n_ctx: int = 2048):
     return model.to(device).eval()
 
 
+def hub_error(what: str, err: Exception) -> HubUnavailableError:
+    where = "the local Hugging Face cache (HF_HUB_OFFLINE=1)" if hub_offline() else "the Hugging Face hub"
+    return HubUnavailableError(
+        f"could not load {what} from {where}: {type(err).__name__}: {' '.join(str(err).split())} "
+        "Pre-populate the cache, go online, or use the offline default: ActivationSource(mode='embedded')."
+    )
+
+
+def load_hub_tokenizer(name: str):
+    """The hub model's tokenizer (from the local cache when HF_HUB_OFFLINE=1)."""
+    try:
+        return load_tokenizer(name)
+    except (OSError, ValueError) as err:
+        raise hub_error(f"the tokenizer of {name!r}", err) from err
+
+
 def load_hub_model(name: str, device: str):
-    """``HookedSAETransformer.from_pretrained`` of a hub model; fails fast when offline."""
-    require_hub(f"model {name!r}")
+    """``HookedSAETransformer.from_pretrained`` of a hub model: from the hub, or from the local
+    cache when HF_HUB_OFFLINE=1, where a model that is not cached fails at once."""
     from sae_lens import HookedSAETransformer
 
     try:
         return HookedSAETransformer.from_pretrained(name, device=device).eval()
-    except OSError as err:
-        raise HubUnavailableError(
-            f"could not load model {name!r} from the Hugging Face hub ({err}). "
-            "Without network, use ActivationSource(mode='embedded')."
-        ) from err
+    except (OSError, ValueError) as err:
+        raise hub_error(f"model {name!r}", err) from err

@@ -2,67 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
-from cluster_assets.sources.corpora import is_sae_training_text
-
-PROMPT_SCHEMA = {
-    "prompt_id": pl.Int64,
-    "text": pl.String,
-    "n_tokens": pl.Int32,
-    "truncated": pl.Boolean,
-    "token_ids": pl.List(pl.Int32),
-}
+from cluster_assets.core.params import ParameterError
+from cluster_assets.sources.corpora import SamplingReport, usable_texts
+from cluster_assets.storage.formats import PROMPT_SCHEMA
 
 
-@dataclass(frozen=True)
-class SamplingReport:
-    n_texts: int
-    n_empty: int
-    n_duplicates: int
-    n_reserved_for_sae: int
-    n_usable: int
+def too_few_texts(n_prompts: int, replicates: int, usable: int, dataset: str) -> str | None:
+    """Why ``replicates`` disjoint samples of ``n_prompts`` cannot come from ``usable`` texts (None if they can)."""
+    if n_prompts * replicates <= usable:
+        return None
+    need = f"{n_prompts} prompts" + (f" x {replicates} disjoint replicates = {n_prompts * replicates}" if replicates > 1 else "")
+    return f"{need} is more than the {usable} usable texts of dataset {dataset!r}"
 
 
-def usable_texts(texts: list[str], for_sae: bool = False) -> tuple[list[int], SamplingReport]:
-    """Corpus rows that are non-empty, first occurrences, and in the requested split."""
-    seen: set[str] = set()
-    rows, empty, dupes, reserved = [], 0, 0, 0
-    for i, text in enumerate(texts):
-        if not text or not text.strip():
-            empty += 1
-            continue
-        if text in seen:
-            dupes += 1
-            continue
-        seen.add(text)
-        if is_sae_training_text(text) != for_sae:
-            reserved += 1
-            continue
-        rows.append(i)
-    return rows, SamplingReport(len(texts), empty, dupes, reserved, len(rows))
-
-
-def sample_prompts(texts: list[str], n_prompts: int, max_tokens: int, seed: int, tokenizer, dataset: str = "") -> tuple[pl.DataFrame, SamplingReport]:
+def sample_prompts(
+    texts: list[str], n_prompts: int, max_tokens: int, seed: int, tokenizer, dataset: str = "", replicate: int = 0, replicates: int = 1
+) -> tuple[pl.DataFrame, SamplingReport]:
     """Sample ``n_prompts`` prompts with a seeded generator and cut them to ``max_tokens``.
 
-    ``prompt_id`` is the text's row in the corpus (stable across runs and sweep points).
-    ``token_ids`` are the model tokens actually analysed (no special tokens added), and
-    ``text`` is their decoding.  Raises if the corpus has fewer usable texts than asked.
+    Replicate ``r`` (0-based, of ``replicates``) takes the ``r``-th block of ``n_prompts`` in one
+    seeded permutation of the usable texts, so replicates never share a text and replicate 0
+    is the same sample whatever the number of replicates.  ``prompt_id`` is the text's row in
+    the corpus (stable across runs and sweep points).  ``token_ids`` are the model tokens
+    analysed (no special tokens added), and ``text`` is their decoding.  Raises
+    :class:`ParameterError` (``n_prompts``) when the corpus has too few usable texts.
     """
     rows, report = usable_texts(texts)
     if report.n_usable == 0:
-        raise ValueError(f"dataset {dataset!r} yields no usable text ({report.n_texts} texts, {report.n_empty} empty)")
-    if n_prompts > report.n_usable:
-        raise ValueError(
-            f"dataset {dataset!r} has {report.n_usable} usable texts (after dropping {report.n_empty} empty, "
-            f"{report.n_duplicates} duplicate and {report.n_reserved_for_sae} SAE-training texts); n_prompts={n_prompts} is too many"
-        )
+        raise ParameterError("n_prompts", f"dataset {dataset!r} yields no usable text ({report.n_texts} texts, {report.n_empty} empty)")
+    shortfall = too_few_texts(n_prompts, replicates, report.n_usable, dataset)
+    if shortfall:
+        raise ParameterError("n_prompts", f"{shortfall} (after dropping {report.n_empty} empty, {report.n_duplicates} duplicate "
+                                          f"and {report.n_reserved_for_sae} SAE-training texts)")
     rng = np.random.default_rng(seed)
-    chosen = np.sort(np.asarray(rows)[rng.permutation(len(rows))[:n_prompts]])
+    block = rng.permutation(len(rows))[replicate * n_prompts : (replicate + 1) * n_prompts]
+    chosen = np.sort(np.asarray(rows)[block])
     chosen_texts = [texts[i] for i in chosen]
     encoded = tokenizer(chosen_texts, add_special_tokens=False)["input_ids"]
     cut = [ids[:max_tokens] for ids in encoded]
@@ -76,5 +53,4 @@ def sample_prompts(texts: list[str], n_prompts: int, max_tokens: int, seed: int,
         },
         schema=PROMPT_SCHEMA,
     )
-    frame = frame.filter(pl.col("n_tokens") > 0)
-    return frame, report
+    return frame.filter(pl.col("n_tokens") > 0), report

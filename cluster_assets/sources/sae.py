@@ -1,37 +1,19 @@
-"""SAEs in sae-lens' own formats: train a TopK SAE offline, load from the hub, save/load.
+"""SAEs in sae-lens' own formats: train a TopK SAE offline, load a pretrained one from the hub.
 
-Training uses sae-lens' ``SAETrainer`` on an iterator of (batch, d_in) activation
-tensors; the result is saved with ``save_inference_model`` (``cfg.json`` +
-safetensors) and read back with ``SAE.load_from_disk``.
+Training uses sae-lens' ``SAETrainer`` on an iterator of (batch, d_in) activation tensors;
+the trained SAE is turned into the inference ``TopKSAE`` through sae-lens' own save format.
+Saving and loading artifacts is :class:`cluster_assets.storage.formats.SAEFormat`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
-from cluster_assets.core.atomic import atomic_dir
-from cluster_assets.sources.model import HubUnavailableError, require_hub
-
-
-@dataclass(frozen=True)
-class SAETrainingParams:
-    """How the embedded-mode SAE is trained (all counts in tokens)."""
-
-    d_sae: int = 4096
-    k: int = 64
-    training_tokens: int = 400_000
-    tokens_per_dataset: int = 150_000
-    batch_size: int = 1024
-    lr: float = 2e-3
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from cluster_assets.sources.model import hub_error
 
 
 @dataclass(frozen=True)
@@ -52,38 +34,42 @@ def _shuffled_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterato
 
 def train_topk_sae(
     activations: torch.Tensor,
-    params: SAETrainingParams,
+    *,
+    d_sae: int,
+    k: int,
+    training_tokens: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ):
     """Train a TopK SAE with sae-lens' trainer on (tokens, d_in) activations.
 
-    Cycles over the shuffled tokens until ``params.training_tokens`` samples were seen.
-    Returns the inference ``TopKSAE``.
+    Cycles over the shuffled tokens until ``training_tokens`` samples were seen.  Returns the
+    inference ``TopKSAE``.
     """
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
 
-    if activations.ndim != 2 or activations.shape[0] < params.batch_size:
-        raise ValueError(f"need at least batch_size={params.batch_size} training tokens, got shape {tuple(activations.shape)}")
-    torch.manual_seed(params.seed)
-    d_in = activations.shape[1]
+    if activations.ndim != 2 or activations.shape[0] < batch_size:
+        raise ValueError(f"need at least batch_size={batch_size} training tokens, got shape {tuple(activations.shape)}")
+    torch.manual_seed(seed)
     sae = TopKTrainingSAE(
-        TopKTrainingSAEConfig(d_in=d_in, d_sae=params.d_sae, k=params.k, device=device, normalize_activations="expected_average_only_in")
+        TopKTrainingSAEConfig(d_in=activations.shape[1], d_sae=d_sae, k=k, device=device, normalize_activations="expected_average_only_in")
     )
     cfg = SAETrainerConfig(
-        total_training_samples=params.training_tokens,
-        train_batch_size_samples=params.batch_size,
-        lr=params.lr,
-        lr_end=params.lr / 10,
+        total_training_samples=training_tokens,
+        train_batch_size_samples=batch_size,
+        lr=lr,
+        lr_end=lr / 10,
         lr_scheduler_name="cosineannealing",
-        lr_warm_up_steps=max(1, params.training_tokens // params.batch_size // 50),
+        lr_warm_up_steps=max(1, training_tokens // batch_size // 50),
         device=device,
-        n_batches_for_norm_estimate=min(50, activations.shape[0] // params.batch_size),
+        n_batches_for_norm_estimate=min(50, activations.shape[0] // batch_size),
         logger=LoggingConfig(log_to_wandb=False),
     )
-    batches = _shuffled_batches(activations.to(device), params.batch_size, params.seed)
-    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=batches)
+    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_shuffled_batches(activations.to(device), batch_size, seed))
     if progress is not None:
         step, every = [0], max(1, cfg.total_training_steps // 10)
         original_step = trainer.step
@@ -92,12 +78,11 @@ def train_topk_sae(
             out = original_step(batch)
             step[0] += 1
             if step[0] % every == 0:
-                progress(step[0] * params.batch_size, params.training_tokens)
+                progress(step[0] * batch_size, training_tokens)
             return out
 
         trainer.step = step_with_progress
-    trained = trainer.fit()
-    return to_inference(trained)
+    return to_inference(trainer.fit())
 
 
 def to_inference(training_sae):
@@ -132,28 +117,20 @@ def evaluate_sae(sae, activations: torch.Tensor, batch_size: int = 4096) -> SAEQ
     return SAEQuality(l0=l0_sum / n, fvu=err_sum / total_var if total_var > 0 else math.nan, dead_fraction=1.0 - fired.float().mean().item(), n_eval_tokens=n)
 
 
-def save_sae(sae, path: str | Path) -> Path:
-    """Save in sae-lens' format (``cfg.json`` + safetensors), atomically."""
-    with atomic_dir(path) as tmp:
-        sae.save_model(tmp)
-    return Path(path)
-
-
-def load_sae(path: str | Path, device: str = "cpu"):
-    from sae_lens import SAE
-
-    return SAE.load_from_disk(str(path), device=device)
-
-
 def load_hub_sae(release: str, sae_id: str, device: str):
-    """``SAE.from_pretrained``; fails fast and clearly when offline."""
-    require_hub(f"SAE {release}/{sae_id}")
+    """``SAE.from_pretrained`` (sae-lens' registry): from the hub, or from the local cache when
+    HF_HUB_OFFLINE=1, where an SAE that is not cached fails at once."""
     from sae_lens import SAE
 
     try:
         return SAE.from_pretrained(release, sae_id, device=device)
-    except OSError as err:
-        raise HubUnavailableError(
-            f"could not load SAE {release}/{sae_id} from the Hugging Face hub ({err}). "
-            "Without network, use ActivationSource(mode='embedded')."
-        ) from err
+    except (OSError, ValueError) as err:
+        raise hub_error(f"SAE {release}/{sae_id}", err) from err
+
+
+def neuronpedia_id(release: str, sae_id: str) -> str | None:
+    """The Neuronpedia id sae-lens' registry gives this SAE (``<model>/<set>``), if any."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    lookup = get_pretrained_saes_directory().get(release)
+    return None if lookup is None else (lookup.neuronpedia_id or {}).get(sae_id)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from cluster_assets.sources.corpora import load_texts
 from cluster_assets.sources.extraction import collect_hook_activations
 from cluster_assets.sources.prompts import usable_texts
-from cluster_assets.sources.sae import SAEQuality, SAETrainingParams, evaluate_sae, train_topk_sae
-from cluster_assets.sweep import DatasetEntry
+from cluster_assets.config.models import DatasetEntry
+from cluster_assets.sources.sae import SAEQuality, evaluate_sae, train_topk_sae
 
 HELD_OUT_FRACTION = 0.05
 
@@ -52,32 +53,50 @@ def train_embedded_sae(
     model,
     hook_name: str,
     datasets: Sequence[DatasetEntry],
-    params: SAETrainingParams,
+    training: Mapping[str, Any],
     batch_size: int,
-    corpus_cache: str | None,
+    corpus_cache: str | Path | None,
     device: str,
     log: Callable[[str], None] = print,
 ) -> TrainedSAE:
+    """Collect hook activations from each dataset's SAE split and train a TopK SAE on them.
+
+    ``training``: the keyword arguments of :func:`train_topk_sae` plus ``tokens_per_dataset``
+    (distinct tokens collected from each corpus); ``batch_size``: prompts per forward pass.
+    """
     if not datasets:
-        raise ValueError("no offline dataset in the registry to train the SAE on")
+        raise ValueError("no SAE training datasets named (the registry's sae_training list is empty)")
+    training = dict(training)
+    tokens_per_dataset = training.pop("tokens_per_dataset")
     t0 = time.perf_counter()
     parts, per_dataset = [], {}
     for entry in datasets:
-        lists = training_token_lists(load_texts(entry, corpus_cache), model.tokenizer, params.tokens_per_dataset)
+        lists = training_token_lists(load_texts(entry, corpus_cache), model.tokenizer, tokens_per_dataset)
         acts = collect_hook_activations(model, hook_name, lists, batch_size)
         per_dataset[entry.name] = int(acts.shape[0])
         log(f"collected {acts.shape[0]} training tokens from {entry.name}")
         parts.append(acts)
     acts = torch.cat(parts)
-    if acts.shape[0] < params.batch_size:
-        raise ValueError(f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {params.batch_size}")
-    acts = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(params.seed))]
+    if acts.shape[0] < training["batch_size"]:
+        raise ValueError(f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {training['batch_size']}")
+    acts = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(training["seed"]))]
     n_eval = max(1, int(HELD_OUT_FRACTION * acts.shape[0]))
     held_out, train = acts[:n_eval], acts[n_eval:]
     t1 = time.perf_counter()
-    sae = train_topk_sae(
-        train, params, device=device, progress=lambda done, total: log(f"SAE training: {done}/{total} samples")
-    )
+    sae = train_topk_sae(train, **training, device=device, progress=lambda done, total: log(f"SAE training: {done}/{total} samples"))
     t2 = time.perf_counter()
     quality = evaluate_sae(sae, held_out)
     return TrainedSAE(sae, quality, int(train.shape[0]), per_dataset, t1 - t0, t2 - t1)
+
+
+def prepare_sae(mode: str, model, hook_name: str, datasets: Sequence[DatasetEntry], training: Mapping[str, Any], batch_size: int,
+                corpus_cache: str | Path | None, device: str, load_hub_sae: Callable[[], Any], log: Callable[[str], None] = print) -> TrainedSAE:
+    """The SAE of a deployment: trained on ``datasets`` (embedded mode), or the pretrained hub
+    SAE evaluated on the same datasets' SAE split (hub mode)."""
+    if mode == "embedded":
+        return train_embedded_sae(model, hook_name, datasets, training, batch_size, corpus_cache, device, log)
+    t0 = time.perf_counter()
+    sae = load_hub_sae()
+    lists = [ids for e in datasets for ids in training_token_lists(load_texts(e, corpus_cache), model.tokenizer, 5000)]
+    quality = evaluate_sae(sae, collect_hook_activations(model, hook_name, lists, batch_size))
+    return TrainedSAE(sae, quality, 0, {}, time.perf_counter() - t0, 0.0)

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cluster_assets.core import FilterConfig, MergeConfig, run_merge
-from cluster_assets.core.analysis import analyse_clusters, cut_labels, quadrants
+from cluster_assets.core import MembershipConfig, MergeConfig, ParameterError, build_memberships, run_merge
+from cluster_assets.core.analysis import analyse_clusters, cut_labels, runs
+from cluster_assets.core.features import quadrants
 from cluster_assets.core.coactivation import coactivation
-from cluster_assets.core.selection import ParameterError, build_memberships
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
 
 
@@ -39,12 +39,15 @@ def test_analysis_matches_dense_reference():
         top = [i for i, cc in enumerate(res.top_prompts["cluster"]) if cc == c]
         best = ids[np.argmax(per_prompt[:, c])]
         assert res.top_prompts["active_tokens"][top[0]] == per_prompt[:, c].max()
-        marked = res.top_prompts["marked_text"][top[0]]
         p = res.top_prompts["prompt_id"][top[0]]
-        expected = "".join(f"[[{text[t]}]]" if tok[t] else text[t] for t in np.flatnonzero(prompts == p))
-        assert marked == expected
+        rows = np.flatnonzero(prompts == p)
+        assert res.top_prompts["text"][top[0]] == "".join(text[t] for t in rows)
+        # each run of consecutive active tokens is one span of characters
+        starts = np.concatenate([[0], np.cumsum([len(text[t]) for t in rows])])
+        expected = [[int(starts[a]), int(starts[b])] for a, b in runs(tok[rows])]
+        assert res.top_prompts["spans"][top[0]] == expected and expected
         assert per_prompt[list(ids).index(p), c] == per_prompt[list(ids).index(best), c]
-    np.testing.assert_allclose(res.prompt_activity, per_prompt)
+    np.testing.assert_allclose(res.prompt_activity.toarray(), per_prompt)
     np.testing.assert_allclose(res.correlation, np.corrcoef(per_prompt, rowvar=False), atol=1e-12)
 
 
@@ -63,25 +66,25 @@ def test_cut_labels_and_quadrants():
 
 def test_build_memberships_token_and_prompt_units():
     dense, prompts = _activations(1)
-    filters = FilterConfig(min_firing_rate=0.05)
-    res = build_memberships(sp.csr_array(dense), prompts, 0.2, filters, rows_per_batch=64)
+    res = build_memberships(sp.csr_array(dense), prompts, MembershipConfig(threshold=0.2, min_firing_rate=0.05))
     kept = np.flatnonzero(res.kept)
     assert np.all((dense > 0.2).mean(axis=0)[kept] >= 0.05)
     np.testing.assert_array_equal(res.memberships.feature_ids, kept)
     np.testing.assert_array_equal(res.memberships.to_csr().toarray(), dense[:, kept] > 0.2)
-    res_p = build_memberships(sp.csr_array(dense), prompts, 0.2, filters, unit="prompt", prompt_reduce="max")
+    res_p = build_memberships(sp.csr_array(dense), prompts, MembershipConfig(threshold=0.2, min_firing_rate=0.05, unit="prompt", prompt_reduce="max"))
     ids = np.unique(prompts)
     want = np.stack([(dense[prompts == p][:, kept] > 0.2).any(axis=0) for p in ids])
     np.testing.assert_array_equal(res_p.memberships.to_csr().toarray(), want)
     np.testing.assert_array_equal(res_p.sample_prompt, ids)
 
 
-@pytest.mark.parametrize("threshold, filters, field", [(1e6, FilterConfig(), "threshold"), (0.0, FilterConfig(min_firing_rate=0.99), "filters")])
-def test_build_memberships_bad_parameters_name_the_field(threshold, filters, field):
+@pytest.mark.parametrize("config, field", [(MembershipConfig(threshold=1e6), "threshold"), (MembershipConfig(min_firing_rate=0.99), "min_firing_rate")])
+def test_build_memberships_bad_parameters_name_the_field(config, field):
     dense, prompts = _activations(2)
     with pytest.raises(ParameterError) as err:
-        build_memberships(sp.csr_array(dense), prompts, threshold, filters)
+        build_memberships(sp.csr_array(dense), prompts, config)
     assert err.value.field == field
+    assert "np." not in err.value.message and field not in err.value.message  # plain words, the field named once
 
 
 def test_validation_finds_corruption():

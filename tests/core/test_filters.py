@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cluster_assets.core import FilterConfig, apply_filters, feature_statistics
+from cluster_assets.core import MembershipConfig, ParameterError, apply_filters, feature_statistics
 
 
 def _dense_case(seed=0):
@@ -39,8 +39,7 @@ def _numpy_stats(dense, prompts, threshold):
 @pytest.mark.parametrize("seed", range(4))
 def test_statistics_match_direct_numpy(seed):
     dense, prompts = _dense_case(seed)
-    batches = [(sp.csr_array(dense[i : i + 50]), prompts[i : i + 50]) for i in range(0, len(dense), 50)]
-    stats = feature_statistics(batches, dense.shape[1], threshold=0.2)
+    stats = feature_statistics(sp.csr_array(dense), prompts, threshold=0.2)
     want = _numpy_stats(dense, prompts, 0.2)
     assert stats.n_tokens == len(dense) and stats.n_prompts == len(np.unique(prompts))
     for name, value in want.items():
@@ -49,8 +48,8 @@ def test_statistics_match_direct_numpy(seed):
 
 def test_filters_record_first_failing_reason():
     dense, prompts = _dense_case(1)
-    stats = feature_statistics([(sp.csr_array(dense), prompts)], dense.shape[1], threshold=0.0)
-    config = FilterConfig(dead_stat="mean", dead_threshold=0.01, min_firing_rate=0.05, max_entropy=2.5, max_varentropy=0.02)
+    stats = feature_statistics(sp.csr_array(dense), prompts, threshold=0.0)
+    config = MembershipConfig(dead_stat="mean", dead_threshold=0.01, min_firing_rate=0.05, max_entropy=2.5, max_varentropy=0.02)
     kept, reason = apply_filters(stats, config)
     want = _numpy_stats(dense, prompts, 0.0)
     for j in range(dense.shape[1]):
@@ -70,13 +69,13 @@ def test_filters_record_first_failing_reason():
 
 
 def test_filter_config_validation_and_empty_input():
-    with pytest.raises(ValueError, match="dead_stat"):
-        FilterConfig(dead_stat="median")
-    with pytest.raises(ValueError, match="above"):
-        FilterConfig(min_entropy=2.0, max_entropy=1.0)
-    with pytest.raises(ValueError, match="firing_rate"):
-        FilterConfig(max_firing_rate=1.5)
+    with pytest.raises(ParameterError, match="dead_stat"):
+        MembershipConfig(dead_stat="median")
+    with pytest.raises(ParameterError, match="above"):
+        MembershipConfig(min_entropy=2.0, max_entropy=1.0)
+    with pytest.raises(ParameterError, match="firing_rate"):
+        MembershipConfig(max_firing_rate=1.5)
     with pytest.raises(ValueError, match="empty corpus"):
-        feature_statistics([], 4, 0.0)
+        feature_statistics(sp.csr_array((0, 4)), np.zeros(0), 0.0)
     with pytest.raises(ValueError, match="threshold"):
-        feature_statistics([], 4, -0.5)
+        feature_statistics(sp.csr_array((0, 4)), np.zeros(0), -0.5)

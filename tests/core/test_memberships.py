@@ -42,7 +42,7 @@ def test_membership_rejects_out_of_range():
         Membership.from_indices(np.array([1]), 5).intersection_count(Membership.from_indices(np.array([1]), 6))
 
 
-def test_memberships_round_trip_sparse_matrix_and_disk(tmp_path):
+def test_memberships_round_trip_sparse_matrix():
     rng = np.random.default_rng(0)
     x = rng.random((2000, 40)) < rng.uniform(0.0, 0.03, size=40)  # rates either side of the 1/64 switch
     m = Memberships(sp.csr_array(x), feature_ids=np.arange(40) * 3)
@@ -51,8 +51,7 @@ def test_memberships_round_trip_sparse_matrix_and_disk(tmp_path):
     np.testing.assert_array_equal(m.counts(), x.sum(axis=0))
     for j in range(40):
         np.testing.assert_array_equal(m[j].to_indices(), np.flatnonzero(x[:, j]))
-    m.save(tmp_path / "m.npz")
-    back = Memberships.load(tmp_path / "m.npz")
+    back = Memberships.from_columns([m[j].to_indices() for j in range(40)], 2000, m.feature_ids)
     np.testing.assert_array_equal(back.to_csr().toarray(), x)
     np.testing.assert_array_equal(back.feature_ids, m.feature_ids)
     sub = m.subset(np.array([5, 2]))

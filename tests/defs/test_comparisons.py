@@ -2,101 +2,112 @@
 
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
 import pytest
 
-from cluster_assets.defs.assets.clustering import clusters, coactivation, memberships, merge_history
-from cluster_assets.defs.assets.comparisons import dataset_comparison, research_report, sweep_comparison
-from cluster_assets.defs.assets.model_side import activations, prompts, sae
-from cluster_assets.defs.checks import CHECKS
+from cluster_assets.storage.formats import ClustersFormat, DocumentFormat, TablesFormat
 
-GRAPH = [prompts, activations, memberships, coactivation, merge_history, clusters, sae.to_source_asset()]
 DATASETS = ["kjv", "kjv_again", "python_stdlib"]
 
 
 @pytest.fixture(scope="module")
-def setup(resources, instance):
-    assert dg.materialize([sae], resources=resources, instance=instance).success
+def setup(graph):
+    assert graph.sae().success
     for dataset in DATASETS:
-        for point in ("base", "hdbscan_umap", "hdbscan_raw"):
-            key = dg.MultiPartitionKey({"dataset": dataset, "hparams": point})
-            res = dg.materialize([*GRAPH, *CHECKS], partition_key=key, resources=resources, instance=instance)
+        for point in ("base", "base@2", "hdbscan_umap", "hdbscan_raw"):
+            res = graph.partition(dataset, point)
             assert all(c.passed for c in res.get_asset_check_evaluations())
-    return resources, instance
-
-
-def _md(result, asset):
-    [mat] = result.asset_materializations_for_node(asset)
-    return mat.metadata
+    return graph
 
 
 def test_baseline_produces_valid_labels(setup):
-    resources, instance = setup
+    graph = setup
     for point in ("hdbscan_umap", "hdbscan_raw"):
-        key = dg.MultiPartitionKey({"dataset": "kjv", "hparams": point})
-        res = dg.materialize([*GRAPH, *CHECKS], partition_key=key, resources=resources, instance=instance)
-        md = _md(res, "clusters")
+        res = graph.partition("kjv", point)
+        md = graph.metadata(res, "clusters")
         assert md["method"].value == "umap_hdbscan"
-        labels = pl.read_parquet(Path(md["path"].value) / "labels.parquet")["cluster"].to_numpy()
-        kept = _md(res, "memberships")["kept_features"].value
+        assert "cut" not in md and "mdl_at_cut" not in md  # what does not apply to the method is not shown
+        labels = ClustersFormat().load_labels(Path(md["path"].value))["cluster"].to_numpy()
+        kept = graph.metadata(res, "memberships")["kept_features"].value
         assert labels.size == kept and labels.min() >= -1
         assert md["noise_features"].value == int((labels == -1).sum())
         assert md["k"].value == len(set(labels[labels >= 0].tolist()))
 
 
 def test_dataset_comparison_identical_datasets_and_missing(setup):
-    resources, instance = setup
-    res = dg.materialize([dataset_comparison, clusters.to_source_asset()], partition_key="base", resources=resources, instance=instance)
-    md = _md(res, "dataset_comparison")
-    assert md["missing"].value == ["json_docstrings", "pile10k"]
-    folder = Path(md["path"].value)
-    pairs = pl.read_parquet(folder / "pairs.parquet")
-    same = pairs.filter((pl.col("a") == "kjv") & (pl.col("b") == "kjv_again"))
-    assert same["ari"].item() == 1.0 and same["nmi"].item() == pytest.approx(1.0)
+    graph = setup
+    res = graph.materialize(["dataset_comparison"], "base")
+    md = graph.metadata(res, "dataset_comparison")
+    assert "json_docstrings|base" in md["missing"].value and "pile10k" not in md["missing"].value  # hub datasets are not partitions offline
+    tables = TablesFormat().load(Path(md["path"].value))
+    ari = tables.tables["effects"].filter(pl.col("metric") == "ari")
+    # the same corpus under two names: replicate i of one equals replicate i of the other (ARI 1), so
+    # their agreement is (1 + floor) / 2 -- never "different beyond sampling noise"
+    same = ari.filter((pl.col("a") == "kjv") & (pl.col("b") == "kjv_again")).row(0, named=True)
+    assert same["value"] == pytest.approx((1 + same["floor_a"]) / 2) and same["floor_a"] == pytest.approx(same["floor_b"])
+    assert same["verdict"] != "differ beyond sampling noise"
     # identical clusterings: every kjv cluster matches its twin with Jaccard 1
-    matches = pl.read_parquet(folder / "matches.parquet").filter((pl.col("name") == "kjv") & (pl.col("other") == "kjv_again"))
+    matches = tables.tables["matches"].filter((pl.col("name") == "kjv") & (pl.col("other") == "kjv_again"))
     assert (matches["jaccard"] == 1.0).all()
-    assert pairs.filter(pl.col("b") == "python_stdlib")["ari"].max() < 1.0
+    assert ari.filter(pl.col("b") == "python_stdlib")["value"].max() < 1.0
+    # two replicates each: a floor, and a verdict against it
+    assert ari["floor_a"].is_not_null().all() and not ari["verdict"].str.contains("floor unknown").any()
+    floors = tables.tables["floors"].filter(pl.col("metric") == "ari")
+    assert floors["replicates"].to_list() == [2, 2, 2]
+    # every dataset's clusters measured on every dataset
+    activity = tables.tables["activity"]
+    assert set(activity["measured_on"]) == set(DATASETS) and set(activity["clustered_on"]) == set(DATASETS)
 
 
 def test_comparison_with_fewer_than_two_partitions_says_so(setup):
-    resources, instance = setup
-    res = dg.materialize([dataset_comparison, clusters.to_source_asset()], partition_key="fixed_cut", resources=resources, instance=instance)
-    md = _md(res, "dataset_comparison")
+    graph = setup
+    res = graph.materialize(["dataset_comparison"], "fixed_cut")
+    md = graph.metadata(res, "dataset_comparison")
     assert res.success
-    assert "fewer than two datasets" in md["summary"].value["note"]
-    assert sorted(md["missing"].value) == sorted(["kjv", "kjv_again", "python_stdlib", "json_docstrings", "pile10k"])
+    assert "fewer than two datasets" in md["note"].value
+    res = graph.materialize(["dataset_comparison"], "hdbscan_umap")
+    ari = TablesFormat().load(Path(graph.metadata(res, "dataset_comparison")["path"].value)).tables["effects"].filter(pl.col("metric") == "ari")
+    # one replicate each: the floor is unknown and the verdict says so rather than inventing one
+    assert ari["floor_a"].is_null().all() and ari["verdict"].str.contains("floor unknown").all()
+    assert md["missing_partitions"].value == 4
 
 
 def test_sweep_comparison_and_method_comparison(setup):
-    resources, instance = setup
-    res = dg.materialize([sweep_comparison, clusters.to_source_asset()], partition_key="kjv", resources=resources, instance=instance)
-    md = _md(res, "sweep_comparison")
-    folder = Path(md["path"].value)
-    points = pl.read_parquet(folder / "points.parquet")
+    graph = setup
+    res = graph.materialize(["sweep_comparison"], "kjv")
+    md = graph.metadata(res, "sweep_comparison")
+    tables = TablesFormat().load(Path(md["path"].value))
+    points = tables.tables["points"]
     assert set(points["point"]) == {"base", "hdbscan_umap", "hdbscan_raw"}
-    assert points.filter(pl.col("point") == "base")["ari_vs_reference"].item() == 1.0
-    assert "merge.method" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
-    methods = pl.read_parquet(folder / "methods.parquet")
+    assert points.filter(pl.col("point") == "base")["replicates"].item() == 2
+    heldout = tables.tables["heldout"]
+    same = heldout.filter(pl.col("kind") == "same dataset")
+    # every clustering scored on a sample it never saw: base's replicates on each other, the baselines on a base replicate
+    assert set(zip(same["point"], same["replicate"])) == {("base", 1), ("base", 2), ("hdbscan_umap", 1), ("hdbscan_raw", 1)}
+    assert set(heldout.filter(pl.col("kind") == "transfer")["measured_on"]) == {"python_stdlib", "kjv_again"}
+    effects = tables.tables["effects"].filter(pl.col("metric") == "ari")
+    assert set(effects["a"]) == {"hdbscan_umap", "hdbscan_raw"} and set(effects["b"]) == {"base"}
+    assert "merge.method=umap_hdbscan" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
+    # the changes column keeps the parameter that tells the two baseline points apart
+    assert points.filter(pl.col("point") == "hdbscan_raw")["changes"].item() != points.filter(pl.col("point") == "hdbscan_umap")["changes"].item()
+    methods = tables.tables["methods"]
     assert {("mdl_merge", "umap_hdbscan")} <= set(zip(methods["method_a"], methods["method_b"]))
     assert methods["ari"].is_between(-1, 1).all()
-    assert set(md["missing"].value) == {"other_seed", "alpha_low", "fixed_cut"}
+    assert {"other_seed", "alpha_low", "fixed_cut"} <= {m.split("|")[1] for m in md["missing"].value.split(", ")}
 
 
 def test_report_has_a_section_per_question(setup):
-    resources, instance = setup
+    graph = setup
     for point in ("base", "hdbscan_umap", "hdbscan_raw"):
-        dg.materialize([dataset_comparison, clusters.to_source_asset()], partition_key=point, resources=resources, instance=instance)
+        graph.materialize(["dataset_comparison"], point)
     for dataset in DATASETS:
-        dg.materialize([sweep_comparison, clusters.to_source_asset()], partition_key=dataset, resources=resources, instance=instance)
-    res = dg.materialize([research_report, dataset_comparison.to_source_asset(), sweep_comparison.to_source_asset()],
-                         resources=resources, instance=instance)
-    md = _md(res, "research_report")
-    text = Path(md["report_path"].value).read_text()
+        graph.materialize(["sweep_comparison"], dataset)
+    res = graph.materialize(["research_report"])
+    md = graph.metadata(res, "research_report")
+    document = DocumentFormat().load(Path(md["path"].value))
     for i in range(1, 6):
-        assert f"## Q{i}." in text
-    assert "Missing or failed partitions" in text and "json_docstrings" in text
-    figures = list((Path(md["report_path"].value).parent / "figures").glob("*.png"))
-    assert len(figures) >= 4
+        assert f"## Q{i}." in document.markdown
+    assert "**Scale:**" in document.markdown and "json_docstrings" in document.markdown
+    assert len(document.figures) >= 4
+    assert "two samples of kjv:" in document.markdown and "floor unknown" not in document.markdown.split("## Q4")[1].split("## Q5")[0]
     assert "data:image/png;base64" in md["report"].value

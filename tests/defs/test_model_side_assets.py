@@ -1,70 +1,66 @@
 """Materialise the model side on real (small) inputs with dagster.materialize."""
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from cluster_assets.defs.assets.model_side import activations, prompts, sae
 from cluster_assets.defs.resources import ArtifactStoreResource
-from cluster_assets.sources.activation_files import read_activations
+from cluster_assets.storage.formats import ActivationsFormat, PromptsFormat
 
 
-def _key(dataset, hparams):
-    return dg.MultiPartitionKey({"dataset": dataset, "hparams": hparams})
-
-
-def _metadata(result, asset):
-    [mat] = [m for m in result.asset_materializations_for_node(asset)]
-    return mat.metadata
-
-
-def test_materialize_two_partitions(instance, resources):
-    sae_result = dg.materialize([sae], resources=resources, instance=instance)
-    md = _metadata(sae_result, "sae")
+def test_materialize_two_partitions(graph, instance):
+    sae_result = graph.sae()
+    md = graph.metadata(sae_result, "sae")
     assert 0 < md["fvu"].value < 1.5 and md["l0"].value <= 8
-    assert not md["reused"].value
-
     seen = {}
-    for key in (_key("kjv", "base"), _key("python_stdlib", "other_seed")):
-        result = dg.materialize([prompts, activations, sae.to_source_asset()], partition_key=key, resources=resources, instance=instance)
+    for dataset, hparams in (("kjv", "base"), ("python_stdlib", "other_seed")):
+        result = graph.materialize(["prompts", "activations"], graph.key(dataset, hparams))
         assert result.success
-        pmd, amd = _metadata(result, "prompts"), _metadata(result, "activations")
+        pmd, amd = graph.metadata(result, "prompts"), graph.metadata(result, "activations")
         assert pmd["dagster/row_count"].value == 12
-        acts, tokens = read_activations(__import__("pathlib").Path(amd["path"].value))
-        frame = pl.read_parquet(__import__("pathlib").Path(pmd["path"].value) / "prompts.parquet")
-        assert acts.shape == (frame["n_tokens"].sum(), 256) == (amd["tokens"].value, 256)
-        assert isinstance(acts, sp.csr_array) and acts.nnz == amd["nonzeros"].value
-        assert np.all(np.diff(acts.indptr) <= 8)  # at most k active features per token
-        assert tokens["prompt_id"].unique().sort().to_list() == frame["prompt_id"].sort().to_list()
-        assert tokens["position"].max() < (16 if key.keys_by_dimension["hparams"] == "base" else 12)
-        seen[key] = amd["artifact"].value
+        acts = ActivationsFormat().load(Path(amd["path"].value))
+        frame = PromptsFormat().load(Path(pmd["path"].value))
+        assert acts.values.shape == (frame["n_tokens"].sum(), 256) == (amd["tokens"].value, 256)
+        assert isinstance(acts.values, sp.csr_array) and acts.values.nnz == amd["nonzeros"].value
+        assert np.all(np.diff(acts.values.indptr) <= 8)  # at most k active features per token
+        assert acts.tokens["prompt_id"].unique().sort().to_list() == frame["prompt_id"].sort().to_list()
+        assert acts.tokens["position"].max() < (16 if hparams == "base" else 12)
+        # rows are in prompt order, then position order, whatever order the batches ran in
+        order = acts.tokens.select("prompt_id", "position").rows()
+        assert order == sorted(order)
+        seen[dataset] = amd["artifact"].value
         # the data version is the content hash of the artifact
         record = instance.get_latest_materialization_event(dg.AssetKey("activations"))
         assert record.asset_materialization.tags["dagster/data_version"] == amd["artifact"].value.split("/")[1]
     assert len(set(seen.values())) == 2
 
 
-def test_rematerialising_reuses_the_artifact(instance, resources):
-    key = _key("kjv", "base")
-    dg.materialize([prompts, activations, sae.to_source_asset()], partition_key=key, resources=resources, instance=instance)
-    again = dg.materialize([prompts, activations, sae.to_source_asset()], partition_key=key, resources=resources, instance=instance)
-    assert _metadata(again, "prompts")["reused"].value
-    assert _metadata(again, "activations")["reused"].value
+def test_rematerialising_reuses_the_artifact(graph):
+    key = graph.key("kjv", "base")
+    graph.materialize(["prompts", "activations"], key)
+    again = graph.materialize(["prompts", "activations"], key)
+    assert graph.metadata(again, "prompts")["reused"].value
+    assert graph.metadata(again, "activations")["reused"].value
 
 
-def test_unknown_sweep_point_fails_with_valid_names(instance, resources):
-    from cluster_assets.sweep import ConfigFileError, get_point
+def test_unknown_sweep_point_fails_with_valid_names(graph, project):
+    from cluster_assets.config import ConfigFileError
 
     with pytest.raises(Exception, match="Could not find a partition with key `kjv|nope`"):
-        dg.materialize([prompts], partition_key=_key("kjv", "nope"), resources=resources, instance=instance)
-    with pytest.raises(ConfigFileError, match="unknown sweep point 'nope'; valid: base, other_seed, alpha_low, fixed_cut, hdbscan_umap, hdbscan_raw"):
-        get_point("nope")  # the message lists the fixture points
+        graph.materialize(["prompts"], graph.key("kjv", "nope"))
+    with pytest.raises(ConfigFileError, match="unknown sweep point 'nope'; valid: base, base@2, other_seed, alpha_low, fixed_cut, hdbscan_umap, hdbscan_raw"):
+        project.point("nope")
 
 
-def test_activations_without_prompts_fail_clearly(instance, resources, tmp_path):
-    fresh = {**resources, "artifacts": ArtifactStoreResource(root=str(tmp_path))}
-    with pytest.raises(FileNotFoundError, match="materialise it first"):
-        dg.materialize([activations, prompts.to_source_asset(), sae.to_source_asset()], partition_key=_key("kjv", "base"), resources=fresh, instance=instance)
+def test_activations_without_prompts_fail_clearly(graph, tmp_path):
+    from tests.conftest import Graph
+
+    fresh = Graph(graph.project, {**graph.resources, "artifacts": ArtifactStoreResource(root=str(tmp_path))}, graph.instance)
+    result = fresh.materialize(["activations"], fresh.key("kjv", "base"), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "prompts[kjv|base] has not been materialised" in str(failure.event_specific_data.error)
     assert not any(p.name.startswith(".") for p in tmp_path.rglob("*"))  # no temporary left behind

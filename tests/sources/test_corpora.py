@@ -1,7 +1,14 @@
 import pytest
 
 from cluster_assets.sources.corpora import LOADERS, is_sae_training_text, load_texts
-from cluster_assets.sweep import ConfigFileError, get_dataset, load_registry
+from cluster_assets.config import ConfigFileError, load_registry
+from tests.conftest import FIXTURES
+
+FIXTURE_REGISTRY = load_registry(FIXTURES / "datasets.yaml")
+
+
+def get_dataset(name):
+    return FIXTURE_REGISTRY[name]
 
 
 def _first(name, n=200):
@@ -29,15 +36,18 @@ def test_docstrings_are_technical_english():
 
 def test_registry_has_three_offline_corpora_with_licences():
     registry = load_registry("cluster_assets/config/datasets.yaml")
-    offline = [e for e in registry.values() if e.offline]
+    offline = [e for e in registry.entries() if e.offline]
     assert len(offline) >= 3
-    assert all(e.licence for e in registry.values())
-    assert any(e.loader == "hub" for e in registry.values())
+    assert all(e.licence for e in registry.entries())
+    assert any(e.loader == "hub" for e in registry.entries())
+    assert set(registry.sae_training) == {e.name for e in offline}
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(ConfigFileError, match="unknown dataset 'nope'; valid: kjv"):
-        get_dataset("nope")
+    from tests.conftest import fixture_project
+
+    with pytest.raises(ConfigFileError, match="unknown sweep point 'nope'; valid: base"):
+        fixture_project().point("nope")
 
 
 def test_hub_dataset_fails_fast_offline(monkeypatch):

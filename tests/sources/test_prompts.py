@@ -2,6 +2,7 @@ import polars as pl
 import pytest
 
 from cluster_assets.sources.corpora import is_sae_training_text
+from cluster_assets.core.params import ParameterError
 from cluster_assets.sources.prompts import sample_prompts
 
 
@@ -65,7 +66,21 @@ def test_real_tokenizer_cuts_to_max_tokens(embedded_cache):
         assert tok.decode(ids) == text
 
 
-@pytest.mark.parametrize("texts, n, match", [(["", "  "], 1, "no usable text"), (_corpus(), 10_000, "too many")])
+@pytest.mark.parametrize("texts, n, match", [(["", "  "], 1, "no usable text"), (_corpus(), 10_000, "10000 prompts is more than the")])
 def test_bad_corpus_or_count(texts, n, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ParameterError, match=match) as err:
         sample_prompts(texts, n, 10, seed=0, tokenizer=WordTokenizer(), dataset="x")
+    assert err.value.field == "n_prompts"
+
+
+def test_replicates_draw_disjoint_prompts_and_keep_the_first_sample():
+    texts = _corpus()
+    tok = WordTokenizer()
+    alone, _ = sample_prompts(texts, 20, 10, seed=3, tokenizer=tok)
+    samples = [sample_prompts(texts, 20, 10, seed=3, tokenizer=tok, replicate=r, replicates=3)[0] for r in range(3)]
+    ids = [set(s["prompt_id"].to_list()) for s in samples]
+    assert all(len(i) == 20 for i in ids)
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert samples[0].equals(alone)  # adding replicates leaves replicate 1 as it was
+    with pytest.raises(ParameterError, match=r"20 prompts x 1000 disjoint replicates = 20000 is more than the \d+ usable texts"):
+        sample_prompts(texts, 20, 10, seed=3, tokenizer=tok, replicate=0, replicates=1000)

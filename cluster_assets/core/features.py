@@ -1,0 +1,235 @@
+"""Per-feature statistics over sparse token activations, and the filters that keep features.
+
+Statistics (all SAE features, one pass over the CSR, never a dense tokens x features array):
+
+- ``firing_count`` / ``firing_rate``: tokens with activation > threshold;
+- ``max``, ``mean``: over all tokens, implicit zeros included;
+- ``entropy`` / ``varentropy`` (the research notebook's definitions, natural log): take the
+  per-prompt mass ``m_q = sum of |activation|`` over prompt ``q``'s tokens, normalise over all
+  prompts ``p_q = m_q / sum m``; entropy ``= -sum_q p_q log p_q``; varentropy is the population
+  variance over all prompts of ``h_q = -p_q log p_q`` (zero-mass prompts have ``h_q = 0``).
+  Both are NaN for a feature with no mass.
+
+Every sum runs in token (or prompt) order on one thread, so results do not depend on the
+number of threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numba as nb
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from cluster_assets.core.memberships import MembershipConfig
+
+#: Why a feature was dropped: the first failing rule, in this order ("kept" when none fails).
+REASONS = ("kept", "dead", "firing_rate", "entropy", "varentropy")
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Arrays of shape (n_features,) plus the token/prompt totals they were computed over."""
+
+    n_tokens: int
+    n_prompts: int
+    firing_count: np.ndarray  # int64
+    max: np.ndarray  # float64
+    mean: np.ndarray  # float64
+    entropy: np.ndarray  # float64, nats, NaN without mass
+    varentropy: np.ndarray  # float64, NaN without mass
+
+    @property
+    def firing_rate(self) -> np.ndarray:
+        return self.firing_count / max(self.n_tokens, 1)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {
+            "feature_id": np.arange(self.firing_count.size, dtype=np.int64),
+            "firing_count": self.firing_count,
+            "firing_rate": self.firing_rate,
+            "max": self.max,
+            "mean": self.mean,
+            "entropy": self.entropy,
+            "varentropy": self.varentropy,
+        }
+
+
+@nb.njit(cache=True)
+def _column_stats(indices, data, n_features, threshold):
+    firing = np.zeros(n_features, np.int64)
+    vmax = np.zeros(n_features)
+    vsum = np.zeros(n_features)
+    for q in range(indices.size):
+        v = np.float64(data[q])
+        if not np.isfinite(v):
+            return firing, vmax, vsum, False
+        f = indices[q]
+        if v > threshold:
+            firing[f] += 1
+        if v > vmax[f]:
+            vmax[f] = v
+        vsum[f] += v
+    return firing, vmax, vsum, True
+
+
+@nb.njit(cache=True)
+def prompt_reduce(indptr, indices, data, row_order, row_prompt, n_prompts, n_features, op):
+    """(prompts x features) CSR of a reduction of each feature's entries over each prompt's tokens.
+
+    Rows are visited in ``row_order``, along which ``row_prompt`` (0..n_prompts-1) does not
+    decrease.  ``op``: 0 = sum of |v|, 1 = max of v, 2 = sum of v.  Output columns are sorted.
+    """
+    out_indptr = np.zeros(n_prompts + 1, np.int64)
+    out_idx = np.empty(indices.size, np.int32)
+    out_val = np.empty(indices.size, np.float64)
+    scratch = np.zeros(n_features)
+    seen = np.full(n_features, -1, np.int64)
+    touched = np.empty(n_features, np.int64)
+    count = 0
+    r = 0
+    n_rows = row_order.size
+    for p in range(n_prompts):
+        n_touched = 0
+        while r < n_rows and row_prompt[row_order[r]] == p:
+            row = row_order[r]
+            for q in range(indptr[row], indptr[row + 1]):
+                f = indices[q]
+                v = np.float64(data[q])
+                if seen[f] != p:
+                    seen[f] = p
+                    touched[n_touched] = f
+                    n_touched += 1
+                    scratch[f] = abs(v) if op == 0 else v
+                elif op == 0:
+                    scratch[f] += abs(v)
+                elif op == 1:
+                    scratch[f] = max(scratch[f], v)
+                else:
+                    scratch[f] += v
+            r += 1
+        order = np.sort(touched[:n_touched])
+        for t in range(n_touched):
+            out_idx[count] = order[t]
+            out_val[count] = scratch[order[t]]
+            count += 1
+        out_indptr[p + 1] = count
+    return out_indptr, out_idx[:count], out_val[:count]
+
+
+def prompt_rows(token_prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prompt ids in order, each token's prompt index, the token order that groups prompts)."""
+    prompts, row_prompt = np.unique(np.asarray(token_prompt), return_inverse=True)
+    row_prompt = row_prompt.ravel()
+    if row_prompt.size < 2 or np.all(row_prompt[1:] >= row_prompt[:-1]):
+        order = np.arange(row_prompt.size)
+    else:
+        order = np.argsort(row_prompt, kind="stable")
+    return prompts, row_prompt, order
+
+
+def per_prompt(activations: sp.csr_array, token_prompt: np.ndarray, op: str = "abs_sum") -> tuple[np.ndarray, sp.csr_array]:
+    """(prompt ids, prompts x features CSR) of ``op`` (``abs_sum``, ``max`` or ``sum``) over each prompt's tokens."""
+    csr = canonical_csr(activations)
+    prompts, row_prompt, order = prompt_rows(token_prompt)
+    if row_prompt.shape != (csr.shape[0],):
+        raise ValueError("token_prompt must have one entry per activation row")
+    code = {"abs_sum": 0, "max": 1, "sum": 2}[op]
+    indptr, idx, val = prompt_reduce(csr.indptr, csr.indices, csr.data, order, row_prompt, prompts.size, csr.shape[1], code)
+    return prompts, sp.csr_array((val, idx, indptr), shape=(prompts.size, csr.shape[1]))
+
+
+def canonical_csr(activations: sp.sparray | sp.spmatrix) -> sp.csr_array:
+    """CSR with sorted, duplicate-free rows (a no-op check when it already is)."""
+    csr = sp.csr_array(activations)
+    csr.sum_duplicates()
+    return csr
+
+
+def feature_statistics(activations: sp.sparray | sp.spmatrix, token_prompt: np.ndarray, threshold: float) -> FeatureStats:
+    """Statistics of every feature (column) of a tokens x features activation matrix.
+
+    ``token_prompt``: (tokens,) prompt id of each row.  Raises on NaN/inf and on no tokens.
+    """
+    if not (np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+    csr = canonical_csr(activations)
+    n_tokens, n_features = csr.shape
+    if n_tokens == 0:
+        raise ValueError("no activations were given (empty corpus?)")
+    firing, vmax, vsum, finite = _column_stats(csr.indices, csr.data, n_features, float(threshold))
+    if not finite:
+        raise ValueError("activations contain NaN or inf")
+    prompts, mass = per_prompt(csr, token_prompt, "abs_sum")
+    entropy, varentropy = prompt_entropy(mass.tocsc())
+    return FeatureStats(n_tokens, int(prompts.size), firing, vmax, vsum / n_tokens, entropy, varentropy)
+
+
+def prompt_entropy(mass: sp.csc_array) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and varentropy (nats) of each column of a prompts x features mass matrix."""
+    n_prompts, n_features = mass.shape
+    mass = sp.csc_array(mass)
+    mass.sort_indices()
+    totals = np.bincount(np.repeat(np.arange(n_features), np.diff(mass.indptr)), weights=mass.data, minlength=n_features)
+    col = np.repeat(np.arange(n_features), np.diff(mass.indptr))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = mass.data / totals[col]
+        h = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    entropy = np.bincount(col, weights=h, minlength=n_features)
+    mean_h = entropy / n_prompts
+    # two-pass variance: explicit prompts, then the zero-mass prompts that contribute (0 - mean)^2
+    sq = np.bincount(col, weights=(h - mean_h[col]) ** 2, minlength=n_features)
+    nnz = np.diff(mass.indptr)
+    varentropy = (sq + (n_prompts - nnz) * mean_h**2) / n_prompts
+    dead = totals <= 0
+    entropy[dead] = np.nan
+    varentropy[dead] = np.nan
+    return entropy, varentropy
+
+
+def _outside(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    out = np.zeros(x.shape, dtype=bool)
+    if lo is not None:
+        out |= ~(x >= lo)
+    if hi is not None:
+        out |= ~(x <= hi)
+    return out
+
+
+def apply_filters(stats: FeatureStats, config: "MembershipConfig") -> tuple[np.ndarray, np.ndarray]:
+    """(kept mask, reason per feature): the first failing rule, in the order of :data:`REASONS`.
+
+    Dead: ``max`` or ``mean`` (``config.dead_stat``) below ``dead_threshold``, or never firing.
+    """
+    value = stats.max if config.dead_stat == "max" else stats.mean
+    rules = [
+        ("dead", (value < config.dead_threshold) | (stats.firing_count == 0) | (stats.max <= 0)),
+        ("firing_rate", _outside(stats.firing_rate, config.min_firing_rate, config.max_firing_rate)),
+        ("entropy", _outside(stats.entropy, config.min_entropy, config.max_entropy)),
+        ("varentropy", _outside(stats.varentropy, config.min_varentropy, config.max_varentropy)),
+    ]
+    reason = np.full(stats.firing_count.size, "kept", dtype=object)
+    for name, failed in rules:
+        reason[(reason == "kept") & failed] = name
+    return reason == "kept", reason.astype(str)
+
+
+def quadrants(entropy: np.ndarray, varentropy: np.ndarray) -> np.ndarray:
+    """The research notebook's entropy/varentropy quadrant of each feature (median split).
+
+    low/low "flowing", high entropy/low varentropy "careful", low/high "exploring",
+    high/high "resampling"; NaN statistics give "" (no quadrant).
+    """
+    out = np.full(entropy.shape, "", dtype=object)
+    ok = np.isfinite(entropy) & np.isfinite(varentropy)
+    if not ok.any():
+        return out.astype(str)
+    high_e = entropy > np.median(entropy[ok])
+    high_v = varentropy > np.median(varentropy[ok])
+    names = {(False, False): "flowing", (True, False): "careful", (False, True): "exploring", (True, True): "resampling"}
+    for (e, v), name in names.items():
+        out[ok & (high_e == e) & (high_v == v)] = name
+    return out.astype(str)

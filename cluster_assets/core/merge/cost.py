@@ -1,0 +1,12 @@
+"""The merge key of a pair of groups (see :mod:`cluster_assets.core.merge.state` for its derivation)."""
+
+from __future__ import annotations
+
+import numba as nb
+
+
+@nb.njit(cache=True, inline="always")
+def pair_key(alpha, log_km1, s, r, c, i, j):
+    """``alpha * M_ij - log2(k-1) * c_ij`` with ``M_ij = s_i r_j + s_j r_i - c_ij (r_i + r_j)`` (exact integer)."""
+    m = s[i] * r[j] + s[j] * r[i] - c * (r[i] + r[j])
+    return alpha * m - log_km1 * c

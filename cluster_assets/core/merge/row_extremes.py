@@ -1,0 +1,273 @@
+"""The row-extremes samplers: exact pair selection without scanning all k^2 pairs every step.
+
+The merge key of a pair is ``key_ij(L) = alpha * M_ij - L * c_ij`` with
+``L = log2(k - 1)``; between merges only ``L`` changes, and it only decreases.  Each
+row ``i`` (pairs ``i < j`` over active slots) stores its extreme (argmin of
+``f = sgn * key``: ``sgn = +1`` for minima, ``-1`` for maxima) and the smallest ``L``
+for which that stored pair is still within ``margin / 2`` of the row's true extreme
+(lines with a smaller slope overtake it as ``L`` falls).  A step then:
+
+1. rebuilds rows whose validity ran out (O(k) each) and evaluates every row's stored
+   extreme (O(k));
+2. fully rescans only the rows whose stored extreme is within ``margin`` of the global
+   one, which gives the exact floating-point minimum (and maximum) of all keys;
+3. for the greedy sampler collects every pair that ties the minimum, scanning only rows
+   whose minimum can be that low -- in row-major order, the same set and order as a
+   full scan, so the draw picks the same pair; for the range sampler (threshold > 0)
+   draws uniformly among the pairs at or below ``lo + threshold * (hi - lo)`` by
+   rejection from those rows (:func:`range_pick`), listing them only when that is cheaper;
+4. after the merge, marks for rebuild the merged row and rows whose stored pair was one
+   of the merged groups, and checks every other row's new entry (O(1) per row).
+
+``margin`` is many orders of magnitude above the rounding error of any key, so the
+chosen pair is identical to the full-scan sampler's (tests compare them bit for bit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from cluster_assets.core.merge.cost import pair_key
+
+DIRTY = np.inf  # validity bound that forces a rebuild at the next step
+
+
+@nb.njit(cache=True, inline="always")
+def _key(alpha, log_km1, s, r, cof, i, j):
+    return pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
+
+
+@nb.njit(cache=True)
+def _rebuild(i, active, start, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
+    """Row i's extreme of sgn*key (pairs with active slots after i) and its validity bound."""
+    n = active.size
+    best_j, best_f = -1, np.inf
+    for b in range(start, n):
+        j = active[b]
+        f = sgn * _key(alpha, log_km1, s, r, cof, i, j)
+        if f < best_f:
+            best_f, best_j = f, j
+    best[i] = best_j
+    bound = -np.inf
+    if best_j >= 0:
+        c_star = cof[i, best_j]
+        for b in range(start, n):
+            j = active[b]
+            dc = sgn * (c_star - cof[i, j])
+            if dc > 0:  # as L falls, f_j - f_star shrinks at rate dc: it overtakes at this L
+                d0 = sgn * _key(alpha, log_km1, s, r, cof, i, j) - best_f
+                cross = log_km1 - (d0 + 0.5 * margin) / dc
+                if cross > bound:
+                    bound = cross
+    valid[i] = bound
+
+
+@nb.njit(cache=True)
+def _stored(active, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
+    """sgn*key of every row's stored pair (rebuilding expired rows) and their minimum."""
+    n = active.size
+    stored = np.full(n, np.inf)
+    low = np.inf
+    for a in range(n - 1):
+        i = active[a]
+        if log_km1 < valid[i]:
+            _rebuild(i, active, a + 1, s, r, cof, alpha, log_km1, margin, best, valid, sgn)
+        if best[i] >= 0:
+            stored[a] = sgn * _key(alpha, log_km1, s, r, cof, i, best[i])
+            low = min(low, stored[a])
+    return stored, low
+
+
+@nb.njit(cache=True)
+def _exact_extreme(active, s, r, cof, alpha, log_km1, margin, stored, low, sgn):
+    """Exact min of sgn*key over all pairs: only rows whose stored value is near ``low`` can hold it."""
+    n = active.size
+    exact = np.inf
+    for a in range(n - 1):
+        if stored[a] <= low + margin:
+            i = active[a]
+            for b in range(a + 1, n):
+                exact = min(exact, sgn * _key(alpha, log_km1, s, r, cof, i, active[b]))
+    return exact
+
+
+@nb.njit(cache=True)
+def _collect_below(active, s, r, cof, alpha, log_km1, cut, stored_min, margin, out_i, out_j):
+    """Every pair with key <= cut in row-major order (rows whose minimum cannot reach the cut are skipped)."""
+    n = active.size
+    count = 0
+    for a in range(n - 1):
+        if stored_min[a] <= cut + margin:
+            i = active[a]
+            for b in range(a + 1, n):
+                j = active[b]
+                if _key(alpha, log_km1, s, r, cof, i, j) <= cut:
+                    if count < out_i.size:
+                        out_i[count] = i
+                        out_j[count] = j
+                    count += 1
+    return count
+
+
+@nb.njit(cache=True)
+def _after_merge(active, g, removed, s, r, cof, alpha, next_log_km1, margin, best, valid, sgn):
+    """Row bookkeeping after slot ``removed`` merged into ``g`` (``active`` already excludes it)."""
+    valid[g] = DIRTY
+    valid[removed] = DIRTY
+    best[removed] = -1
+    for a in range(active.size):
+        m = active[a]
+        if m >= g:
+            break
+        star = best[m]
+        if star == g or star == removed or star < 0:
+            valid[m] = DIRTY
+            continue
+        if valid[m] == DIRTY:
+            continue
+        d = sgn * (_key(alpha, next_log_km1, s, r, cof, m, g) - _key(alpha, next_log_km1, s, r, cof, m, star))
+        if d < -0.5 * margin:
+            valid[m] = DIRTY
+            continue
+        dc = sgn * (cof[m, star] - cof[m, g])
+        if dc > 0:
+            valid[m] = max(valid[m], next_log_km1 - (d + 0.5 * margin) / dc)
+    # rows between g and removed lost their entry (m, removed): only matters if it was their stored pair
+    for a in range(active.size):
+        m = active[a]
+        if g < m < removed and best[m] == removed:
+            valid[m] = DIRTY
+
+
+def key_margin(alpha: float, n_samples: int, n_features: int) -> float:
+    """A bound far above the rounding error of any key (|key| <= 2|alpha| N F + N log2 F)."""
+    scale = 2.0 * abs(alpha) * n_samples * n_features + n_samples * max(math.log2(max(n_features, 2)), 1.0) + 1.0
+    return 1e-9 * scale
+
+
+class _Rows:
+    """Per-row stored extremes and validity bounds for one sign (+1 minima, -1 maxima)."""
+
+    def __init__(self, n_slots: int, sgn: float):
+        self.best = np.full(n_slots, -1, dtype=np.int64)
+        self.valid = np.full(n_slots, DIRTY)
+        self.sgn = sgn
+
+
+class RowExtremes:
+    """Exact greedy and range selection over the merge state's slots.
+
+    ``threshold == 0`` (greedy) keeps row minima only; ``threshold > 0`` also row maxima.
+    """
+
+    def __init__(self, n_slots: int, alpha: float, n_samples: int, threshold: float):
+        self.alpha, self.threshold = alpha, threshold
+        self.margin = key_margin(alpha, n_samples, n_slots)
+        self.minima = _Rows(n_slots, 1.0)
+        self.maxima = _Rows(n_slots, -1.0) if threshold > 0 else None
+        self._out_i = np.empty(256, dtype=np.int64)
+        self._out_j = np.empty(256, dtype=np.int64)
+
+    def _exact(self, rows: _Rows, active, s, r, cof, log_km1):
+        stored, low = _stored(active, s, r, cof, self.alpha, log_km1, self.margin, rows.best, rows.valid, rows.sgn)
+        return stored, rows.sgn * _exact_extreme(active, s, r, cof, self.alpha, log_km1, self.margin, stored, low, rows.sgn)
+
+    def cut(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, float]:
+        """Every row's stored minimum key and the range sampler's cut ``lo + threshold * (hi - lo)`` (exact)."""
+        stored_min, lo = self._exact(self.minima, active, s, r, cof, log_km1)
+        if self.maxima is None:
+            return stored_min, lo
+        _, hi = self._exact(self.maxima, active, s, r, cof, log_km1)
+        return stored_min, lo + self.threshold * (hi - lo)
+
+    def collect(self, active, s, r, cof, log_km1, stored_min, cut) -> tuple[np.ndarray, np.ndarray]:
+        """Every pair with key <= cut, in row-major order (the full scan's candidate list)."""
+        while True:
+            count = _collect_below(active, s, r, cof, self.alpha, log_km1, cut, stored_min, self.margin, self._out_i, self._out_j)
+            if count <= self._out_i.size:
+                return self._out_i[:count], self._out_j[:count]
+            self._out_i = np.empty(2 * count, dtype=np.int64)
+            self._out_j = np.empty(2 * count, dtype=np.int64)
+
+    def merged(self, active, g, removed, s, r, cof, next_log_km1) -> None:
+        for rows in (self.minima, self.maxima):
+            if rows is not None:
+                _after_merge(active, g, removed, s, r, cof, self.alpha, next_log_km1, self.margin, rows.best, rows.valid, rows.sgn)
+
+
+@nb.njit(cache=True)
+def _proposal_keys(active, s, r, cof, alpha, log_km1, rows, offsets):
+    """Keys of the proposed pairs (row position a, partner position a + 1 + offset)."""
+    out = np.empty(rows.size)
+    for t in range(rows.size):
+        a = rows[t]
+        out[t] = _key(alpha, log_km1, s, r, cof, active[a], active[a + 1 + offsets[t]])
+    return out
+
+
+def _propose(extremes: "RowExtremes", active, s, r, cof, log_km1, mass, pairs_in_row, rng: np.random.Generator, batch: int):
+    """``batch`` proposals: row positions drawn in proportion to ``mass`` (a cumulative sum
+    over rows), a uniform pair within each row; their partner offsets and keys."""
+    rows = np.minimum(np.searchsorted(mass, rng.random(batch) * mass[-1], side="right"), active.size - 2)
+    offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
+    return rows, offsets, _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
+
+
+def extremes_mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float, rng: np.random.Generator, batch: int = 64):
+    """Exact draw with probability proportional to exp((min_key - key) * scale), by rejection.
+
+    Row ``a`` is proposed with probability proportional to (pairs in the row) x (an upper
+    bound on its weights, from its stored minimum less the margin); a uniform pair of the
+    row is accepted with probability weight / bound.  Accepted pairs follow the target
+    distribution exactly; the expected number of proposals is at most the row length.
+    """
+    stored_min, lo = extremes._exact(extremes.minima, active, s, r, cof, log_km1)
+    n = active.size
+    pairs_in_row = (n - 1 - np.arange(n)).astype(np.int64)
+    with np.errstate(over="ignore"):
+        row_bound = np.exp((lo - (stored_min - extremes.margin)) * scale)  # last row: stored inf -> 0
+    mass = np.cumsum(row_bound * pairs_in_row)
+    while True:
+        rows, offsets, keys = _propose(extremes, active, s, r, cof, log_km1, mass, pairs_in_row, rng, batch)
+        accept = rng.random(batch) * row_bound[rows] < np.exp((lo - keys) * scale)
+        hit = np.flatnonzero(accept)
+        if hit.size:
+            t = hit[0]
+            return int(active[rows[t]]), int(active[rows[t] + 1 + offsets[t]]), float(keys[t])
+
+
+#: Below this many pairs in the rows that can reach the cut, the range draw scans them (cheaper than proposing).
+RANGE_SCAN_PAIRS = 1 << 16
+
+
+def extremes_range_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, u: float, rng: np.random.Generator | None,
+               scan_pairs: int | None = None, batch: int = 64):
+    """Exact uniform draw among the pairs with key <= cut (for greedy: the ties at the minimum).
+
+    Without ``rng`` the candidates are listed in row-major order and ``u`` picks one: the
+    full scan's choice for the same ``u``.  With it, proposals are uniform over the pairs of rows whose stored minimum can reach the cut (a
+    superset of the candidates); a proposal is accepted when its key is <= cut, so accepted
+    pairs are uniform over the candidates.  When those rows hold few pairs, or proposals keep
+    missing (a budget of 1/16 of those pairs), the candidates are listed in row-major order
+    and ``u`` picks one -- the full scan's rule, also uniform, and independent of the
+    proposals that missed.
+    """
+    stored_min, cut = extremes.cut(active, s, r, cof, log_km1)
+    n = active.size
+    pairs_in_row = (n - 1 - np.arange(n)).astype(np.int64)
+    mass = np.cumsum(np.where(stored_min <= cut + extremes.margin, pairs_in_row, 0))
+    total = int(mass[-1])
+    if rng is not None and total > (RANGE_SCAN_PAIRS if scan_pairs is None else scan_pairs):
+        for _ in range(max(1, total // (16 * batch))):
+            rows, offsets, keys = _propose(extremes, active, s, r, cof, log_km1, mass, pairs_in_row, rng, batch)
+            hit = np.flatnonzero(keys <= cut)
+            if hit.size:
+                t = hit[0]
+                return int(active[rows[t]]), int(active[rows[t] + 1 + offsets[t]]), float(keys[t])
+    cand_i, cand_j = extremes.collect(active, s, r, cof, log_km1, stored_min, cut)
+    pick = min(int(u * cand_i.size), cand_i.size - 1)
+    i, j = int(cand_i[pick]), int(cand_j[pick])
+    return i, j, float(_key(extremes.alpha, log_km1, s, r, cof, i, j))

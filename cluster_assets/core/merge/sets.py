@@ -1,0 +1,75 @@
+"""Sorted sample-set kernels and the exact group counts of a merge update."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True)
+def intersect_sorted(a, b):
+    out = np.empty(min(a.size, b.size), dtype=a.dtype)
+    i = j = n = 0
+    while i < a.size and j < b.size:
+        if a[i] < b[j]:
+            i += 1
+        elif a[i] > b[j]:
+            j += 1
+        else:
+            out[n] = a[i]
+            n += 1
+            i += 1
+            j += 1
+    return out[:n]
+
+
+@nb.njit(cache=True)
+def union_sorted(a, b):
+    out = np.empty(a.size + b.size, dtype=a.dtype)
+    i = j = n = 0
+    while i < a.size or j < b.size:
+        if j >= b.size or (i < a.size and a[i] < b[j]):
+            out[n] = a[i]
+            i += 1
+        elif i >= a.size or b[j] < a[i]:
+            out[n] = b[j]
+            j += 1
+        else:
+            out[n] = a[i]
+            i += 1
+            j += 1
+        n += 1
+    return out[:n]
+
+
+@nb.njit(cache=True)
+def difference_sorted(a, b):
+    """Sorted a minus b."""
+    out = np.empty(a.size, dtype=a.dtype)
+    i = j = n = 0
+    while i < a.size:
+        while j < b.size and b[j] < a[i]:
+            j += 1
+        if j >= b.size or b[j] != a[i]:
+            out[n] = a[i]
+            n += 1
+        i += 1
+    return out[:n]
+
+
+@nb.njit(parallel=True, cache=True)
+def group_counts(samples, row_indptr, row_indices, label, n_slots, n_chunks):
+    """For every group slot g: on how many of the given samples g is active (each sample once)."""
+    partial = np.zeros((n_chunks, n_slots), dtype=np.int64)
+    step = (samples.size + n_chunks - 1) // n_chunks
+    for c in nb.prange(n_chunks):
+        stamp = np.full(n_slots, -1, dtype=np.int64)
+        counts = partial[c]
+        for idx in range(c * step, min((c + 1) * step, samples.size)):
+            t = samples[idx]
+            for p in range(row_indptr[t], row_indptr[t + 1]):
+                g = label[row_indices[p]]
+                if stamp[g] != t:
+                    stamp[g] = t
+                    counts[g] += 1
+    return partial.sum(axis=0)

@@ -1,0 +1,103 @@
+"""Noise floors from replicates: a statistic over pairs of replicate clusterings, with a 95%
+interval from a bootstrap over replicates.
+
+A *between* estimate compares two conditions (replicates ``0..n_a-1`` of A against
+``0..n_b-1`` of B): its value is the mean over all ``n_a x n_b`` pairs.  A *within* estimate
+(the floor) compares the replicates of one condition with each other: the mean over its
+``n (n - 1) / 2`` pairs.  The interval resamples each condition's replicates with replacement
+(pairs of a replicate with itself are left out) and takes the 2.5 and 97.5 percentiles of the
+resampled means.  With one replicate a floor is unknown; with one pair there is no interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+N_BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float | None  # mean over pairs; None when there is no pair
+    low: float | None  # 95% interval; None with fewer than two pairs
+    high: float | None
+    pairs: int
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def text(self, digits: int = 2) -> str:
+        if self.value is None:
+            return "unknown"
+        if self.low is None or self.high is None:
+            return f"{self.value:.{digits}f} (one pair, no interval)"
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def _interval(means: list[float]) -> tuple[float | None, float | None]:
+    if not means:
+        return None, None
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def between(values: Mapping[tuple[int, int], float], n_a: int, n_b: int, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> Estimate:
+    """``values[(i, j)]``: the statistic between replicate ``i`` of A and ``j`` of B (missing pairs skipped)."""
+    if not values:
+        return Estimate(None, None, None, 0)
+    value = float(np.mean(list(values.values())))
+    if len(values) < 2:
+        return Estimate(value, None, None, len(values))
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_boot):
+        ra, rb = rng.integers(0, n_a, n_a), rng.integers(0, n_b, n_b)
+        sample = [values[(i, j)] for i in ra for j in rb if (i, j) in values]
+        if sample:
+            means.append(float(np.mean(sample)))
+    return Estimate(value, *_interval(means), len(values))
+
+
+def within(values: Mapping[tuple[int, int], float], n: int, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> Estimate:
+    """``values[(i, j)]`` for ``i < j``: the statistic between two replicates of one condition."""
+    if not values:
+        return Estimate(None, None, None, 0)
+    value = float(np.mean(list(values.values())))
+    if len(values) < 2:
+        return Estimate(value, None, None, len(values))
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_boot):
+        r = rng.integers(0, n, n)
+        sample = [values[(min(a, b), max(a, b))] for x, a in enumerate(r) for b in r[x + 1 :] if a != b and (min(a, b), max(a, b)) in values]
+        if sample:
+            means.append(float(np.mean(sample)))
+    return Estimate(value, *_interval(means), len(values))
+
+
+def verdict(effect: Estimate, floors: list[Estimate], higher_is_closer: bool = True) -> str:
+    """Whether a between-condition agreement lies beyond the replicates' own agreement.
+
+    For agreement statistics (ARI, NMI, Jaccard: ``higher_is_closer``), two conditions differ
+    beyond sampling noise when the effect's interval (or value) lies below every known floor's
+    interval (or value).
+    """
+    known = [f for f in floors if f.known]
+    if not effect.known:
+        return "not measured"
+    if not known:
+        return "floor unknown (one replicate): cannot be told from sampling noise"
+    sign = 1 if higher_is_closer else -1
+    top = sign * (effect.high if effect.high is not None else effect.value)
+    bottom = sign * (effect.low if effect.low is not None else effect.value)
+    floor_lows = [sign * (f.low if f.low is not None else f.value) for f in known]
+    floor_highs = [sign * (f.high if f.high is not None else f.value) for f in known]
+    if top < min(floor_lows):
+        return "differ beyond sampling noise"
+    if bottom > max(floor_highs):
+        return "agree more closely than replicates do"
+    return "within sampling noise"

@@ -1,0 +1,41 @@
+"""``build_definitions(project)``: the whole code location from a registry and a sweep."""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+from cluster_assets.defs.assets import build_assets
+from cluster_assets.defs.automation import automation_sensors, sweep_files_sensor
+from cluster_assets.defs.checks import build_checks
+from cluster_assets.defs.executors import executor_from_environment
+from cluster_assets.defs.instance import dead_run_sensor
+from cluster_assets.defs.jobs import build_jobs
+from cluster_assets.defs.partitions import Partitions
+from cluster_assets.defs.project import Project
+from cluster_assets.defs.resources import MODE_ENV, ActivationSource, ArtifactStoreResource
+
+
+# Two Dagster features this project relies on are marked beta/preview in 1.13 and would warn in
+# every process that loads the code location: partitioned asset checks (a check per partition)
+# and MultiToSingleDimensionPartitionMapping (sweep_comparison reads one dataset's clusters).
+warnings.filterwarnings("ignore", message=r".*MultiToSingleDimensionPartitionMapping.*", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message=r"Specifying a partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
+
+
+def build_definitions(project: Project, resources: dict | None = None, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    """Assets, checks, jobs, automation and sensors for ``project``; ``resources`` replace the defaults."""
+    partitions = Partitions.of(project)
+    default_resources = {"source": ActivationSource(mode=project.mode), "artifacts": ArtifactStoreResource()}
+    return dg.Definitions(
+        assets=build_assets(project, partitions),
+        asset_checks=build_checks(project, partitions),
+        jobs=build_jobs(partitions),
+        sensors=[*automation_sensors(), sweep_files_sensor(project), dead_run_sensor],
+        resources={**default_resources, **(resources or {})},
+        executor=executor or executor_from_environment(),
+    )
+
+
+__all__ = ["MODE_ENV", "build_definitions"]

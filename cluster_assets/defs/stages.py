@@ -1,0 +1,233 @@
+"""The stage table: every stage of the pipeline as one row, and the one load-or-compute helper.
+
+A stage is a name, the stages its content address chains from (``upstream``), the sweep
+sections its output depends on (``sections``), and its files (a
+:class:`~cluster_assets.storage.formats.Format`).  Its artifact lives at
+``<root>/<stage>/<hash>`` where the hash covers the format version, the dataset, those
+sections and the upstream artifacts' hashes (:class:`Lineage`, computed once per run).
+
+:func:`run_stage` is the shape every asset shares: reuse the artifact when it exists and
+verifies; otherwise (or when verification fails, which is logged with the file) call the
+stage's body, write the artifact atomically with checksums, and return its metadata as
+plain values with the content hash as the Dagster data version.  Bodies read their inputs
+with :meth:`StageContext.read` (verified) and call one library function.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import dagster as dg
+
+from cluster_assets.config import DatasetEntry, SweepPoint
+from cluster_assets.core.params import ParameterError
+from cluster_assets.defs.metadata import PeakMemory, artifact_metadata, figure_markdown, plain_metadata, ran_on
+from cluster_assets.defs.project import Project
+from cluster_assets.storage import Artifact, ArtifactStore
+from cluster_assets.storage import formats as fmt
+
+MODEL_POOL = "model"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table."""
+
+    name: str
+    format: fmt.Format
+    upstream: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()  # sweep sections the output depends on (merge_history: see method_sections)
+    partitioning: str = "dataset_point"  # "dataset_point", "hparams", "dataset" or "none"
+    group: str = "clustering"
+    kinds: frozenset[str] = frozenset()
+    pool: str | None = None
+    description: str = ""
+
+    def params(self, point: SweepPoint) -> dict[str, Any]:
+        sections = method_sections(point) if self.name == "merge_history" else self.sections
+        out = {s: point.section(s) for s in sections}
+        if "prompts" in out:  # the replicate index, not the count: adding replicates leaves replicate 1 as it is
+            out["prompts"] = {k: v for k, v in out["prompts"].items() if k != "replicates"} | {"replicate": point.replicate}
+        return out
+
+
+def method_sections(point: SweepPoint) -> tuple[str, ...]:
+    """What merge_history reads: the merge section, and the baseline section for the baseline method."""
+    return ("merge", "baseline") if point.merge.method == "umap_hdbscan" else ("merge",)
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in [
+    Stage("prompts", fmt.PromptsFormat(), sections=("prompts",), group="model_side", kinds=frozenset({"polars"}),
+          description="Sampled prompts of one dataset: prompt_id, text, n_tokens, truncated, token_ids."),
+    Stage("sae", fmt.SAEFormat(), partitioning="none", group="model_side", kinds=frozenset({"pytorch"}), pool=MODEL_POOL,
+          description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
+          "registry's sae_training datasets (embedded mode) or the pretrained hub SAE."),
+    Stage("activations", fmt.ActivationsFormat(), ("prompts", "sae"), ("activations",), group="model_side",
+          kinds=frozenset({"pytorch", "scipy"}), pool=MODEL_POOL,
+          description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table."),
+    Stage("memberships", fmt.MembershipsFormat(), ("activations",), ("memberships",), kinds=frozenset({"numba", "polars"}),
+          description="Per-feature statistics of every SAE feature, the filters, and the memberships of the kept features."),
+    Stage("coactivation", fmt.CoactivationFormat(), ("memberships",), kinds=frozenset({"numba"}),
+          description="Exact integer co-firing counts between kept features (diagonal: firing counts)."),
+    Stage("merge_history", fmt.MergeHistoryFormat(), ("coactivation",), ("merge", "baseline"), kinds=frozenset({"numba", "scipy"}),
+          description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
+          "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan."),
+    Stage("clusters", fmt.ClustersFormat(), ("merge_history",), ("clusters",), kinds=frozenset({"polars"}),
+          description="Clusters at the cut: members, statistics, what they fire on, top prompts, cluster correlation."),
+    Stage("dataset_comparison", fmt.TablesFormat(), ("clusters",), partitioning="hparams", group="comparisons",
+          kinds=frozenset({"polars"}), description="How the clusterings of one sweep point differ across datasets, "
+          "against the replicate noise floor: ARI, NMI, best-match Jaccard, stable and dataset-specific clusters."),
+    Stage("sweep_comparison", fmt.TablesFormat(), ("clusters",), partitioning="dataset", group="comparisons",
+          kinds=frozenset({"polars"}), description="How one dataset's clustering changes across sweep points, against the "
+          "replicate noise floor, and each clustering's held-out description length."),
+    Stage("research_report", fmt.DocumentFormat(), ("dataset_comparison", "sweep_comparison"), partitioning="none",
+          group="comparisons", kinds=frozenset({"markdown"}),
+          description="The research report: one section per research question, each effect against its noise floor."),
+]}
+
+
+class Lineage:
+    """Content addresses of the stages of one (dataset, sweep point), each computed once."""
+
+    def __init__(self, project: Project, store: ArtifactStore, source: Any, dataset: DatasetEntry | None, point: SweepPoint | None):
+        self.project, self.store, self.source, self.dataset, self.point = project, store, source, dataset, point
+
+    @functools.cache
+    def artifact(self, name: str) -> Artifact:
+        stage = STAGES[name]
+        parts: list[Any] = [f"format-v{stage.format.version}"]
+        if name == "sae":
+            training = [e.model_dump(include={"name", "loader", "params"}) for e in self.project.registry.training_entries()]
+            parts.append(self.source.sae_identity(training))
+        elif name == "prompts":
+            assert self.dataset is not None and self.point is not None
+            parts += [self.dataset.model_dump(include={"name", "loader", "params"}), stage.params(self.point), self.source.model_identity()]
+        else:
+            assert self.dataset is not None and self.point is not None
+            parts += [self.dataset.name, [self.artifact(u).hash for u in stage.upstream], stage.params(self.point)]
+        return self.store.artifact(name, *parts)
+
+
+@dataclass
+class Output:
+    """What a stage body returns: the value its format saves, and its metadata as plain values."""
+
+    value: Any
+    summary: dict[str, Any] = field(default_factory=dict)  # numbers, strings, lists, dicts (kept in the manifest)
+    markdown: dict[str, str] = field(default_factory=dict)  # previews shown as markdown
+    figures: dict[str, bytes] = field(default_factory=dict)  # PNGs, saved under figures/
+
+
+class StageContext:
+    """What a stage body sees: the partition's dataset and point, verified inputs, the run log."""
+
+    def __init__(self, stage: Stage, project: Project, source: Any, store: ArtifactStore, log: Any,
+                 dataset: DatasetEntry | None = None, point: SweepPoint | None = None, key: str | None = None):
+        self.stage, self.project, self.source, self.store, self.log = stage, project, source, store, log
+        self.dataset, self.point, self.key = dataset, point, key
+        self.lineage = Lineage(project, store, source, dataset, point)
+        self.read_seconds = 0.0
+        self._lineages: dict[tuple[str, str], Lineage] = {}
+
+    def lineage_of(self, dataset: str, point: str) -> Lineage:
+        """The lineage of another partition (comparisons read many)."""
+        if (dataset, point) not in self._lineages:
+            self._lineages[(dataset, point)] = Lineage(self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point))
+        return self._lineages[(dataset, point)]
+
+    def require(self, artifact: Artifact, what: str) -> Artifact:
+        """The artifact, verified; a clear failure when it is missing or its files changed."""
+        if not artifact.exists:
+            raise dg.Failure(f"{what} has not been materialised (expected artifact {artifact.address} at {artifact.path}); materialise it first")
+        problems = artifact.problems()
+        if problems:
+            raise dg.Failure(f"input {what} (artifact {artifact.address}) failed verification: {'; '.join(problems)}. "
+                             f"Materialise {artifact.stage} again: it will be recomputed.")
+        return artifact
+
+    def read(self, name: str, lineage: Lineage | None = None, **load_kwargs: Any) -> Any:
+        """Load an upstream stage's value of this partition (or of ``lineage``'s), verified."""
+        lineage = lineage or self.lineage
+        artifact = self.require(lineage.artifact(name), self.describe(name, lineage))
+        t0 = time.perf_counter()
+        value = STAGES[name].format.load(artifact.path, **load_kwargs)
+        self.read_seconds += time.perf_counter() - t0
+        return value
+
+    def describe(self, name: str, lineage: Lineage | None = None) -> str:
+        lineage = lineage or self.lineage
+        if STAGES[name].partitioning == "none" or lineage.dataset is None or lineage.point is None:
+            return name
+        return f"{name}[{lineage.dataset.name}|{lineage.point.name}]"
+
+    def progress(self, what: str) -> Callable[[int, int], None]:
+        """A progress(done, total) callback that logs at most every 5 seconds."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 5 or done == total:
+                last[0] = now
+                self.log.info(f"{what}: {done}/{total}")
+
+        return report
+
+
+def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
+    """The failure for a parameter error: the sweep point, its section and field, the problem -- once."""
+    assert ctx.point is not None
+    sections = method_sections(ctx.point) if ctx.stage.name == "merge_history" else ctx.stage.sections or ("prompts",)
+    first = err.field.split(" / ")[0]
+    section = next((s for s in sections if first in ctx.point.section(s)), sections[0])
+    where = ctx.point.point if ctx.point.replicate == 0 else f"{ctx.point.point} (replicate {ctx.point.replicate + 1})"
+    return dg.Failure(f"sweep point {where!r}, field {section}.{err.field}: {err.message}")
+
+
+def run_stage(ctx: StageContext, artifact: Artifact, body: Callable[[StageContext], Output],
+              inputs: dict[str, str] | None = None) -> dg.MaterializeResult:
+    """Reuse ``artifact`` if it exists and verifies, else compute it with ``body``; return its metadata."""
+    recomputed_because = None
+    if artifact.exists:
+        problems = artifact.problems()
+        if not problems:
+            return _result(ctx, artifact, reused=True)
+        recomputed_because = "; ".join(problems)
+        ctx.log.warning(f"artifact {artifact.address} failed verification ({recomputed_because}); discarding it and recomputing")
+        ctx.store.discard(artifact)
+    t0 = time.perf_counter()
+    with PeakMemory() as peak:
+        try:
+            out = body(ctx)
+        except ParameterError as err:
+            raise parameter_failure(ctx, err) from None
+        t1 = time.perf_counter()
+        inputs = inputs if inputs is not None else {u: ctx.lineage.artifact(u).hash for u in ctx.stage.upstream}
+        record = {"inputs": inputs, "params": ctx.stage.params(ctx.point) if ctx.point is not None else {},
+                  "summary": out.summary, "markdown": out.markdown, "recomputed_because": recomputed_because}
+        with ctx.store.write(artifact, record) as folder:
+            ctx.stage.format.save(folder, out.value)
+            if out.figures:
+                (folder / fmt.FIGURES_DIR).mkdir(exist_ok=True)
+                for name, png in out.figures.items():
+                    (folder / fmt.FIGURES_DIR / f"{name}.png").write_bytes(png)
+            timing = {"compute_seconds": t1 - t0 - ctx.read_seconds, "read_seconds": ctx.read_seconds,
+                      "write_seconds": time.perf_counter() - t1, "peak_rss_mb": peak.peak_mb}
+            record["timing"] = timing
+    return _result(ctx, artifact, reused=False)
+
+
+def _result(ctx: StageContext, artifact: Artifact, reused: bool) -> dg.MaterializeResult:
+    manifest = artifact.manifest()
+    metadata: dict[str, Any] = {**plain_metadata(manifest.get("summary", {})), **artifact_metadata(artifact, reused)}
+    if manifest.get("recomputed_because"):
+        metadata["recomputed_because"] = manifest["recomputed_because"]
+    metadata.update(plain_metadata(manifest.get("timing", {})))
+    metadata["ran_on"] = ran_on()
+    for name, text in manifest.get("markdown", {}).items():
+        metadata[name] = dg.MetadataValue.md(text)
+    for png in sorted((artifact.path / fmt.FIGURES_DIR).glob("*.png")) if (artifact.path / fmt.FIGURES_DIR).is_dir() else []:
+        metadata[png.stem] = figure_markdown(png.read_bytes(), png.stem.replace("_", " "))
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(artifact.hash))

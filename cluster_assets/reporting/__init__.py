@@ -1,0 +1,1 @@
+"""The research report and every figure: markdown, PNG plots, readable prompt text."""
