@@ -7,8 +7,8 @@ activations (positive values), never as a dense samples x features array.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp

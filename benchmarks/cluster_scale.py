@@ -28,10 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from activity import ActivityShape, activation_chunks  # noqa: E402
+from activity import ActivityShape, activation_chunks
 
-from cluster_assets.core import Memberships, MergeConfig, activity_from_batches, coactivation  # noqa: E402
-from cluster_assets.core.merge import MergeState  # noqa: E402
+from cluster_assets.core import Memberships, MergeConfig, activity_from_batches, coactivation
+from cluster_assets.core.merge import MergeState
 
 
 def peak_rss_gb() -> float:

@@ -1,6 +1,7 @@
 """Real engines for the tests, started in a temporary folder on loopback, bounded in time, stopped after.
 
-Each is a context manager; nothing here mocks the thing under test.
+Each is a context manager; nothing here mocks the thing under test.  PostgreSQL and Dask come from
+``cluster_assets.cli.local_cluster`` (``make cluster-demo`` uses them too).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from cluster_assets.cli.local_cluster import DaskCluster, PostgresServer, free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["DaskCluster", "PostgresServer", "free_port", "wait_for"]
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
@@ -33,50 +32,74 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def postgres_bin() -> Path:
-    """The folder of PostgreSQL's server binaries (initdb, pg_ctl)."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    if not candidates:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are missing: `make test` installs the `postgresql` package where it can")
-    return candidates[-1]
+class SlurmCluster:
+    """A single-node Slurm cluster (Debian's slurm-wlm and munge): munged, slurmctld and slurmd started
+    as root with their own config, key, sockets, state and logs in a temporary folder; clients find it
+    through ``SLURM_CONF`` (in :attr:`env`).  Settings that matter without systemd or cgroups:
+    ``ProctrackType=proctrack/linuxproc``, ``TaskPlugin=task/none``, no accounting."""
 
-
-class PostgresServer:
-    """A throwaway PostgreSQL server on 127.0.0.1 in its own temporary folder (as user ``postgres``
-    when run as root: the server refuses root, and pytest's temporary folders are private to root)."""
-
-    def __init__(self, timeout: float = 60):
+    def __init__(self, timeout: float = 120):
         self.timeout = timeout
-        self.port = free_port()
-        self.bin = postgres_bin()
+        self.host = socket.gethostname().split(".")[0]
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess:
-        cmd = [str(self.bin / args[0]), *args[1:]]
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=self.timeout)
+    @staticmethod
+    def available() -> str | None:
+        missing = [b for b in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(b)]
+        if missing:
+            return f"Slurm is not installed ({', '.join(missing)} missing): `make test` installs slurm-wlm and munge where it can"
+        if os.geteuid() != 0:
+            return "starting slurmd needs root"
+        return None
 
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
-
-    def __enter__(self) -> PostgresServer:
-        self.folder = Path(tempfile.mkdtemp(prefix="cluster-assets-pg-"))
-        self.data = self.folder / "pgdata"
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", str(int(self.timeout)), "-o",
-                  f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    def __enter__(self) -> SlurmCluster:
+        problem = self.available()
+        if problem:
+            pytest.fail(problem)
+        self.folder = Path(tempfile.mkdtemp(prefix="cluster-assets-slurm-"))
+        for sub in ("state", "spool", "munge"):
+            (self.folder / sub).mkdir()
+        key = self.folder / "munge" / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        socket_path = self.folder / "munge" / "munge.socket"
+        self.procs = []
+        subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={socket_path}", f"--pid-file={self.folder / 'munge' / 'munged.pid'}",
+                        f"--log-file={self.folder / 'munge' / 'munged.log'}", f"--seed-file={self.folder / 'munge' / 'munge.seed'}"],
+                       check=True, capture_output=True, text=True, timeout=30)
+        conf = self.folder / "slurm.conf"
+        cpus = os.cpu_count() or 2
+        conf.write_text("\n".join([
+            "ClusterName=cluster-assets-test", f"SlurmctldHost={self.host}(127.0.0.1)", "SlurmUser=root",
+            f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", "AuthType=auth/munge", f"AuthInfo=socket={socket_path}",
+            "CredType=cred/munge", f"StateSaveLocation={self.folder / 'state'}", f"SlurmdSpoolDir={self.folder / 'spool'}",
+            f"SlurmctldPidFile={self.folder / 'slurmctld.pid'}", f"SlurmdPidFile={self.folder / 'slurmd.pid'}",
+            f"SlurmctldLogFile={self.folder / 'slurmctld.log'}", f"SlurmdLogFile={self.folder / 'slurmd.log'}",
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "ReturnToService=2", "MpiDefault=none",
+            "SchedulerType=sched/backfill", "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
+            "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none", "JobCompType=jobcomp/none",
+            "SlurmctldTimeout=30", "SlurmdTimeout=30", "InactiveLimit=0", "MinJobAge=30",
+            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN",
+            f"PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
+        ]) + "\n")
+        self.env = {**os.environ, "SLURM_CONF": str(conf)}
+        for daemon in ("slurmctld", "slurmd"):
+            subprocess.run([daemon, "-f", str(conf)], check=True, env=self.env, capture_output=True, text=True, timeout=30)
+        wait_for(self._node_up, self.timeout, "the Slurm node to come up", interval=1)
         return self
 
+    def _node_up(self) -> bool:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=self.env, capture_output=True, text=True, timeout=30)
+        return out.returncode == 0 and out.stdout.strip() in ("idle", "mixed", "allocated")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.folder.glob("*.log")))
+
     def __exit__(self, *exc) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except subprocess.CalledProcessError:
-            pass
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        subprocess.run(["scancel", "--user", "root"], env=self.env, capture_output=True, timeout=30)
+        for pid_file in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
+            try:
+                os.kill(int((self.folder / pid_file).read_text().strip()), 15)
+            except (OSError, ValueError):
+                pass
+        time.sleep(1)
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -88,8 +88,8 @@ def summary(instance: dg.DagsterInstance, keys: list, clusters_shown: int = 3) -
                 what = f"; {d['kind']}, top tokens " + ", ".join(repr(t) for t in d["top_tokens"][:4])
             print(f"  cluster {row['cluster']}: {row['size']} features, active on {row['active_tokens']} tokens{what}")
             top = stored.top_prompts.filter(pl.col("cluster") == row["cluster"]).head(2)
-            for text, spans in top.select("text", "spans").iter_rows():
-                print(f"      - {highlight(text, spans, style, width=110)}")
+            for text, starts, ends in top.select("text", "span_starts", "span_ends").iter_rows():
+                print(f"      - {highlight(text, starts, ends, style, width=110)}")
     report = _latest(instance, "research_report", None)
     if report is not None:
         print(f"\nResearch report: {report['path'].value}/report.md")

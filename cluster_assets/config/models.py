@@ -79,7 +79,7 @@ class SweepPoint(BaseModel):
         value = getattr(self, name)
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
 
-    def replica(self, replicate: int) -> "SweepPoint":
+    def replica(self, replicate: int) -> SweepPoint:
         """Replicate ``replicate`` (0-based) of this point: another prompt sample and, where the
         clustering is stochastic, another seed."""
         if replicate == 0:
@@ -91,7 +91,7 @@ class SweepPoint(BaseModel):
             update["baseline"] = dataclasses.replace(self.baseline, seed=self.baseline.seed + replicate)
         return self.model_copy(update=update)
 
-    def changes_from(self, other: "SweepPoint") -> dict[str, Any]:
+    def changes_from(self, other: SweepPoint) -> dict[str, Any]:
         """``section.field -> value`` where this point differs from ``other`` (the baseline
         section only where the baseline method is used)."""
         out = {}

@@ -174,11 +174,15 @@ def runs(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def prompt_spans(texts: list[str], active: np.ndarray) -> tuple[str, list[list[int]]]:
+def prompt_spans(texts: list[str], active: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
     """The prompt's text (its tokens' texts joined) and the [start, end) character spans of its
     runs of active tokens, so adjacent active tokens form one highlighted span."""
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in texts])])
-    return "".join(texts), [[int(offsets[a]), int(offsets[b])] for a, b in runs(active)]
+    return "".join(texts), [(int(offsets[a]), int(offsets[b])) for a, b in runs(active)]
+
+
+#: Up to this many (prompt, cluster) entries the correlation's Gram matrix is a dense product (~320 MB).
+DENSE_GRAM_ENTRIES = 40_000_000
 
 
 def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
@@ -186,7 +190,11 @@ def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
     column is constant), from its sparse Gram matrix rather than a dense product."""
     n, k = prompt_activity.shape
     x = sp.csr_array(prompt_activity, dtype=np.float64)
-    gram = (x.T @ x).toarray() if k else np.zeros((0, 0))
+    if n * k <= DENSE_GRAM_ENTRIES:  # a dense BLAS product beats the sparse one by far at these sizes
+        dense = x.toarray()
+        gram = dense.T @ dense
+    else:
+        gram = (x.T @ x).toarray()
     total = np.asarray(x.sum(axis=0)).ravel()
     cov = gram - np.outer(total, total) / max(n, 1)
     std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -216,8 +224,9 @@ def analyse_clusters(
     threshold: float,
     top_n: int = 5,
 ) -> ClusterAnalysis:
-    """Per-cluster statistics, top prompts (text with the spans of active tokens) and the
-    cluster-cluster correlation of prompt-level activity.
+    """Per-cluster statistics, top prompts (text, and the [start, end) character spans of its
+    runs of active tokens as ``span_starts``/``span_ends``) and the cluster-cluster correlation
+    of prompt-level activity.
 
     labels: (n_kept,) cluster of each kept feature, 0..k-1 (``-1``: not analysed);
     feature_ids: their SAE ids.  activations: (tokens, d_sae) CSR; token_prompt: (tokens,)
@@ -263,14 +272,16 @@ def analyse_clusters(
     chosen_rank = rank[rank < top_n]
     starts = np.searchsorted(row_prompt[order], np.arange(prompts.size + 1))
     marks = _marks(p_c[chosen], p_row[chosen], starts, order, tok_indptr, tok_c)
-    top: dict[str, list] = {"cluster": [], "rank": [], "prompt_id": [], "active_tokens": [], "activation_mass": [], "text": [], "spans": []}
+    top: dict[str, list] = {"cluster": [], "rank": [], "prompt_id": [], "active_tokens": [], "activation_mass": [], "text": [],
+                            "span_starts": [], "span_ends": []}
     at = 0
     for e, r in zip(chosen.tolist(), chosen_rank.tolist()):
         p = p_row[e]
         token_rows = order[starts[p] : starts[p + 1]]
         text, spans = prompt_spans([token_text[t] for t in token_rows], marks[at : at + token_rows.size])
         at += token_rows.size
-        for key, value in zip(top, (int(p_c[e]), r, int(prompts[p]), int(p_n[e]), float(p_v[e]), text, spans)):
+        starts_, ends_ = [a for a, _ in spans], [b for _, b in spans]
+        for key, value in zip(top, (int(p_c[e]), r, int(prompts[p]), int(p_n[e]), float(p_v[e]), text, starts_, ends_)):
             top[key].append(value)
 
     prompt_activity = sp.csr_array((p_n.astype(np.float64), p_c, p_indptr), shape=(prompts.size, k))
@@ -295,12 +306,14 @@ def describe_clusters(token_clusters: sp.csr_array, token_ids: np.ndarray, posit
     n_tokens, k = tc.shape
     rows = np.repeat(np.arange(n_tokens), np.diff(tc.indptr))
     c = tc.indices.astype(np.int64)
-    vocab, tid = np.unique(np.asarray(token_ids)[rows], return_inverse=True)
-    tid = tid.ravel()
-    keys, counts = np.unique(c * max(vocab.size, 1) + tid, return_counts=True)
-    kc, kt = keys // max(vocab.size, 1), keys % max(vocab.size, 1)
-    order = np.lexsort((vocab[kt], -counts, kc))
-    starts = np.searchsorted(kc[order], np.arange(k + 1))
+    ids = np.asarray(token_ids, dtype=np.int64)[rows]
+    # (cluster, token id) counts: scipy sums the duplicates of a COO in C
+    per_token = sp.coo_array((np.ones(c.size, np.int64), (c, ids)), shape=(k, int(ids.max(initial=-1)) + 1)).tocsr()
+    per_token.sum_duplicates()
+    kc = np.repeat(np.arange(k), np.diff(per_token.indptr))
+    kt, counts = per_token.indices, per_token.data
+    order = np.lexsort((kt, -counts, kc))
+    starts = per_token.indptr
     active = np.bincount(c, minlength=k)
     n_classes = len(CLASSES)
     class_counts = np.bincount(c * n_classes + np.asarray(token_class)[rows], minlength=k * n_classes).reshape(k, n_classes)
@@ -311,7 +324,7 @@ def describe_clusters(token_clusters: sp.csr_array, token_ids: np.ndarray, posit
                             "distinct_tokens": np.diff(starts).tolist(), "mean_position": mean_position.tolist()}
     for cluster in range(k):
         top = order[starts[cluster] : min(starts[cluster + 1], starts[cluster] + top_n)]
-        out["top_token_ids"].append(vocab[kt[top]].tolist())
+        out["top_token_ids"].append(kt[top].tolist())
         out["top_counts"].append(counts[top].tolist())
         share = float(counts[top[0]] / active[cluster]) if top.size else 0.0
         out["top_token_share"].append(share)

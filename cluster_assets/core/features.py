@@ -173,12 +173,12 @@ def prompt_entropy(mass: sp.csc_array) -> tuple[np.ndarray, np.ndarray]:
     n_prompts, n_features = mass.shape
     mass = sp.csc_array(mass)
     mass.sort_indices()
-    totals = np.bincount(np.repeat(np.arange(n_features), np.diff(mass.indptr)), weights=mass.data, minlength=n_features)
     col = np.repeat(np.arange(n_features), np.diff(mass.indptr))
+    totals = np.bincount(col, weights=mass.data, minlength=n_features).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = mass.data / totals[col]
         h = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    entropy = np.bincount(col, weights=h, minlength=n_features)
+    entropy = np.bincount(col, weights=h, minlength=n_features).astype(np.float64)
     mean_h = entropy / n_prompts
     # two-pass variance: explicit prompts, then the zero-mass prompts that contribute (0 - mean)^2
     sq = np.bincount(col, weights=(h - mean_h[col]) ** 2, minlength=n_features)
@@ -199,7 +199,7 @@ def _outside(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
     return out
 
 
-def apply_filters(stats: FeatureStats, config: "MembershipConfig") -> tuple[np.ndarray, np.ndarray]:
+def apply_filters(stats: FeatureStats, config: MembershipConfig) -> tuple[np.ndarray, np.ndarray]:
     """(kept mask, reason per feature): the first failing rule, in the order of :data:`REASONS`.
 
     Dead: ``max`` or ``mean`` (``config.dead_stat``) below ``dead_threshold``, or never firing.

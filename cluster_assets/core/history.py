@@ -19,7 +19,6 @@ import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
 
 
-
 @dataclass
 class MergeHistory:
     """Merged pairs (linkage ids), their costs (bits/sample), MDL after each step.
@@ -104,7 +103,7 @@ class MergeHistory:
         }
 
     @classmethod
-    def from_arrays(cls, arrays) -> "MergeHistory":
+    def from_arrays(cls, arrays) -> MergeHistory:
         """Inverse of :meth:`to_arrays` (``arrays``: any mapping, e.g. an open ``.npz``)."""
         return cls(
             n_features=int(arrays["n_features"]),

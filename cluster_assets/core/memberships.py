@@ -13,11 +13,11 @@ group that grows "upgrades" to a bitset by itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import numba as nb
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -44,7 +44,7 @@ class Membership:
 
     # construction --------------------------------------------------------------
     @classmethod
-    def from_indices(cls, indices: np.ndarray, n_samples: int) -> "Membership":
+    def from_indices(cls, indices: np.ndarray, n_samples: int) -> Membership:
         """Build from sample indices (any order, duplicates allowed); picks the form."""
         idx = np.unique(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx[0] < 0 or idx[-1] >= n_samples):
@@ -56,7 +56,7 @@ class Membership:
         return cls(n_samples, indices=idx)
 
     @classmethod
-    def from_mask(cls, mask: np.ndarray) -> "Membership":
+    def from_mask(cls, mask: np.ndarray) -> Membership:
         mask = np.asarray(mask, dtype=bool)
         return cls.from_indices(np.flatnonzero(mask), mask.size)
 
@@ -88,11 +88,11 @@ class Membership:
             return int(self.indices.size)
         return int(np.unpackbits(self.bits, bitorder="little").sum())
 
-    def _check(self, other: "Membership") -> None:
+    def _check(self, other: Membership) -> None:
         if other.n_samples != self.n_samples:
             raise ValueError(f"memberships over {self.n_samples} and {other.n_samples} samples")
 
-    def intersection_count(self, other: "Membership") -> int:
+    def intersection_count(self, other: Membership) -> int:
         self._check(other)
         if self.bits is not None and other.bits is not None:
             return int(np.unpackbits(self.bits & other.bits, bitorder="little").sum())
@@ -101,7 +101,7 @@ class Membership:
         sparse, dense = (self, other) if self.indices is not None else (other, self)
         return int(dense._mask()[sparse.indices].sum())
 
-    def union(self, other: "Membership") -> "Membership":
+    def union(self, other: Membership) -> Membership:
         self._check(other)
         if self.bits is not None and other.bits is not None:
             return Membership(self.n_samples, bits=self.bits | other.bits)
@@ -168,7 +168,7 @@ class Memberships:
         return csr
 
     @classmethod
-    def from_columns(cls, columns: list[np.ndarray], n_samples: int, feature_ids: np.ndarray | None = None) -> "Memberships":
+    def from_columns(cls, columns: list[np.ndarray], n_samples: int, feature_ids: np.ndarray | None = None) -> Memberships:
         """From one sorted sample-index array per feature."""
         lens = np.array([c.size for c in columns], dtype=np.int64)
         indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
@@ -176,7 +176,7 @@ class Memberships:
         csc = sp.csc_array((np.ones(data_idx.size, bool), data_idx, indptr), shape=(n_samples, len(columns)))
         return cls(csc, feature_ids)
 
-    def subset(self, columns: np.ndarray) -> "Memberships":
+    def subset(self, columns: np.ndarray) -> Memberships:
         """The memberships of the given column positions (in that order)."""
         columns = np.asarray(columns, dtype=np.int64)
         return Memberships(self.activity[:, columns], self.feature_ids[columns])

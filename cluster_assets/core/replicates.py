@@ -11,8 +11,8 @@ resampled means.  With one replicate a floor is unknown; with one pair there is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 

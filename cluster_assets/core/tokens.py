@@ -18,11 +18,7 @@ import numpy as np
 CLASSES = ("word", "subword", "whitespace", "punctuation", "digits", "code", "other")
 #: Python keywords and builtins that are not also everyday English words ("and", "for", "in",
 #: "list", "open" ... would make English prose look like code).
-_ENGLISH = frozenset("and as assert break case class continue del else except finally for from global if import in is match not "
-                     "or pass raise return try type while with yield all any filter format input list map max min next object "
-                     "open pow print property range reversed round set slice sorted sum super vars copyright credits exit "
-                     "help license quit id hash iter abs bin chr compile complex dict divmod eval exec float frozenset int "
-                     "len locals memoryview oct ord repr str tuple zip".split())
+_ENGLISH = frozenset(["and", "as", "assert", "break", "case", "class", "continue", "del", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "match", "not", "or", "pass", "raise", "return", "try", "type", "while", "with", "yield", "all", "any", "filter", "format", "input", "list", "map", "max", "min", "next", "object", "open", "pow", "print", "property", "range", "reversed", "round", "set", "slice", "sorted", "sum", "super", "vars", "copyright", "credits", "exit", "help", "license", "quit", "id", "hash", "iter", "abs", "bin", "chr", "compile", "complex", "dict", "divmod", "eval", "exec", "float", "frozenset", "int", "len", "locals", "memoryview", "oct", "ord", "repr", "str", "tuple", "zip"])
 _CODE_WORDS = (frozenset(keyword.kwlist) | frozenset(n for n in dir(builtins) if not n.startswith("_"))) - _ENGLISH | {
     "self", "cls", "def", "elif", "lambda", "nonlocal", "kwargs", "args", "isinstance", "len", "str", "int", "dict", "tuple",
     "enumerate", "zip", "repr", "bool", "getattr", "setattr", "hasattr", "staticmethod", "classmethod", "np", "os", "sys"}
@@ -37,11 +33,11 @@ def token_class(text: str) -> str:
     core = text.strip()
     if not core:
         return "whitespace"
-    if core.isdigit() or all(ch.isdigit() or ch in ".,_" for ch in core) and any(ch.isdigit() for ch in core):
+    if core.isdigit() or (all(ch.isdigit() or ch in ".,_" for ch in core) and any(ch.isdigit() for ch in core)):
         return "digits"
     if all(_is_punctuation(ch) for ch in core):
         return "punctuation"
-    if core in _CODE_WORDS or (core.isidentifier() and ("_" in core or any(ch.isupper() for ch in core[1:]) and any(ch.islower() for ch in core))):
+    if core in _CODE_WORDS or (core.isidentifier() and ("_" in core or (any(ch.isupper() for ch in core[1:]) and any(ch.islower() for ch in core)))):
         return "code"
     if core.isalpha():
         return "word" if text[0].isspace() or core[0].isupper() else "subword"

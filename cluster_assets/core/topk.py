@@ -83,7 +83,7 @@ def _select(work, n, target):
 
 
 @nb.njit(cache=True, nogil=True)
-def _topk_rows(pre, bias, k, out_idx, out_val, out_count):
+def _topk_rows(pre, bias, scale, k, out_idx, out_val, out_count):
     n_rows, d = pre.shape
     stride = max(1, d // SAMPLE)
     m = (d + stride - 1) // stride
@@ -96,7 +96,7 @@ def _topk_rows(pre, bias, k, out_idx, out_val, out_count):
     work = np.empty(d, dtype=pre.dtype)
     for r in range(n_rows):
         for j in range(d):
-            vals[j] = pre[r, j] + bias[j]
+            vals[j] = (pre[r, j] + bias[j]) * scale[j]  # float32 add then multiply, as torch does
         floor = zero
         if rank < m:
             guess = _rank_largest(vals, stride, rank, top)
@@ -128,12 +128,13 @@ def _topk_rows(pre, bias, k, out_idx, out_val, out_count):
         out_count[r] = n
 
 
-def topk_relu_rows(pre: np.ndarray, bias: np.ndarray, k: int, out_idx: np.ndarray, out_val: np.ndarray, out_count: np.ndarray) -> None:
+def topk_relu_rows(pre: np.ndarray, bias: np.ndarray, k: int, out_idx: np.ndarray, out_val: np.ndarray, out_count: np.ndarray,
+                   scale: np.ndarray | None = None) -> None:
     """Fill row r of ``out_idx``/``out_val`` (shape (tokens, k)) with the non-zeros of
-    ``relu(topk_k(pre[r] + bias))`` in feature order and ``out_count[r]`` with their number.
+    ``relu(topk_k((pre[r] + bias) * scale))`` in feature order and ``out_count[r]`` with their number.
 
-    pre: (tokens, d_sae) float32 C-contiguous, bias: (d_sae,) float32, k <= d_sae.  Ties at
-    the k-th value keep the lower feature ids.  Releases the GIL.
+    pre: (tokens, d_sae) float32 C-contiguous, bias and scale (default ones): (d_sae,) float32,
+    k <= d_sae.  Ties at the k-th value keep the lower feature ids.  Releases the GIL.
     """
     if pre.ndim != 2 or bias.shape != (pre.shape[1],):
         raise ValueError(f"expected pre (tokens, d) and bias (d,), got {pre.shape} and {bias.shape}")
@@ -141,8 +142,9 @@ def topk_relu_rows(pre: np.ndarray, bias: np.ndarray, k: int, out_idx: np.ndarra
         raise ValueError(f"k must be in [1, d_sae={pre.shape[1]}], got {k}")
     if out_idx.shape != (pre.shape[0], k) or out_val.shape != out_idx.shape or out_count.shape != (pre.shape[0],):
         raise ValueError("output arrays must be (tokens, k), (tokens, k) and (tokens,)")
+    scale = np.ones(pre.shape[1], dtype=pre.dtype) if scale is None else np.ascontiguousarray(scale, dtype=pre.dtype)
     if pre.shape[0]:
-        _topk_rows(np.ascontiguousarray(pre), np.ascontiguousarray(bias, dtype=pre.dtype), k, out_idx, out_val, out_count)
+        _topk_rows(np.ascontiguousarray(pre), np.ascontiguousarray(bias, dtype=pre.dtype), scale, k, out_idx, out_val, out_count)
 
 
 def rows_to_csr(out_idx: np.ndarray, out_val: np.ndarray, out_count: np.ndarray, d_sae: int) -> sp.csr_array:

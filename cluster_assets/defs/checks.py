@@ -4,7 +4,6 @@
 import zlib
 
 import dagster as dg
-import polars as pl
 
 from cluster_assets.core.baseline import BaselineLabels
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems

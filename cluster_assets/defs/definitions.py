@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import dagster as dg
+import yaml
+
+from cluster_assets.config import ConfigFileError
 
 from cluster_assets.defs.assets import build_assets
 from cluster_assets.defs.automation import automation_sensors, sweep_files_sensor
@@ -16,7 +21,6 @@ from cluster_assets.defs.partitions import Partitions
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import MODE_ENV, ActivationSource, ArtifactStoreResource
 
-
 # Two Dagster features this project relies on are marked beta/preview in 1.13 and would warn in
 # every process that loads the code location: partitioned asset checks (a check per partition)
 # and MultiToSingleDimensionPartitionMapping (sweep_comparison reads one dataset's clusters).
@@ -24,10 +28,29 @@ warnings.filterwarnings("ignore", message=r".*MultiToSingleDimensionPartitionMap
 warnings.filterwarnings("ignore", message=r"Specifying a partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
 
 
+RESOURCES_ENV = "CLUSTER_ASSETS_RESOURCES"
+
+
+def resources_from_environment(project: Project) -> dict:
+    """The default resources, with the settings of the YAML file ``CLUSTER_ASSETS_RESOURCES`` names
+    (keys ``source`` and ``artifacts``: the resources' fields) -- one deployment's batch size,
+    device, SAE training size or artifact root, without changing code."""
+    settings: dict = {}
+    path = os.environ.get(RESOURCES_ENV)
+    if path:
+        try:
+            settings = yaml.safe_load(Path(path).read_text()) or {}
+            return {"source": ActivationSource(**{"mode": project.mode, **settings.get("source", {})}),
+                    "artifacts": ArtifactStoreResource(**settings.get("artifacts", {}))}
+        except (OSError, yaml.YAMLError, ValueError, TypeError) as err:
+            raise ConfigFileError(f"{path} ({RESOURCES_ENV}): {' '.join(str(err).split())}") from None
+    return {"source": ActivationSource(mode=project.mode), "artifacts": ArtifactStoreResource()}
+
+
 def build_definitions(project: Project, resources: dict | None = None, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
     """Assets, checks, jobs, automation and sensors for ``project``; ``resources`` replace the defaults."""
     partitions = Partitions.of(project)
-    default_resources = {"source": ActivationSource(mode=project.mode), "artifacts": ArtifactStoreResource()}
+    default_resources = resources_from_environment(project) if resources is None else {}
     return dg.Definitions(
         assets=build_assets(project, partitions),
         asset_checks=build_checks(project, partitions),

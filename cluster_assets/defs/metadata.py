@@ -91,7 +91,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval):
             self.peak_mb = max(self.peak_mb, self._rss_mb())
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self.peak_mb = self._rss_mb()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

@@ -23,7 +23,7 @@ class Partitions:
     both: dg.MultiPartitionsDefinition
 
     @classmethod
-    def of(cls, project: Project) -> "Partitions":
+    def of(cls, project: Project) -> Partitions:
         datasets = dg.StaticPartitionsDefinition([e.name for e in project.datasets])
         hparams = dg.StaticPartitionsDefinition(list(project.sweep))
         points = dg.StaticPartitionsDefinition(list(dict.fromkeys(p.point for p in project.sweep.values())))

@@ -34,7 +34,7 @@ class Project:
 
     @classmethod
     def load(cls, sweep: str | Path | None = None, datasets: str | Path | None = None, mode: str | None = None,
-             online: bool | None = None, cache_dir: str | Path | None = None) -> "Project":
+             online: bool | None = None, cache_dir: str | Path | None = None) -> Project:
         from cluster_assets.sources.corpora import entry_problems, usable_count
         from cluster_assets.sources.prompts import too_few_texts
 

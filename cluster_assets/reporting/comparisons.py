@@ -7,8 +7,8 @@ several records); outputs are polars tables and a JSON summary (:class:`Tables`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -58,7 +58,7 @@ class PartitionClustering:
 
     def top_prompt(self, cluster: int, width: int = 160) -> str:
         rows = self.top_prompts.filter(pl.col("cluster") == cluster)
-        return highlight(rows["text"][0], rows["spans"][0], "markdown", width) if rows.height else ""
+        return highlight(rows["text"][0], rows["span_starts"][0], rows["span_ends"][0], "markdown", width) if rows.height else ""
 
     def top_tokens(self, cluster: int, n: int = 6) -> str:
         if self.descriptions is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def size_distribution(sizes: np.ndarray) -> bytes:
         if values.size and values.max() > 50:
             ax.set_xscale("log")
 
-    return render_png(draw, title=f"Cluster sizes ({int(len(sizes))} clusters)")
+    return render_png(draw, title=f"Cluster sizes ({len(sizes)} clusters)")
 
 
 def cofiring_heatmap(matrix: np.ndarray, bounds: np.ndarray, names: Sequence[str]) -> bytes:

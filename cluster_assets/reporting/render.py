@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 #: Figures are at least this many pixels wide (readable in the UI and in the report).
 WIDTH_PX = 760

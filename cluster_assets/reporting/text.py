@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 ANSI_ON, ANSI_OFF = "\x1b[1;4;33m", "\x1b[0m"  # bold, underlined, yellow
 
 
-def highlight(text: str, spans: Sequence[Sequence[int]], style: str = "markdown", width: int | None = None) -> str:
-    """``text`` with the character ``spans`` ([start, end)) highlighted, whitespace collapsed.
+def highlight(text: str, starts: Sequence[int], ends: Sequence[int], style: str = "markdown", width: int | None = None) -> str:
+    """``text`` with the character spans ``[starts[i], ends[i])`` highlighted, whitespace collapsed.
 
     style: ``markdown`` (**bold**), ``ansi`` (terminal colours) or ``brackets`` ([[...]]).
     ``width`` cuts the plain text at that many characters (highlights stay balanced).
@@ -16,7 +16,7 @@ def highlight(text: str, spans: Sequence[Sequence[int]], style: str = "markdown"
     on, off = {"markdown": ("**", "**"), "ansi": (ANSI_ON, ANSI_OFF), "brackets": ("[[", "]]")}[style]
     out, pos, shown = [], 0, 0
     pieces = []
-    for start, end in spans:
+    for start, end in zip(starts, ends):
         pieces += [(text[pos:start], False), (text[start:end], True)]
         pos = end
     pieces.append((text[pos:], False))

@@ -9,8 +9,8 @@ order).  Only one batch of dense ``tokens x d_sae`` values exists at a time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,11 +62,13 @@ def encode_sparse(sae, x: torch.Tensor) -> sp.csr_array:
 
     n_tokens = x.shape[0]
     d_sae = sae.cfg.d_sae
-    if isinstance(sae, TopKSAE) and not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
+    if isinstance(sae, TopKSAE):
         sae_in = sae.process_sae_in(x)
         if sae_in.device.type == "cpu" and sae_in.dtype == torch.float32:
             return _encode_topk_cpu(sae, sae_in)
         hidden_pre = sae.hook_sae_acts_pre(sae_in @ sae.W_enc + sae.b_enc)
+        if sae.cfg.rescale_acts_by_decoder_norm:
+            hidden_pre = hidden_pre * sae.W_dec.norm(dim=-1)
         values, indices = torch.topk(hidden_pre, k=min(sae.cfg.k, d_sae), dim=-1, sorted=False)
         values = torch.relu(values)
         order = torch.argsort(indices, dim=-1)
@@ -97,13 +99,15 @@ def _encode_topk_cpu(sae, sae_in: torch.Tensor) -> sp.csr_array:
     bounds = np.linspace(0, n, max(1, n // ENCODE_ROWS) + 1).round().astype(np.int64)
     pre = torch.empty((int(np.diff(bounds).max(initial=0)), d_sae), dtype=sae_in.dtype)
     bias = sae.b_enc.detach().numpy()
+    # TopK SAEs trained with decoder-norm folding rank (pre-activation x decoder row norm), as sae.encode does
+    scale = sae.W_dec.norm(dim=-1).detach().numpy() if sae.cfg.rescale_acts_by_decoder_norm else None
     out_idx = np.empty((n, k), dtype=np.int32)
     out_val = np.empty((n, k), dtype=np.float32)
     out_count = np.zeros(n, dtype=np.int64)
     for start, stop in zip(bounds[:-1], bounds[1:]):
         block = pre[: stop - start]
         torch.matmul(sae_in[start:stop], sae.W_enc, out=block)
-        topk_relu_rows(block.numpy(), bias, k, out_idx[start:stop], out_val[start:stop], out_count[start:stop])
+        topk_relu_rows(block.numpy(), bias, k, out_idx[start:stop], out_val[start:stop], out_count[start:stop], scale)
     return rows_to_csr(out_idx, out_val, out_count, d_sae)
 
 
@@ -168,6 +172,18 @@ class ExtractionTimings:
     assemble_seconds: float  # ordering rows, the token table
 
 
+def stack_rows(parts: Sequence[sp.csr_array], rows: np.ndarray) -> sp.csr_array:
+    """The CSRs stacked, then rows taken in the order ``rows`` -- in one pass that copies each row once."""
+    indptr = np.concatenate([[0], *(p.indptr[1:] + offset for p, offset in zip(parts, np.cumsum([0, *(p.nnz for p in parts)])))])
+    indices = np.concatenate([p.indices for p in parts])
+    data = np.concatenate([p.data for p in parts])
+    lengths = np.diff(indptr)[rows]
+    out_indptr = np.concatenate([[0], np.cumsum(lengths)])
+    # the source position of every output entry: its row's start, plus its offset within the row
+    source = np.repeat(indptr[rows] - out_indptr[:-1], lengths) + np.arange(out_indptr[-1])
+    return sp.csr_array((data[source], indices[source], out_indptr), shape=(rows.size, parts[0].shape[1]))
+
+
 def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Batches of prompt indices, longest prompts first, so each batch pads to similar lengths."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
@@ -200,11 +216,10 @@ def extract_activations(model, sae, hook_name: str, token_lists: Sequence[Sequen
         encode += batch.encode_seconds
         parts.append(batch)
     t0 = time.perf_counter()
-    values = sp.csr_array(sp.vstack([b.activations for b in parts], format="csr"))
     prompt_index = order[np.concatenate([b.prompt_index for b in parts])]
     position = np.concatenate([b.position for b in parts])
     rows = np.lexsort((position, prompt_index))  # back to prompt order, then position
-    values = values[rows]
+    values = stack_rows([b.activations for b in parts], rows)
     token_ids = np.concatenate([b.token_ids for b in parts])[rows]
     tokens = {
         "prompt_id": np.asarray(prompt_ids)[prompt_index[rows]],

@@ -8,8 +8,8 @@ Saving and loading artifacts is :class:`cluster_assets.storage.formats.SAEFormat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 

@@ -9,16 +9,17 @@ quality figures.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
+from cluster_assets.config.models import DatasetEntry
 from cluster_assets.sources.corpora import load_texts
 from cluster_assets.sources.extraction import collect_hook_activations
 from cluster_assets.sources.prompts import usable_texts
-from cluster_assets.config.models import DatasetEntry
 from cluster_assets.sources.sae import SAEQuality, evaluate_sae, train_topk_sae
 
 HELD_OUT_FRACTION = 0.05

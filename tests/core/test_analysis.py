@@ -4,8 +4,8 @@ import scipy.sparse as sp
 
 from cluster_assets.core import MembershipConfig, MergeConfig, ParameterError, build_memberships, run_merge
 from cluster_assets.core.analysis import analyse_clusters, cut_labels, runs
-from cluster_assets.core.features import quadrants
 from cluster_assets.core.coactivation import coactivation
+from cluster_assets.core.features import quadrants
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
 
 
@@ -45,7 +45,8 @@ def test_analysis_matches_dense_reference():
         # each run of consecutive active tokens is one span of characters
         starts = np.concatenate([[0], np.cumsum([len(text[t]) for t in rows])])
         expected = [[int(starts[a]), int(starts[b])] for a, b in runs(tok[rows])]
-        assert res.top_prompts["spans"][top[0]] == expected and expected
+        spans = [list(pair) for pair in zip(res.top_prompts["span_starts"][top[0]], res.top_prompts["span_ends"][top[0]])]
+        assert spans == expected and expected
         assert per_prompt[list(ids).index(p), c] == per_prompt[list(ids).index(best), c]
     np.testing.assert_allclose(res.prompt_activity.toarray(), per_prompt)
     np.testing.assert_allclose(res.correlation, np.corrcoef(per_prompt, rowvar=False), atol=1e-12)

@@ -79,3 +79,8 @@ def test_filter_config_validation_and_empty_input():
         feature_statistics(sp.csr_array((0, 4)), np.zeros(0), 0.0)
     with pytest.raises(ValueError, match="threshold"):
         feature_statistics(sp.csr_array((0, 4)), np.zeros(0), -0.5)
+
+
+def test_statistics_of_activations_that_never_fire():
+    stats = feature_statistics(sp.csr_array((5, 3)), np.array([0, 0, 1, 1, 2]), 0.0)
+    assert (stats.firing_count == 0).all() and np.isnan(stats.entropy).all() and np.isnan(stats.varentropy).all()

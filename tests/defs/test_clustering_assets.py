@@ -34,7 +34,7 @@ def test_two_datasets_by_two_sweep_points_end_to_end(trained):
         assert stored.clusters.height == cmd["k"].value == graph.metadata(res, "merge_history")["best_k"].value
         hist = MergeHistoryFormat().load(Path(graph.metadata(res, "merge_history")["path"].value))
         assert np.argmin(hist.mdl) == hist.n_features - cmd["k"].value
-        assert stored.top_prompts["spans"].list.len().min() >= 1  # every top prompt marks its active tokens
+        assert stored.top_prompts["span_starts"].list.len().min() >= 1  # every top prompt marks its active tokens
         assert set(features["quadrant"].unique()) >= {"flowing", "careful", "exploring", "resampling"}
         shares = stored.extra["descriptions"].select(pl.col("^share_.*$")).sum_horizontal()
         active = stored.clusters.sort("cluster")["active_tokens"].to_numpy() > 0

@@ -1,7 +1,7 @@
 import pytest
 
-from cluster_assets.sources.corpora import LOADERS, is_sae_training_text, load_texts
 from cluster_assets.config import ConfigFileError, load_registry
+from cluster_assets.sources.corpora import LOADERS, is_sae_training_text, load_texts
 from tests.conftest import FIXTURES
 
 FIXTURE_REGISTRY = load_registry(FIXTURES / "datasets.yaml")

@@ -75,20 +75,24 @@ def test_bad_hook_name(tiny_model):
         list(iter_extraction(tiny_model, _saes()["topk"], "mlp_out", [[1, 2]], 1))
 
 
-def test_topk_torch_path_matches_encode():
+@pytest.mark.parametrize("rescale", [False, True])
+def test_topk_torch_path_matches_encode(rescale):
     """Off the CPU float32 kernel (here: a float64 SAE) the torch top-k path must agree too."""
     sae = _saes()["topk"].to(torch.float64)
+    sae.cfg.rescale_acts_by_decoder_norm = rescale
     x = torch.randn(100, 16, dtype=torch.float64)
     np.testing.assert_array_equal(encode_sparse(sae, x).toarray(), sae.encode(x).detach().numpy())
 
 
+@pytest.mark.parametrize("rescale", [False, True])
 @pytest.mark.parametrize("n_rows", [0, 1, 511, 1300])
-def test_topk_cpu_blocks_match_one_dense_encode(n_rows):
-    """Row blocks of the CPU encoder (several, with an uneven last one) give sae.encode's exact numbers."""
+def test_topk_cpu_blocks_match_one_dense_encode(n_rows, rescale):
+    """Row blocks of the CPU encoder (several, with an uneven last one) give sae.encode's exact numbers,
+    also for SAEs that rank by decoder-norm-scaled pre-activations (what sae-lens' TopK trainer saves)."""
     from sae_lens import TopKSAE, TopKSAEConfig
 
     torch.manual_seed(3)
-    sae = TopKSAE(TopKSAEConfig(d_in=48, d_sae=256, k=12))
+    sae = TopKSAE(TopKSAEConfig(d_in=48, d_sae=256, k=12, rescale_acts_by_decoder_norm=rescale))
     with torch.no_grad():
         for p in sae.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
@@ -96,3 +100,17 @@ def test_topk_cpu_blocks_match_one_dense_encode(n_rows):
     got = encode_sparse(sae, x)
     assert got.has_sorted_indices and got.shape == (n_rows, 256)
     np.testing.assert_array_equal(got.toarray(), sae.encode(x).detach().numpy())
+
+
+def test_stack_rows_equals_vstack_then_row_indexing():
+    import scipy.sparse as sp
+
+    from cluster_assets.sources.extraction import stack_rows
+
+    rng = np.random.default_rng(0)
+    parts = [sp.csr_array(sp.random(n, 30, density=0.2, random_state=i, format="csr", dtype=np.float32)) for i, n in enumerate([5, 0, 7, 3])]
+    rows = rng.permutation(15)
+    want = sp.csr_array(sp.vstack(parts, format="csr"))[rows]
+    got = stack_rows(parts, rows)
+    np.testing.assert_array_equal(got.toarray(), want.toarray())
+    assert got.dtype == np.float32 and got.has_sorted_indices

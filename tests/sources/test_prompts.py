@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
-from cluster_assets.sources.corpora import is_sae_training_text
 from cluster_assets.core.params import ParameterError
+from cluster_assets.sources.corpora import is_sae_training_text
 from cluster_assets.sources.prompts import sample_prompts
 
 

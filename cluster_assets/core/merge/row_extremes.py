@@ -208,7 +208,7 @@ def _proposal_keys(active, s, r, cof, alpha, log_km1, rows, offsets):
     return out
 
 
-def _propose(extremes: "RowExtremes", active, s, r, cof, log_km1, mass, pairs_in_row, rng: np.random.Generator, batch: int):
+def _propose(extremes: RowExtremes, active, s, r, cof, log_km1, mass, pairs_in_row, rng: np.random.Generator, batch: int):
     """``batch`` proposals: row positions drawn in proportion to ``mass`` (a cumulative sum
     over rows), a uniform pair within each row; their partner offsets and keys."""
     rows = np.minimum(np.searchsorted(mass, rng.random(batch) * mass[-1], side="right"), active.size - 2)
@@ -216,7 +216,7 @@ def _propose(extremes: "RowExtremes", active, s, r, cof, log_km1, mass, pairs_in
     return rows, offsets, _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
 
 
-def extremes_mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scale: float, rng: np.random.Generator, batch: int = 64):
+def extremes_mcmc_pick(extremes: RowExtremes, active, s, r, cof, log_km1, scale: float, rng: np.random.Generator, batch: int = 64):
     """Exact draw with probability proportional to exp((min_key - key) * scale), by rejection.
 
     Row ``a`` is proposed with probability proportional to (pairs in the row) x (an upper
@@ -243,7 +243,7 @@ def extremes_mcmc_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, scal
 RANGE_SCAN_PAIRS = 1 << 16
 
 
-def extremes_range_pick(extremes: "RowExtremes", active, s, r, cof, log_km1, u: float, rng: np.random.Generator | None,
+def extremes_range_pick(extremes: RowExtremes, active, s, r, cof, log_km1, u: float, rng: np.random.Generator | None,
                scan_pairs: int | None = None, batch: int = 64):
     """Exact uniform draw among the pairs with key <= cut (for greedy: the ties at the minimum).
 

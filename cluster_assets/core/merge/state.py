@@ -20,8 +20,9 @@ After merging ``i`` and ``j`` into ``g``, for every other group ``m``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numba as nb
 import numpy as np
@@ -29,10 +30,10 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import as_activity_csr, coactivation, compact_index, count_dtype
 from cluster_assets.core.history import MergeHistory
-from cluster_assets.core.params import ParameterError, check_choices, check_number
 from cluster_assets.core.merge.row_extremes import RowExtremes, extremes_mcmc_pick, extremes_range_pick
 from cluster_assets.core.merge.scan import scan_mcmc_pick, scan_range_pick
 from cluster_assets.core.merge.sets import difference_sorted, group_counts, intersect_sorted, union_sorted
+from cluster_assets.core.params import ParameterError, check_choices, check_number
 
 #: "auto": row extremes for greedy, and rejection sampling over them for range and mcmc;
 #: "scan": always the full scan (the reference the fast paths are tested against)

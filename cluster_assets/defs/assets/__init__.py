@@ -6,7 +6,7 @@ stage's content address, and hand :func:`~cluster_assets.defs.stages.run_stage` 
 
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -15,7 +15,8 @@ from cluster_assets.defs.automation import answers_condition, missing_condition
 from cluster_assets.defs.partitions import Partitions, partition_names
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
-from cluster_assets.defs.stages import STAGES, Output, Stage, StageContext, run_stage
+from cluster_assets.defs.dask import model_step_tags
+from cluster_assets.defs.stages import MODEL_POOL, STAGES, Output, Stage, StageContext, run_stage
 
 BODIES: dict[str, Callable[..., Output]] = {
     "prompts": model.prompts,
@@ -99,7 +100,8 @@ def build_assets(project: Project, partitions: Partitions) -> list[dg.AssetsDefi
         automation = answers_condition() if stage.group == "comparisons" else missing_condition() if stage.partitioning == "dataset_point" else None
 
         @dg.asset(name=stage.name, partitions_def=partitions_of[stage.partitioning], deps=deps[stage.name], group_name=stage.group,
-                  kinds=set(stage.kinds) or None, pool=stage.pool, description=stage.description, automation_condition=automation)
+                  kinds=set(stage.kinds) or None, pool=stage.pool, description=stage.description, automation_condition=automation,
+                  op_tags=model_step_tags() if stage.pool == MODEL_POOL else None)
         def asset(context: dg.AssetExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
             return materialize(context, project, stage, source, artifacts)
 

@@ -8,11 +8,10 @@ import polars as pl
 from cluster_assets.core import build_memberships, run_merge
 from cluster_assets.core import coactivation as count_coactivation
 from cluster_assets.core.analysis import analyse_clusters, labels_at_cut
-from cluster_assets.core.baseline import activation_profiles, umap_hdbscan
+from cluster_assets.core.baseline import BaselineLabels, activation_profiles, umap_hdbscan
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting import plots
 from cluster_assets.reporting.text import highlight
-from cluster_assets.core.baseline import BaselineLabels
 from cluster_assets.storage.formats import build_clusters, features_table
 
 
@@ -62,9 +61,7 @@ def clusters(ctx: StageContext) -> Output:
                                 ctx.point.memberships.threshold, ctx.point.clusters.top_prompts)
     record = build_clusters(cut, analysis, ctx.read("coactivation"), acts, ctx.source.neuronpedia_id())
     sizes = record.clusters["size"].to_numpy()
-    top = record.clusters.head(5).join(record.top_prompts.filter(pl.col("rank") == 0), on="cluster", how="left")
-    preview = "\n".join(f"- **cluster {c}** ({n} features, active on {t} tokens): {highlight(text or '', spans or [], width=160)}"
-                        for c, n, t, text, spans in top.select("cluster", "size", "active_tokens", "text", "spans").iter_rows())
+    preview = top_clusters_markdown(record)
     summary = {"method": cut.method, "k": cut.k, "features": int(cut.labels.size), "singletons": int((sizes == 1).sum()),
                "size_median": float(np.median(sizes)) if sizes.size else 0.0, "size_max": int(sizes.max(initial=0))}
     summary |= {"cut": str(ctx.point.clusters.cut), "mdl_at_cut": cut.mdl_at_cut} if cut.method == "mdl_merge" else {"noise_features": cut.noise}
@@ -72,3 +69,17 @@ def clusters(ctx: StageContext) -> Output:
         "size_distribution": plots.size_distribution(sizes),
         "coactivation_heatmap": plots.cofiring_heatmap(record.heatmap, record.heatmap_bounds, [f"cluster {c}" for c in record.heatmap_clusters]),
     })
+
+
+def top_clusters_markdown(record, n: int = 5, features: int = 8) -> str:
+    """The largest clusters: size, activity, features (linked to Neuronpedia when there are links), top prompt."""
+    top = record.clusters.head(n).join(record.top_prompts.filter(pl.col("rank") == 0), on="cluster", how="left")
+    lines = []
+    for row in top.iter_rows(named=True):
+        ids = row["feature_ids"][:features]
+        links = row.get("feature_links")
+        shown = ", ".join(f"[{f}]({u})" for f, u in zip(ids, links)) if links else ", ".join(map(str, ids))
+        more = " …" if row["size"] > features else ""
+        lines.append(f"- **cluster {row['cluster']}** ({row['size']} features: {shown}{more}; active on {row['active_tokens']} tokens): "
+                     f"{highlight(row['text'] or '', row['span_starts'] or [], row['span_ends'] or [], width=160)}")
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ def prompts(ctx: StageContext) -> Output:
     summary = {"dagster/row_count": frame.height, "tokens": int(lengths.sum()), "tokens_per_prompt_median": float(lengths.median()),
                "truncated": int(frame["truncated"].sum()), "empty_dropped": report.n_empty,
                "duplicates_dropped": report.n_duplicates, "usable_texts": report.n_usable}
-    preview = "\n".join(f"- `{pid}` ({n} tokens): {highlight(text, [], width=140)}" for pid, n, text in
+    preview = "\n".join(f"- `{pid}` ({n} tokens): {highlight(text, [], [], width=140)}" for pid, n, text in
                         frame.head(5).select("prompt_id", "n_tokens", "text").iter_rows())
     return Output(frame, summary, markdown={"preview": preview})
 

@@ -1,0 +1,122 @@
+"""Stage by stage on real activations: one partition of a given size on the embedded default.
+
+Materialises prompts -> activations -> memberships -> coactivation -> merge_history -> clusters
+(and the two comparisons over that one partition) through the real Dagster assets, then
+prints per stage the compute time, the read and write time and the peak resident memory
+(each stage's manifest records them) with each stage's share of the total, beside the model
+forward alone on the same prompts (same length-sorted batches) measured in the same process
+just before: the model is loaded once (its load time is printed apart) and both the forward
+alone and the activations stage run with warm kernels.
+
+    python benchmarks/pipeline.py [--dataset kjv] [--prompts 4000] [--max-tokens 64]
+                                  [--artifacts DIR (an artifact root holding the SAE; default $DAGSTER_HOME/artifacts)]
+
+The SAE must exist in the artifact root (``make demo`` trains it); every stage of the benchmark
+partition is recomputed in a scratch copy of the root's ``sae`` folder, so nothing is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+STAGES = ("prompts", "activations", "memberships", "coactivation", "merge_history", "clusters", "dataset_comparison", "sweep_comparison")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="kjv")
+    parser.add_argument("--prompts", type=int, default=4000)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--artifacts", default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+    import dagster as dg
+
+    from cluster_assets.defs.definitions import build_definitions
+    from cluster_assets.defs.project import Project
+    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource, dagster_home
+
+    source_root = Path(args.artifacts or os.environ.get("CLUSTER_ASSETS_ARTIFACTS") or dagster_home() / "artifacts")
+    scratch = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    try:
+        shutil.copytree(source_root / "sae", scratch / "artifacts" / "sae")
+        sweep = scratch / "sweep.yaml"
+        sweep.write_text(f"points:\n  bench:\n    prompts: {{n_prompts: {args.prompts}, max_tokens: {args.max_tokens}}}\n")
+        project = Project.load(sweep=sweep)
+        resources = {"source": ActivationSource(), "artifacts": ArtifactStoreResource(root=str(scratch / "artifacts"))}
+        defs = build_definitions(project, resources)
+        assets = {a.key.to_user_string(): a for a in defs.assets}
+        with dg.DagsterInstance.ephemeral() as instance:
+            key = dg.MultiPartitionKey({"dataset": args.dataset, "hparams": "bench"})
+            dg.materialize([assets["prompts"]], partition_key=key, resources=resources, instance=instance)
+            prompts_path = Path(instance.fetch_materializations(dg.AssetKey("prompts"), limit=1).records[0].asset_materialization.metadata["path"].value)
+            t0 = time.perf_counter()
+            resources["source"].model()
+            load = time.perf_counter() - t0
+            forward = forward_alone(resources["source"], prompts_path, repeats=2)
+            chain = [assets[s] for s in STAGES[1:6]] + [assets["sae"].to_source_asset(), assets["prompts"].to_source_asset()]
+            t0 = time.perf_counter()
+            result = dg.materialize(chain, partition_key=key, resources=resources, instance=instance)
+            wall = time.perf_counter() - t0
+            for stage, partition in (("dataset_comparison", "bench"), ("sweep_comparison", args.dataset)):
+                dg.materialize([assets[stage], assets["clusters"].to_source_asset()], partition_key=partition, resources=resources, instance=instance)
+            manifests = {}
+            for stage in STAGES:
+                records = instance.fetch_materializations(dg.AssetKey(stage), limit=1).records
+                path = Path(records[0].asset_materialization.metadata["path"].value)
+                manifests[stage] = json.loads((path / "manifest.json").read_text())
+        report(manifests, forward, load, wall, args)
+        assert result.success
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def forward_alone(source, prompts_path: Path, repeats: int) -> float:
+    """Seconds of the model forward to the hooked layer on the same prompts, in the same batches
+    (the last of ``repeats`` passes: the first warms every batch shape)."""
+    from cluster_assets.sources.extraction import hook_activations, length_batches, pad_batch
+    from cluster_assets.storage.formats import PromptsFormat
+
+    frame = PromptsFormat().load(prompts_path)
+    lists = frame["token_ids"].to_list()
+    model = source.model()
+    batches = [[lists[i] for i in b] for b in length_batches(frame["n_tokens"].to_numpy(), source.batch_size)]
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for batch in batches:
+            hook_activations(model, pad_batch(batch, 0)[0], source.hook_name)
+        seconds = time.perf_counter() - t0
+    return seconds
+
+
+def report(manifests: dict, forward: float, load: float, wall: float, args) -> None:
+    tokens = manifests["activations"]["summary"]["tokens"]
+    rows = []
+    for stage in STAGES:
+        t = manifests[stage].get("timing", {})
+        total = t.get("compute_seconds", 0) + t.get("read_seconds", 0) + t.get("write_seconds", 0)
+        rows.append((stage, t.get("compute_seconds", 0), t.get("read_seconds", 0), t.get("write_seconds", 0), total, t.get("peak_rss_mb", 0)))
+    grand = sum(r[4] for r in rows)
+    print(f"\n{args.dataset}: {args.prompts} prompts x <= {args.max_tokens} tokens = {tokens:,} tokens; "
+          f"{manifests['memberships']['summary']['kept_features']} kept features; {manifests['merge_history']['summary'].get('merges', 0)} merges")
+    print(f"model load (once per process, not in the table): {load:.1f} s")
+    print(f"model forward alone (same prompts, same batches): {forward:.1f} s = {tokens / forward:,.0f} tokens/s\n")
+    print("| stage | compute s | read s | write s | total s | share | peak RSS MB | total / forward |")
+    print("|---|---|---|---|---|---|---|---|")
+    for stage, compute, read, write, total, peak in rows:
+        print(f"| {stage} | {compute:.2f} | {read:.2f} | {write:.2f} | {total:.2f} | {total / grand:.1%} | {peak:,.0f} | {total / forward:.3f} |")
+    act = next(r for r in rows if r[0] == "activations")
+    print(f"\nactivations stage / forward alone: {act[4] / forward:.2f} "
+          f"(extraction throughput {tokens / act[4]:,.0f} tokens/s); all stages {grand:.1f} s, materialise wall {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The hub path, proven offline: the real HookedSAETransformer.from_pretrained and SAE.from_pretrained
+read a pre-populated cache (HF_HUB_OFFLINE=1) and produce activations and clusters for one partition.
+
+It runs in a fresh process: huggingface_hub reads HF_HUB_CACHE when it is first imported."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+from tests.hub_cache import D_SAE, build_hub_cache
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import dagster as dg
+    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+    from cluster_assets.storage.formats import ClustersFormat
+    from tests.conftest import Graph, fixture_project
+
+    resources = {"source": ActivationSource(mode="hub", device="cpu", batch_size=8), "artifacts": ArtifactStoreResource(root=sys.argv[1])}
+    with dg.DagsterInstance.ephemeral() as instance:
+        graph = Graph(fixture_project(mode="hub"), resources, instance)
+        sae = graph.sae()
+        result = graph.partition("kjv", "base")
+        clusters = ClustersFormat().load(Path(graph.metadata(result, "clusters")["path"].value)).clusters
+        print("RESULT " + json.dumps({
+            "sae_mode": graph.metadata(sae, "sae")["mode"].value,
+            "success": result.success and all(c.passed for c in result.get_asset_check_evaluations()),
+            "d_sae": graph.metadata(result, "activations")["d_sae"].value,
+            "tokens": graph.metadata(result, "activations")["tokens"].value,
+            "first": clusters.row(0, named=True),
+            "links": int(clusters["feature_links"].list.len().sum()), "size": int(clusters["size"].sum()),
+            "top_clusters": graph.metadata(result, "clusters")["top_clusters"].value,
+        }))
+""")
+
+
+def test_hub_mode_end_to_end_from_a_prepopulated_cache(tmp_path, embedded_cache):
+    build_hub_cache(tmp_path / "hf" / "hub", embedded_cache)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "artifacts")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    assert out["sae_mode"] == "hub" and out["success"]
+    assert out["d_sae"] == D_SAE and out["tokens"] > 0
+    # every feature links to its Neuronpedia dashboard (sae-lens' registry names the SAE's Neuronpedia id)
+    first = out["first"]
+    assert first["feature_links"] == [f"https://www.neuronpedia.org/pythia-70m-deduped/3-mlp-sm/{f}" for f in first["feature_ids"]]
+    assert out["links"] == out["size"]
+    assert "](https://www.neuronpedia.org/pythia-70m-deduped/3-mlp-sm/" in out["top_clusters"]
