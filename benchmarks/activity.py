@@ -34,7 +34,7 @@ def _rates(shape: ActivityShape, rng: np.random.Generator) -> np.ndarray:
     """Per-feature firing probabilities ~ rank**-exponent, capped, summing (after the
     duplicate loss of sampling rows with replacement) to the non-group activity."""
     ranks = rng.permutation(shape.features) + 1.0
-    weights = ranks ** -shape.exponent
+    weights = ranks**-shape.exponent
     target = shape.active * (1 - shape.group_share)
     lo, hi = 0.0, 1.0
     while np.minimum(hi * weights, MAX_RATE).sum() < target:

@@ -66,8 +66,12 @@ def dense_reference_step(counts: np.ndarray, cof: np.ndarray, sizes: np.ndarray,
     S = p.sum()
     pi, pj = p[:, None], p[None, :]
     ri, rj = sizes[:, None].astype(np.float64), sizes[None, :].astype(np.float64)
-    cost = ((S - pi - pj) * math.log2((k - 1) / k) + (pi + pj - pij) * math.log2(k - 1) - (pi + pj) * math.log2(k)
-            + alpha * ((pi + pj - pij) * (ri + rj) - pi * ri - pj * rj))
+    cost = (
+        (S - pi - pj) * math.log2((k - 1) / k)
+        + (pi + pj - pij) * math.log2(k - 1)
+        - (pi + pj) * math.log2(k)
+        + alpha * ((pi + pj - pij) * (ri + rj) - pi * ri - pj * rj)
+    )
     iu = np.triu_indices(k, 1)
     c = cost[iu]
     lo, hi = c.min(), c.max()
@@ -123,8 +127,11 @@ def main() -> None:
         child.join()
         if child.exitcode != 0:
             raise SystemExit(f"generating the activity failed (exit {child.exitcode})")
-        print(f"generated {args.samples} x {args.features} in {time.perf_counter() - t0:.1f} s (child process, "
-              "written as .npz chunks; the clustering path below streams them like activation files)", flush=True)
+        print(
+            f"generated {args.samples} x {args.features} in {time.perf_counter() - t0:.1f} s (child process, "
+            "written as .npz chunks; the clustering path below streams them like activation files)",
+            flush=True,
+        )
 
         # --- ours (this process: its peak memory is the clustering path's) ----------------
         warm = sp.csr_array(np.random.default_rng(0).random((200, 40)) < 0.2)  # compile the kernels outside the timings
@@ -182,14 +189,18 @@ def main() -> None:
     ref_co = ref_dense = ref_link = None
     if not args.no_references:
         x = sp.csr_array(activity, dtype=np.int32)
-        _, ref_co = timed(lambda: (x.T @ x))
+        _, ref_co = timed(lambda: x.T @ x)
         del x
         k = args.features
         dense_rng = np.random.default_rng(3)
         cof64 = cof.astype(np.float64)
         sizes = np.ones(k, dtype=np.int64)
-        ref_dense = np.mean([dense_reference_step(counts.astype(np.float64), cof64, sizes, args.samples, 1.0, 0.05, dense_rng)
-                             for _ in range(args.dense_steps)])
+        ref_dense = np.mean(
+            [
+                dense_reference_step(counts.astype(np.float64), cof64, sizes, args.samples, 1.0, 0.05, dense_rng)
+                for _ in range(args.dense_steps)
+            ]
+        )
         del cof64
         from scipy.cluster.hierarchy import linkage
 
@@ -214,13 +225,25 @@ def main() -> None:
     line("memberships from sparse activations", t_mem + t_csc)
     line("coactivation (exact counts)", t_co, ref_co, "scipy X.T @ X")
     for name, (seconds, merges) in full_runs.items():
-        line(f"{name} merge, full run ({merges} merges)", seconds, ref_link if name == "greedy" else None,
-             "scipy linkage average, same items")
-        line(f"{name} merge, mean per merge over the full run", seconds / max(merges, 1), ref_dense,
-             f"dense numpy cost matrix + range sampling at k={args.features}")
+        line(
+            f"{name} merge, full run ({merges} merges)",
+            seconds,
+            ref_link if name == "greedy" else None,
+            "scipy linkage average, same items",
+        )
+        line(
+            f"{name} merge, mean per merge over the full run",
+            seconds / max(merges, 1),
+            ref_dense,
+            f"dense numpy cost matrix + range sampling at k={args.features}",
+        )
     for (sampler, mark), s_per in sorted(per_k.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
-        line(f"{sampler}, per merge at k~{mark}", s_per, ref_dense if mark == args.features else None,
-             "dense numpy step" if mark == args.features else "")
+        line(
+            f"{sampler}, per merge at k~{mark}",
+            s_per,
+            ref_dense if mark == args.features else None,
+            "dense numpy step" if mark == args.features else "",
+        )
     print(f"| peak resident memory, clustering path | {peak_ours:.2f} GB | | |")
     print(f"\npeak resident memory of the whole run (references included): {peak_rss_gb():.2f} GB")
 

@@ -80,8 +80,10 @@ def main() -> None:
         t_full.append(once(full))
         splits.append(split["encode"] / split["forward"])
     t_forward, t_full = statistics.median(t_forward), statistics.median(t_full)
-    print(f"device={device} threads={torch.get_num_threads()} prompts={len(lists)} tokens={n_tokens} "
-          f"batch={args.batch_size} d_sae={args.d_sae} k={args.k} repeats={args.repeats} (medians)")
+    print(
+        f"device={device} threads={torch.get_num_threads()} prompts={len(lists)} tokens={n_tokens} "
+        f"batch={args.batch_size} d_sae={args.d_sae} k={args.k} repeats={args.repeats} (medians)"
+    )
     print(f"{'forward alone':<34}{n_tokens / t_forward:>10.0f} tokens/s  ({t_forward:.3f} s)")
     print(f"{'full extraction':<34}{n_tokens / t_full:>10.0f} tokens/s  ({t_full:.3f} s)")
     print(f"{'full / forward time':<34}{t_full / t_forward:>10.3f}")

@@ -57,7 +57,9 @@ def main() -> None:
         with dg.DagsterInstance.ephemeral() as instance:
             key = dg.MultiPartitionKey({"dataset": args.dataset, "hparams": "bench"})
             dg.materialize([assets["prompts"]], partition_key=key, resources=resources, instance=instance)
-            prompts_path = Path(instance.fetch_materializations(dg.AssetKey("prompts"), limit=1).records[0].asset_materialization.metadata["path"].value)
+            prompts_path = Path(
+                instance.fetch_materializations(dg.AssetKey("prompts"), limit=1).records[0].asset_materialization.metadata["path"].value
+            )
             t0 = time.perf_counter()
             resources["source"].model()
             load = time.perf_counter() - t0
@@ -67,7 +69,9 @@ def main() -> None:
             result = dg.materialize(chain, partition_key=key, resources=resources, instance=instance)
             wall = time.perf_counter() - t0
             for stage, partition in (("dataset_comparison", "bench"), ("sweep_comparison", args.dataset)):
-                dg.materialize([assets[stage], assets["clusters"].to_source_asset()], partition_key=partition, resources=resources, instance=instance)
+                dg.materialize(
+                    [assets[stage], assets["clusters"].to_source_asset()], partition_key=partition, resources=resources, instance=instance
+                )
             manifests = {}
             for stage in STAGES:
                 records = instance.fetch_materializations(dg.AssetKey(stage), limit=1).records
@@ -103,19 +107,27 @@ def report(manifests: dict, forward: float, load: float, wall: float, args) -> N
     for stage in STAGES:
         t = manifests[stage].get("timing", {})
         total = t.get("compute_seconds", 0) + t.get("read_seconds", 0) + t.get("write_seconds", 0)
-        rows.append((stage, t.get("compute_seconds", 0), t.get("read_seconds", 0), t.get("write_seconds", 0), total, t.get("peak_rss_mb", 0)))
+        rows.append(
+            (stage, t.get("compute_seconds", 0), t.get("read_seconds", 0), t.get("write_seconds", 0), total, t.get("peak_rss_mb", 0))
+        )
     grand = sum(r[4] for r in rows)
-    print(f"\n{args.dataset}: {args.prompts} prompts x <= {args.max_tokens} tokens = {tokens:,} tokens; "
-          f"{manifests['memberships']['summary']['kept_features']} kept features; {manifests['merge_history']['summary'].get('merges', 0)} merges")
+    print(
+        f"\n{args.dataset}: {args.prompts} prompts x <= {args.max_tokens} tokens = {tokens:,} tokens; "
+        f"{manifests['memberships']['summary']['kept_features']} kept features; {manifests['merge_history']['summary'].get('merges', 0)} merges"
+    )
     print(f"model load (once per process, not in the table): {load:.1f} s")
     print(f"model forward alone (same prompts, same batches): {forward:.1f} s = {tokens / forward:,.0f} tokens/s\n")
     print("| stage | compute s | read s | write s | total s | share | peak RSS MB | total / forward |")
     print("|---|---|---|---|---|---|---|---|")
     for stage, compute, read, write, total, peak in rows:
-        print(f"| {stage} | {compute:.2f} | {read:.2f} | {write:.2f} | {total:.2f} | {total / grand:.1%} | {peak:,.0f} | {total / forward:.3f} |")
+        print(
+            f"| {stage} | {compute:.2f} | {read:.2f} | {write:.2f} | {total:.2f} | {total / grand:.1%} | {peak:,.0f} | {total / forward:.3f} |"
+        )
     act = next(r for r in rows if r[0] == "activations")
-    print(f"\nactivations stage / forward alone: {act[4] / forward:.2f} "
-          f"(extraction throughput {tokens / act[4]:,.0f} tokens/s); all stages {grand:.1f} s, materialise wall {wall:.1f} s")
+    print(
+        f"\nactivations stage / forward alone: {act[4] / forward:.2f} "
+        f"(extraction throughput {tokens / act[4]:,.0f} tokens/s); all stages {grand:.1f} s, materialise wall {wall:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def embedded_model(embedded_cache):
 def fixture_project(**kwargs):
     from cluster_assets.defs.project import Project
 
-    return Project.load(sweep=kwargs.pop("sweep", FIXTURES / "sweep.yaml"), datasets=kwargs.pop("datasets", FIXTURES / "datasets.yaml"), **kwargs)
+    return Project.load(
+        sweep=kwargs.pop("sweep", FIXTURES / "sweep.yaml"), datasets=kwargs.pop("datasets", FIXTURES / "datasets.yaml"), **kwargs
+    )
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +55,9 @@ def tiny_resources(artifact_root) -> dict:
     from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource, SAETraining
 
     return {
-        "source": ActivationSource(device="cpu", batch_size=8,
-                                   sae_training=SAETraining(d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000)),
+        "source": ActivationSource(
+            device="cpu", batch_size=8, sae_training=SAETraining(d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000)
+        ),
         "artifacts": ArtifactStoreResource(root=str(artifact_root)),
     }
 
@@ -84,8 +87,13 @@ class Graph:
         """Materialise the named assets (their upstream stages as source assets)."""
         selected = [self.assets[n] for n in names]
         sources = [a.to_source_asset() for n, a in self.assets.items() if n not in names]
-        return self.dg.materialize([*selected, *sources, *(self.checks if checks else [])], partition_key=partition_key,
-                                   resources=self.resources, instance=self.instance, **kwargs)
+        return self.dg.materialize(
+            [*selected, *sources, *(self.checks if checks else [])],
+            partition_key=partition_key,
+            resources=self.resources,
+            instance=self.instance,
+            **kwargs,
+        )
 
     def partition(self, dataset: str, hparams: str, **kwargs):
         return self.materialize(self.CHAIN, self.key(dataset, hparams), checks=True, **kwargs)

@@ -6,6 +6,7 @@ Each is a context manager; nothing here mocks the thing under test.  PostgreSQL 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -63,24 +64,60 @@ class SlurmCluster:
         key.chmod(0o400)
         socket_path = self.folder / "munge" / "munge.socket"
         self.procs = []
-        subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={socket_path}", f"--pid-file={self.folder / 'munge' / 'munged.pid'}",
-                        f"--log-file={self.folder / 'munge' / 'munged.log'}", f"--seed-file={self.folder / 'munge' / 'munge.seed'}"],
-                       check=True, capture_output=True, text=True, timeout=30)
+        subprocess.run(
+            [
+                "munged",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={socket_path}",
+                f"--pid-file={self.folder / 'munge' / 'munged.pid'}",
+                f"--log-file={self.folder / 'munge' / 'munged.log'}",
+                f"--seed-file={self.folder / 'munge' / 'munge.seed'}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         conf = self.folder / "slurm.conf"
         cpus = os.cpu_count() or 2
-        conf.write_text("\n".join([
-            "ClusterName=cluster-assets-test", f"SlurmctldHost={self.host}(127.0.0.1)", "SlurmUser=root",
-            f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", "AuthType=auth/munge", f"AuthInfo=socket={socket_path}",
-            "CredType=cred/munge", f"StateSaveLocation={self.folder / 'state'}", f"SlurmdSpoolDir={self.folder / 'spool'}",
-            f"SlurmctldPidFile={self.folder / 'slurmctld.pid'}", f"SlurmdPidFile={self.folder / 'slurmd.pid'}",
-            f"SlurmctldLogFile={self.folder / 'slurmctld.log'}", f"SlurmdLogFile={self.folder / 'slurmd.log'}",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "ReturnToService=2", "MpiDefault=none",
-            "SchedulerType=sched/backfill", "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
-            "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none", "JobCompType=jobcomp/none",
-            "SlurmctldTimeout=30", "SlurmdTimeout=30", "InactiveLimit=0", "MinJobAge=30",
-            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN",
-            f"PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
-        ]) + "\n")
+        conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=cluster-assets-test",
+                    f"SlurmctldHost={self.host}(127.0.0.1)",
+                    "SlurmUser=root",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={socket_path}",
+                    "CredType=cred/munge",
+                    f"StateSaveLocation={self.folder / 'state'}",
+                    f"SlurmdSpoolDir={self.folder / 'spool'}",
+                    f"SlurmctldPidFile={self.folder / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={self.folder / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={self.folder / 'slurmctld.log'}",
+                    f"SlurmdLogFile={self.folder / 'slurmd.log'}",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "ReturnToService=2",
+                    "MpiDefault=none",
+                    "SchedulerType=sched/backfill",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "JobCompType=jobcomp/none",
+                    "SlurmctldTimeout=30",
+                    "SlurmdTimeout=30",
+                    "InactiveLimit=0",
+                    "MinJobAge=30",
+                    f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN",
+                    f"PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
+                ]
+            )
+            + "\n"
+        )
         self.env = {**os.environ, "SLURM_CONF": str(conf)}
         for daemon in ("slurmctld", "slurmd"):
             subprocess.run([daemon, "-f", str(conf)], check=True, env=self.env, capture_output=True, text=True, timeout=30)
@@ -97,9 +134,7 @@ class SlurmCluster:
     def __exit__(self, *exc) -> None:
         subprocess.run(["scancel", "--user", "root"], env=self.env, capture_output=True, timeout=30)
         for pid_file in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(int((self.folder / pid_file).read_text().strip()), 15)
-            except (OSError, ValueError):
-                pass
         time.sleep(1)
         shutil.rmtree(self.folder, ignore_errors=True)

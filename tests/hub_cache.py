@@ -38,9 +38,19 @@ def build_hub_cache(hub: Path, tokenizer_dir: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     model_dir = _snapshot(hub, MODEL_REPO)
-    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=D_MODEL, num_hidden_layers=4, num_attention_heads=4,
-                           intermediate_size=4 * D_MODEL, max_position_embeddings=256, rotary_pct=0.25, use_parallel_residual=True,
-                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=D_MODEL,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=4 * D_MODEL,
+        max_position_embeddings=256,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     GPTNeoXForCausalLM(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     sae = StandardSAE(StandardSAEConfig(d_in=D_MODEL, d_sae=D_SAE))

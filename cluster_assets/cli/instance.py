@@ -27,8 +27,12 @@ def instance_config(postgres: bool = False, max_concurrent_runs: int = 2) -> dic
     config: dict[str, Any] = {
         "telemetry": {"enabled": False},
         "concurrency": {"pools": {"default_limit": 1}, "runs": {"max_concurrent_runs": max_concurrent_runs}},
-        "run_monitoring": {"enabled": True, "start_timeout_seconds": 300, "poll_interval_seconds": 30,
-                           "free_slots_after_run_end_seconds": 1},
+        "run_monitoring": {
+            "enabled": True,
+            "start_timeout_seconds": 300,
+            "poll_interval_seconds": 30,
+            "free_slots_after_run_end_seconds": 1,
+        },
     }
     if postgres:
         config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_ENV}}}

@@ -5,6 +5,7 @@ context manager that stops what it started and removes its folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def free_port() -> int:
@@ -40,8 +41,10 @@ def postgres_bin() -> Path:
         return Path(found).resolve().parent
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     if not candidates:
-        raise FileNotFoundError("PostgreSQL's server binaries (initdb, pg_ctl) are missing: install the `postgresql` package "
-                                "(`make test` and `make cluster-demo` do where they can)")
+        raise FileNotFoundError(
+            "PostgreSQL's server binaries (initdb, pg_ctl) are missing: install the `postgresql` package "
+            "(`make test` and `make cluster-demo` do where they can)"
+        )
     return candidates[-1]
 
 
@@ -71,8 +74,19 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", str(int(self.timeout)), "-o",
-                  f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "server.log"),
+            "-w",
+            "-t",
+            str(int(self.timeout)),
+            "-o",
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -88,8 +102,14 @@ class DaskCluster:
     """``dask scheduler`` and ``workers`` ``dask worker`` processes on 127.0.0.1 (no dashboards), started
     with ``env`` -- the environment every worker needs to build the same code location and instance."""
 
-    def __init__(self, workers: int = 2, env: dict | None = None, timeout: float = 120, log_dir: Path | None = None,
-                 worker_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        workers: int = 2,
+        env: dict | None = None,
+        timeout: float = 120,
+        log_dir: Path | None = None,
+        worker_args: tuple[str, ...] = (),
+    ):
         self.n_workers, self.timeout, self.worker_args = workers, timeout, worker_args
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
@@ -102,8 +122,16 @@ class DaskCluster:
 
     def _start(self, name: str, *args: str) -> None:
         log = open(self.folder / f"{name}.log", "w")
-        self.procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli." + args[0], *args[1:]], env=self.env, cwd=self.folder,
-                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli." + args[0], *args[1:]],
+                env=self.env,
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
 
     def workers(self) -> dict:
         from distributed import Client
@@ -116,9 +144,22 @@ class DaskCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._start("scheduler", "dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard")
         for i in range(self.n_workers):
-            self._start(f"worker-{i + 1}", "dask_worker", self.address, "--name", f"worker-{i + 1}", "--nthreads", "1", "--host", "127.0.0.1",
-                        "--no-dashboard", *self.worker_args)
-        wait_until(lambda: self._alive() and len(self.workers()) == self.n_workers, self.timeout, f"{self.n_workers} Dask workers", interval=1)
+            self._start(
+                f"worker-{i + 1}",
+                "dask_worker",
+                self.address,
+                "--name",
+                f"worker-{i + 1}",
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                *self.worker_args,
+            )
+        wait_until(
+            lambda: self._alive() and len(self.workers()) == self.n_workers, self.timeout, f"{self.n_workers} Dask workers", interval=1
+        )
         return self
 
     def _alive(self) -> bool:
@@ -133,10 +174,8 @@ class DaskCluster:
 
     def __exit__(self, *exc) -> None:
         for proc in reversed(self.procs):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 15)
-            except ProcessLookupError:
-                pass
         for proc in self.procs:
             try:
                 proc.wait(timeout=30)

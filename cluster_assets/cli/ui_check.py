@@ -23,8 +23,18 @@ from pathlib import Path
 
 #: Text the Dagster UI shows when a page failed (checked in the rendered DOM).
 ERROR_MARKERS = ("Something went wrong", "An unexpected error", "PythonError", "Error loading", "Unable to load", "Not found")
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1600,1100"]
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1600,1100",
+]
 
 
 def _free_port() -> int:
@@ -79,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log = open(out / "dg-dev.log", "w")
-    dev = subprocess.Popen(["dg", "dev", "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    dev = subprocess.Popen(
+        ["dg", "dev", "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 180
         while not _ready(port):
@@ -90,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         pages = [
             ("lineage", f"{base}/asset-groups", ["clusters", "research_report"]),
-            ("clusters_partition", f"{base}/assets/clusters?view=partitions&partition={urllib.parse.quote(partition)}", ["clusters", "top_clusters"]),
+            (
+                "clusters_partition",
+                f"{base}/assets/clusters?view=partitions&partition={urllib.parse.quote(partition)}",
+                ["clusters", "top_clusters"],
+            ),
             ("research_report", f"{base}/assets/research_report", ["research report", "Q5"]),
         ]
         problems = [p for name, url, expect in pages for p in check_page(name, url, expect, out)]
@@ -111,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _latest_partition(port: int) -> str:
-    data = _graphql(port, """{ assetOrError(assetKey: {path: ["clusters"]}) { ... on Asset { assetMaterializations(limit: 1) { partition } } } }""")
+    data = _graphql(
+        port, """{ assetOrError(assetKey: {path: ["clusters"]}) { ... on Asset { assetMaterializations(limit: 1) { partition } } } }"""
+    )
     found = data["assetOrError"].get("assetMaterializations") or []
     if not found:
         raise SystemExit("ui-check: no clusters partition is materialised yet; run `make demo` first")

@@ -106,7 +106,9 @@ def load_sweep(path: str | Path | None = None) -> dict[str, SweepPoint]:
     for name, override in points.items():
         name = str(name)
         if REPLICATE_MARK in name or not name:
-            raise ConfigFileError(f"{_where(path, lines, 'points', name)}: sweep point name {name!r} may not be empty or contain {REPLICATE_MARK!r}")
+            raise ConfigFileError(
+                f"{_where(path, lines, 'points', name)}: sweep point name {name!r} may not be empty or contain {REPLICATE_MARK!r}"
+            )
         merged = _deep_merge(defaults, override or {})
         try:
             point = SweepPoint(name=name, **merged)
@@ -129,7 +131,9 @@ def load_registry(path: str | Path | None = None) -> Registry:
     data, lines = _read_yaml(path)
     unknown = sorted(set(data) - {"datasets", "sae_training"})
     if unknown:
-        raise ConfigFileError(f"{_where(path, lines, unknown[0])}: unknown top-level key {unknown[0]!r}; expected 'datasets' and 'sae_training'")
+        raise ConfigFileError(
+            f"{_where(path, lines, unknown[0])}: unknown top-level key {unknown[0]!r}; expected 'datasets' and 'sae_training'"
+        )
     entries = data.get("datasets") or {}
     if not isinstance(entries, dict) or not entries:
         raise ConfigFileError(f"{_where(path, lines, 'datasets')}: no datasets under 'datasets'")
@@ -139,13 +143,17 @@ def load_registry(path: str | Path | None = None) -> Registry:
             datasets[str(name)] = DatasetEntry(name=str(name), **(body or {}))
         except ValidationError as err:
             loc, message = describe(err)[0]
-            raise ConfigFileError(f"{_where(path, lines, 'datasets', name, *loc)}: dataset {name!r}, field {'.'.join(loc)}: {message}") from None
+            raise ConfigFileError(
+                f"{_where(path, lines, 'datasets', name, *loc)}: dataset {name!r}, field {'.'.join(loc)}: {message}"
+            ) from None
     training = data.get("sae_training") or []
     if not isinstance(training, list):
         raise ConfigFileError(f"{_where(path, lines, 'sae_training')}: sae_training must be a list of dataset names")
     for name in training:
         if name not in datasets:
-            raise ConfigFileError(f"{_where(path, lines, 'sae_training')}: sae_training names {name!r}, which is not a dataset of this file")
+            raise ConfigFileError(
+                f"{_where(path, lines, 'sae_training')}: sae_training names {name!r}, which is not a dataset of this file"
+            )
         if not datasets[name].offline:
             raise ConfigFileError(f"{_where(path, lines, 'sae_training')}: sae_training names {name!r}, which is not offline")
     return Registry(datasets=datasets, sae_training=tuple(training))

@@ -33,10 +33,10 @@ class PromptConfig(_Section):
     seed: the sampling seed; replicates: independent samples of the same corpus (disjoint texts).
     """
 
-    n_prompts: int = Field(192, gt=0)
-    max_tokens: int = Field(64, gt=1, le=2048)
+    n_prompts: int = Field(default=192, gt=0)
+    max_tokens: int = Field(default=64, gt=1, le=2048)
     seed: int = 0
-    replicates: int = Field(1, ge=1, le=50)
+    replicates: int = Field(default=1, ge=1, le=50)
 
 
 class ActivationConfig(_Section):

@@ -71,9 +71,11 @@ def labels_at_cut(clustering: MergeHistory | BaselineLabels, cut: str | int) -> 
     """The clustering at ``cut`` (``"mdl"`` or a number of clusters; the baseline has no cut)."""
     if isinstance(clustering, BaselineLabels):
         labels = np.asarray(clustering.labels, dtype=np.int64)
-        return Cut("umap_hdbscan", int(labels.max(initial=-1) + 1), np.asarray(clustering.feature_ids), labels, int((labels < 0).sum()), None)
+        return Cut(
+            "umap_hdbscan", int(labels.max(initial=-1) + 1), np.asarray(clustering.feature_ids), labels, int((labels < 0).sum()), None
+        )
     k, labels = cut_labels(clustering, cut)
-    return Cut("mdl_merge", k, clustering.feature_ids, labels, 0, float(clustering.mdl[clustering.n_features - k]))
+    return Cut("mdl_merge", k, np.asarray(clustering.feature_ids), labels, 0, float(clustering.mdl[clustering.n_features - k]))
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
     """Pearson correlation between the columns of a sparse (prompts x k) matrix (0 where a
     column is constant), from its sparse Gram matrix rather than a dense product."""
     n, k = prompt_activity.shape
-    x = sp.csr_array(prompt_activity, dtype=np.float64)
+    x = sp.csr_array(prompt_activity).astype(np.float64)
     if n * k <= DENSE_GRAM_ENTRIES:  # a dense BLAS product beats the sparse one by far at these sizes
         dense = x.toarray()
         gram = dense.T @ dense
@@ -272,8 +274,16 @@ def analyse_clusters(
     chosen_rank = rank[rank < top_n]
     starts = np.searchsorted(row_prompt[order], np.arange(prompts.size + 1))
     marks = _marks(p_c[chosen], p_row[chosen], starts, order, tok_indptr, tok_c)
-    top: dict[str, list] = {"cluster": [], "rank": [], "prompt_id": [], "active_tokens": [], "activation_mass": [], "text": [],
-                            "span_starts": [], "span_ends": []}
+    top: dict[str, list] = {
+        "cluster": [],
+        "rank": [],
+        "prompt_id": [],
+        "active_tokens": [],
+        "activation_mass": [],
+        "text": [],
+        "span_starts": [],
+        "span_ends": [],
+    }
     at = 0
     for e, r in zip(chosen.tolist(), chosen_rank.tolist()):
         p = p_row[e]
@@ -289,8 +299,14 @@ def analyse_clusters(
     return ClusterAnalysis(rows, top, correlation_of(prompt_activity), prompt_activity, token_clusters)
 
 
-def describe_clusters(token_clusters: sp.csr_array, token_ids: np.ndarray, positions: np.ndarray, token_class: np.ndarray,
-                      top_n: int = 10, single_share: float = 0.5) -> dict[str, list]:
+def describe_clusters(
+    token_clusters: sp.csr_array,
+    token_ids: np.ndarray,
+    positions: np.ndarray,
+    token_class: np.ndarray,
+    top_n: int = 10,
+    single_share: float = 0.5,
+) -> dict[str, list]:
     """What each cluster fires on, from its (token, cluster) activity pairs.
 
     token_clusters: (tokens, k) from :func:`analyse_clusters`; token_ids, positions,
@@ -319,9 +335,18 @@ def describe_clusters(token_clusters: sp.csr_array, token_ids: np.ndarray, posit
     class_counts = np.bincount(c * n_classes + np.asarray(token_class)[rows], minlength=k * n_classes).reshape(k, n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(active[:, None] > 0, class_counts / active[:, None], 0.0)
-        mean_position = np.where(active > 0, np.bincount(c, weights=np.asarray(positions, dtype=np.float64)[rows], minlength=k) / active, np.nan)
-    out: dict[str, list] = {"cluster": list(range(k)), "top_token_ids": [], "top_counts": [], "top_token_share": [], "kind": [],
-                            "distinct_tokens": np.diff(starts).tolist(), "mean_position": mean_position.tolist()}
+        mean_position = np.where(
+            active > 0, np.bincount(c, weights=np.asarray(positions, dtype=np.float64)[rows], minlength=k) / active, np.nan
+        )
+    out: dict[str, list] = {
+        "cluster": list(range(k)),
+        "top_token_ids": [],
+        "top_counts": [],
+        "top_token_share": [],
+        "kind": [],
+        "distinct_tokens": np.diff(starts).tolist(),
+        "mean_position": mean_position.tolist(),
+    }
     for cluster in range(k):
         top = order[starts[cluster] : min(starts[cluster + 1], starts[cluster] + top_n)]
         out["top_token_ids"].append(kt[top].tolist())

@@ -76,11 +76,21 @@ def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
 
         if config.n_neighbors >= n:
             raise ParameterError("n_neighbors", f"{config.n_neighbors} must be below the {n} kept features")
-        reducer = umap.UMAP(n_components=config.n_components, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
-                            metric=config.metric, random_state=config.seed, n_jobs=1)
+        reducer = umap.UMAP(
+            n_components=config.n_components,
+            n_neighbors=config.n_neighbors,
+            min_dist=config.min_dist,
+            metric=config.metric,
+            random_state=config.seed,
+            n_jobs=1,
+        )
         points = reducer.fit_transform(sp.csr_matrix(profiles))  # umap takes the older sparse matrix type
     else:
         points = profiles.toarray()
-    model = HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples,
-                    cluster_selection_epsilon=config.epsilon, copy=True)
+    model = HDBSCAN(
+        min_cluster_size=config.min_cluster_size,
+        min_samples=config.min_samples,
+        cluster_selection_epsilon=config.epsilon,
+        copy=True,  # pyright: ignore[reportArgumentType]  (sklearn 1.9's stubs type it by its transitional 'warn' default)
+    )
     return model.fit_predict(points).astype(np.int64)

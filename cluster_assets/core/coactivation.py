@@ -11,27 +11,35 @@ rows parallelise without locks, and the row being written stays in cache.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.params import SparseMatrix
 
-def as_activity_csr(activity: sp.sparray | sp.spmatrix | np.ndarray) -> sp.csr_array:
+
+def as_activity_csr(activity: SparseMatrix) -> sp.csr_array:
     """Validate a samples x features activity matrix; return boolean CSR with sorted indices."""
     if not (sp.issparse(activity) or isinstance(activity, np.ndarray)):
         raise TypeError(f"activity must be a scipy sparse matrix, got {type(activity).__name__}")
-    if activity.ndim != 2:
-        raise ValueError(f"activity must be 2-D (samples x features), got shape {activity.shape}")
+    activity = cast(SparseMatrix, activity)  # not the narrowed sparse base class, which scipy's constructors do not take
+    shape = tuple(activity.shape)
+    if len(shape) != 2:
+        raise ValueError(f"activity must be 2-D (samples x features), got shape {shape}")
     csr = sp.csr_array(activity)
     if csr.dtype != bool:
         data = csr.data
         if data.size and not np.all(np.isfinite(data)):
             raise ValueError("activity contains NaN or inf")
-        csr = sp.csr_array(csr != 0)
+        csr = sp.csr_array((data != 0, csr.indices, csr.indptr), shape=csr.shape)
+        csr.eliminate_zeros()
     csr.sum_duplicates()
     csr.sort_indices()
-    csr.indptr = csr.indptr.astype(np.int64, copy=False)
-    csr.indices = csr.indices.astype(np.int32, copy=False)
+    # set the index arrays directly: a constructor would widen the indices to the indptr's int64
+    csr.indptr = csr.indptr.astype(np.int64, copy=False)  # pyright: ignore[reportAttributeAccessIssue]
+    csr.indices = csr.indices.astype(np.int32, copy=False)  # pyright: ignore[reportAttributeAccessIssue]
     return csr
 
 
@@ -133,7 +141,7 @@ def _mirror_upper(out, tile=64):
                     out[r, c] = out[c, r]
 
 
-def coactivation(activity: sp.sparray | sp.spmatrix) -> np.ndarray:
+def coactivation(activity: SparseMatrix) -> np.ndarray:
     """Exact co-firing counts: integer (features x features), symmetric, diagonal = counts.
 
     ``activity`` is a scipy sparse samples x features matrix (bool or uint8; any non-zero

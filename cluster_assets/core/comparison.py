@@ -59,7 +59,9 @@ def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
     return mi / max((ha + hb) / 2, np.finfo(float).eps)
 
 
-def common_labels(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, labels_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def common_labels(
+    ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, labels_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(common feature ids, labels in a, labels in b) on the features both clusterings hold."""
     common, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
     return common, np.asarray(labels_a)[ia], np.asarray(labels_b)[ib]
@@ -85,7 +87,11 @@ def best_matches(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, lab
     _, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
     x, y = labels_a[ia], labels_b[ib]
     keep = (x >= 0) & (y >= 0) if skip_noise else np.ones(x.size, bool)
-    pairs, inter = np.unique(np.stack([x[keep], y[keep]]), axis=1, return_counts=True) if keep.any() else (np.zeros((2, 0), np.int64), np.zeros(0, np.int64))
+    pairs, inter = (
+        np.unique(np.stack([x[keep], y[keep]]), axis=1, return_counts=True)
+        if keep.any()
+        else (np.zeros((2, 0), np.int64), np.zeros(0, np.int64))
+    )
     pa, pb = pairs[0], pairs[1]
     jac = inter / (size_a[np.searchsorted(clusters_a, pa)] + size_b[np.searchsorted(values_b, pb)] - inter) if pa.size else np.zeros(0)
     order = np.lexsort((pb, -jac, pa))
@@ -97,7 +103,9 @@ def best_matches(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, lab
     return ClusterMatch(clusters_a, best, jaccard)
 
 
-def pair_metrics(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, labels_b: np.ndarray, min_jaccard: float = 0.5) -> dict[str, float]:
+def pair_metrics(
+    ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, labels_b: np.ndarray, min_jaccard: float = 0.5
+) -> dict[str, float]:
     """Agreement of two clusterings of (partly) the same features: ARI and NMI on the common
     features; the mean best-match Jaccard of the multi-feature clusters, both directions; and
     the fraction of those clusters matched with Jaccard >= ``min_jaccard`` (stable)."""
@@ -118,7 +126,9 @@ def pair_metrics(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, lab
     return out
 
 
-def stable_clusters(reference: str, clusterings: dict[str, tuple[np.ndarray, np.ndarray]], min_jaccard: float = 0.5) -> dict[int, dict[str, tuple[int, float]]]:
+def stable_clusters(
+    reference: str, clusterings: dict[str, tuple[np.ndarray, np.ndarray]], min_jaccard: float = 0.5
+) -> dict[int, dict[str, tuple[int, float]]]:
     """Clusters of ``reference`` matched with Jaccard >= ``min_jaccard`` in every other clustering.
 
     ``clusterings`` maps a name to (feature ids, labels).  Returns
@@ -150,9 +160,18 @@ def compare_clusterings(clusterings: dict[str, tuple[np.ndarray, np.ndarray]], m
         for b in names[i + 1 :]:
             ids_b, lb = clusterings[b]
             common, ca, cb = common_labels(ids_a, la, ids_b, lb)
-            for key, value in zip(pairs, (a, b, len(ids_a), len(ids_b), len(common),
-                                          adjusted_rand_index(ca, cb) if len(common) else float("nan"),
-                                          normalized_mutual_info(ca, cb) if len(common) else float("nan"))):
+            for key, value in zip(
+                pairs,
+                (
+                    a,
+                    b,
+                    len(ids_a),
+                    len(ids_b),
+                    len(common),
+                    adjusted_rand_index(ca, cb) if len(common) else float("nan"),
+                    normalized_mutual_info(ca, cb) if len(common) else float("nan"),
+                ),
+            ):
                 pairs[key].append(value)
         for b in names:
             if b == a:

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from cluster_assets.core.coactivation import coactivation
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.merge import MergeConfig, run_merge
+from cluster_assets.core.params import SparseMatrix
 
 
-def run_ensemble(activity: sp.sparray, config: MergeConfig, seeds: Sequence[int]) -> list[MergeHistory]:
+def run_ensemble(activity: SparseMatrix, config: MergeConfig, seeds: Sequence[int]) -> list[MergeHistory]:
     """One history per seed on the same input (the coactivation is computed once)."""
     cofiring = coactivation(activity)
     return [run_merge(activity, replace(config, seed=int(s)), cofiring=cofiring) for s in seeds]

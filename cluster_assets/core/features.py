@@ -23,6 +23,8 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.params import SparseMatrix
+
 if TYPE_CHECKING:
     from cluster_assets.core.memberships import MembershipConfig
 
@@ -142,14 +144,14 @@ def per_prompt(activations: sp.csr_array, token_prompt: np.ndarray, op: str = "a
     return prompts, sp.csr_array((val, idx, indptr), shape=(prompts.size, csr.shape[1]))
 
 
-def canonical_csr(activations: sp.sparray | sp.spmatrix) -> sp.csr_array:
+def canonical_csr(activations: SparseMatrix) -> sp.csr_array:
     """CSR with sorted, duplicate-free rows (a no-op check when it already is)."""
     csr = sp.csr_array(activations)
     csr.sum_duplicates()
     return csr
 
 
-def feature_statistics(activations: sp.sparray | sp.spmatrix, token_prompt: np.ndarray, threshold: float) -> FeatureStats:
+def feature_statistics(activations: SparseMatrix, token_prompt: np.ndarray, threshold: float) -> FeatureStats:
     """Statistics of every feature (column) of a tokens x features activation matrix.
 
     ``token_prompt``: (tokens,) prompt id of each row.  Raises on NaN/inf and on no tokens.

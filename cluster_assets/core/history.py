@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
@@ -87,7 +88,7 @@ class MergeHistory:
         return canonical_labels(np.array([ds[i] for i in range(self.n_features)]))
 
     # the arrays of the on-disk format (storage.formats), in one place -----------------
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def to_arrays(self) -> dict[str, Any]:
         """Every field as an array (the linkage matrix included, for scipy users of the file)."""
         return {
             "n_features": np.int64(self.n_features),
@@ -124,8 +125,7 @@ class MergeHistory:
             self.n_features == other.n_features
             and self.n_samples == other.n_samples
             and all(
-                np.array_equal(getattr(self, f), getattr(other, f))
-                for f in ("pairs", "costs", "mdl", "sizes", "counts", "feature_ids")
+                np.array_equal(getattr(self, f), getattr(other, f)) for f in ("pairs", "costs", "mdl", "sizes", "counts", "feature_ids")
             )
             and self.config == other.config
         )

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import compact_index, count_dtype
 from cluster_assets.core.features import FeatureStats, apply_filters, canonical_csr, feature_statistics, per_prompt
-from cluster_assets.core.params import ParameterError, check_choices, check_number, plain
+from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number, plain
 
 #: A set with more than this fraction of all samples is stored as a bitset: at that
 #: point ``8 * count`` bytes of int64 indices exceed the ``n_samples / 8`` bitset bytes.
@@ -80,13 +80,17 @@ class Membership:
 
     @property
     def nbytes(self) -> int:
-        return int((self.indices if self.indices is not None else self.bits).nbytes)
+        return int(self.indices.nbytes if self.indices is not None else self._bits().nbytes)
+
+    def _bits(self) -> np.ndarray:
+        assert self.bits is not None, "a membership holds indices or bits"
+        return self.bits
 
     # set algebra ----------------------------------------------------------------
     def count(self) -> int:
         if self.indices is not None:
             return int(self.indices.size)
-        return int(np.unpackbits(self.bits, bitorder="little").sum())
+        return int(np.unpackbits(self._bits(), bitorder="little").sum())
 
     def _check(self, other: Membership) -> None:
         if other.n_samples != self.n_samples:
@@ -95,7 +99,7 @@ class Membership:
     def intersection_count(self, other: Membership) -> int:
         self._check(other)
         if self.bits is not None and other.bits is not None:
-            return int(np.unpackbits(self.bits & other.bits, bitorder="little").sum())
+            return int(np.unpackbits((self.bits & other.bits).view(np.uint8), bitorder="little").sum())
         if self.indices is not None and other.indices is not None:
             return int(np.intersect1d(self.indices, other.indices, assume_unique=True).size)
         sparse, dense = (self, other) if self.indices is not None else (other, self)
@@ -125,17 +129,15 @@ class Memberships:
     active.  ``feature_ids`` are the SAE feature ids (identity across datasets).
     """
 
-    def __init__(self, activity: sp.sparray | sp.spmatrix, feature_ids: np.ndarray | None = None):
-        if sp.issparse(activity) and activity.format in ("csr", "csc"):
+    def __init__(self, activity: SparseMatrix, feature_ids: np.ndarray | None = None):
+        if isinstance(activity, (sp.csr_array, sp.csc_array)):
             activity = compact_index(activity)  # else the transpose below inherits an int64 index
-        csc = compact_index(sp.csc_array(activity, dtype=bool))
+        csc = compact_index(sp.csc_array(activity).astype(bool))
         csc.sum_duplicates()
         csc.sort_indices()
         self.activity = csc
         n_features = csc.shape[1]
-        self.feature_ids = (
-            np.arange(n_features, dtype=np.int64) if feature_ids is None else np.asarray(feature_ids, dtype=np.int64)
-        )
+        self.feature_ids = np.arange(n_features, dtype=np.int64) if feature_ids is None else np.asarray(feature_ids, dtype=np.int64)
         if self.feature_ids.shape != (n_features,):
             raise ValueError("feature_ids must have one entry per column of activity")
 
@@ -182,7 +184,7 @@ class Memberships:
         return Memberships(self.activity[:, columns], self.feature_ids[columns])
 
 
-def activity_from_batches(batches: Iterable[sp.sparray | sp.spmatrix], threshold: float, n_features: int) -> sp.csr_array:
+def activity_from_batches(batches: Iterable[SparseMatrix], threshold: float, n_features: int) -> sp.csr_array:
     """Stream sparse activation batches (rows = samples, in order) into a boolean activity CSR.
 
     Only entries strictly above ``threshold`` are kept, so memory is bounded by the active
@@ -213,14 +215,15 @@ def activity_from_batches(batches: Iterable[sp.sparray | sp.spmatrix], threshold
         idx[pos : pos + part.size] = part
         pos += part.size
     index_type = count_dtype(max(idx.size, n_rows, n_features))  # int32 indptr, or scipy widens idx to int64
-    out = sp.csr_array((np.ones(idx.size, dtype=bool), idx.astype(index_type, copy=False), indptr.astype(index_type)),
-                       shape=(n_rows, n_features))
+    out = sp.csr_array(
+        (np.ones(idx.size, dtype=bool), idx.astype(index_type, copy=False), indptr.astype(index_type)), shape=(n_rows, n_features)
+    )
     out.sort_indices()
     return out
 
 
 def prompt_activity(
-    activations: sp.sparray | sp.spmatrix,
+    activations: SparseMatrix,
     prompt_ids: np.ndarray,
     threshold: float,
     reduce: str = "max",
@@ -351,7 +354,7 @@ def kept_activity(activations: sp.csr_array, kept_ids: np.ndarray, threshold: fl
     return sp.csr_array((np.ones(idx.size, bool), idx, indptr.astype(index_type)), shape=(csr.shape[0], kept_ids.size))
 
 
-def build_memberships(activations: sp.sparray | sp.spmatrix, token_prompt: np.ndarray, config: MembershipConfig) -> MembershipResult:
+def build_memberships(activations: SparseMatrix, token_prompt: np.ndarray, config: MembershipConfig) -> MembershipResult:
     """Statistics of every feature, the filters, and the memberships of the kept features.
 
     ``activations``: (tokens, d_sae) CSR; ``token_prompt``: (tokens,) prompt id of each row.
@@ -364,7 +367,9 @@ def build_memberships(activations: sp.sparray | sp.spmatrix, token_prompt: np.nd
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
     stats = feature_statistics(csr, token_prompt, config.threshold)
     if stats.firing_count.sum() == 0:
-        raise ParameterError("threshold", f"{plain(config.threshold)} leaves no active feature (the largest activation is {stats.max.max():.4g})")
+        raise ParameterError(
+            "threshold", f"{plain(config.threshold)} leaves no active feature (the largest activation is {stats.max.max():.4g})"
+        )
     kept, reason = apply_filters(stats, config)
     if kept.sum() < 2:
         counts = {str(r): int((reason == r).sum()) for r in np.unique(reason) if r != "kept"}
@@ -377,8 +382,9 @@ def build_memberships(activations: sp.sparray | sp.spmatrix, token_prompt: np.nd
     return MembershipResult(Memberships(activity, kept_ids), stats, kept, reason, sample_prompt)
 
 
-def activity_of(activations: sp.sparray | sp.spmatrix, token_prompt: np.ndarray, feature_ids: np.ndarray,
-                config: MembershipConfig) -> tuple[sp.csr_array, np.ndarray]:
+def activity_of(
+    activations: SparseMatrix, token_prompt: np.ndarray, feature_ids: np.ndarray, config: MembershipConfig
+) -> tuple[sp.csr_array, np.ndarray]:
     """(samples x ``feature_ids`` boolean activity, the prompt of each sample): a feature is
     active per ``config`` (threshold, token or prompt unit).  ``feature_ids`` ascending."""
     feature_ids = np.asarray(feature_ids, dtype=np.int64)

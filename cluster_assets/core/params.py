@@ -10,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
+
+#: Any scipy sparse matrix or array, of any format (scipy's type stubs cannot express a
+#: constructor call on that union, so the core converts with ``sp.csr_array(...)`` itself).
+SparseMatrix: TypeAlias = Any
 
 
 class ParameterError(ValueError):
@@ -41,8 +45,9 @@ def check_choices(config: Any) -> None:
             raise ParameterError(f.name, f"must be one of {', '.join(map(repr, allowed))}, got {plain(value)!r}")
 
 
-def check_number(field: str, value: float | int | None, *, ge: float | None = None, gt: float | None = None,
-                 le: float | None = None, finite: bool = True) -> None:
+def check_number(
+    field: str, value: float | int | None, *, ge: float | None = None, gt: float | None = None, le: float | None = None, finite: bool = True
+) -> None:
     """Range check of an optional number; the message states the range and the value."""
     if value is None:
         return

@@ -30,6 +30,21 @@ class Estimate:
     def known(self) -> bool:
         return self.value is not None
 
+    @property
+    def lower(self) -> float:
+        """The interval's lower end, or the value where there is no interval (the estimate must be known)."""
+        value = self.low if self.low is not None else self.value
+        if value is None:
+            raise ValueError("unknown estimate")
+        return value
+
+    @property
+    def upper(self) -> float:
+        value = self.high if self.high is not None else self.value
+        if value is None:
+            raise ValueError("unknown estimate")
+        return value
+
     def text(self, digits: int = 2) -> str:
         if self.value is None:
             return "unknown"
@@ -73,7 +88,9 @@ def within(values: Mapping[tuple[int, int], float], n: int, n_boot: int = N_BOOT
     means = []
     for _ in range(n_boot):
         r = rng.integers(0, n, n)
-        sample = [values[(min(a, b), max(a, b))] for x, a in enumerate(r) for b in r[x + 1 :] if a != b and (min(a, b), max(a, b)) in values]
+        sample = [
+            values[(min(a, b), max(a, b))] for x, a in enumerate(r) for b in r[x + 1 :] if a != b and (min(a, b), max(a, b)) in values
+        ]
         if sample:
             means.append(float(np.mean(sample)))
     return Estimate(value, *_interval(means), len(values))
@@ -91,11 +108,13 @@ def verdict(effect: Estimate, floors: list[Estimate], higher_is_closer: bool = T
         return "not measured"
     if not known:
         return "floor unknown (one replicate): cannot be told from sampling noise"
-    sign = 1 if higher_is_closer else -1
-    top = sign * (effect.high if effect.high is not None else effect.value)
-    bottom = sign * (effect.low if effect.low is not None else effect.value)
-    floor_lows = [sign * (f.low if f.low is not None else f.value) for f in known]
-    floor_highs = [sign * (f.high if f.high is not None else f.value) for f in known]
+    sign = 1.0 if higher_is_closer else -1.0
+    top, bottom = sign * effect.upper, sign * effect.lower
+    floor_lows = [sign * f.lower for f in known]
+    floor_highs = [sign * f.upper for f in known]
+    if sign < 0:
+        top, bottom = bottom, top
+        floor_lows, floor_highs = floor_highs, floor_lows
     if top < min(floor_lows):
         return "differ beyond sampling noise"
     if bottom > max(floor_highs):

@@ -128,8 +128,15 @@ def _topk_rows(pre, bias, scale, k, out_idx, out_val, out_count):
         out_count[r] = n
 
 
-def topk_relu_rows(pre: np.ndarray, bias: np.ndarray, k: int, out_idx: np.ndarray, out_val: np.ndarray, out_count: np.ndarray,
-                   scale: np.ndarray | None = None) -> None:
+def topk_relu_rows(
+    pre: np.ndarray,
+    bias: np.ndarray,
+    k: int,
+    out_idx: np.ndarray,
+    out_val: np.ndarray,
+    out_count: np.ndarray,
+    scale: np.ndarray | None = None,
+) -> None:
     """Fill row r of ``out_idx``/``out_val`` (shape (tokens, k)) with the non-zeros of
     ``relu(topk_k((pre[r] + bias) * scale))`` in feature order and ``out_count[r]`` with their number.
 

@@ -6,9 +6,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.params import SparseMatrix
 
 
-def coactivation_problems(counts: np.ndarray, activity: sp.sparray, n_samples_checked: int = 200, seed: int = 0) -> list[str]:
+def coactivation_problems(counts: np.ndarray, activity: SparseMatrix, n_samples_checked: int = 200, seed: int = 0) -> list[str]:
     """Symmetric, diagonal = membership counts, and a random sample of entries equal to a direct recount."""
     problems = []
     csc = sp.csc_array(activity, dtype=bool)

@@ -10,7 +10,6 @@
 - ``sweep_files_sensor`` says when the sweep or registry file changed and a reload is due.
 """
 
-
 import dagster as dg
 
 from cluster_assets.defs.project import Project
@@ -20,18 +19,16 @@ NIGHTLY = "0 2 * * *"
 
 def answers_condition() -> dg.AutomationCondition:
     AC = dg.AutomationCondition
-    return (
-        (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
-        & ~AC.any_deps_in_progress()
-        & ~AC.in_progress()
-    ).with_label("current with its clusters (after partitions in progress finish)")
+    return ((AC.newly_missing() | AC.any_deps_updated()).since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()).with_label(
+        "current with its clusters (after partitions in progress finish)"
+    )
 
 
 def missing_condition() -> dg.AutomationCondition:
     AC = dg.AutomationCondition
     return (
         AC.missing()
-        & (AC.missing().newly_true() | AC.cron_tick_passed(NIGHTLY, "UTC")).since_last_handled()
+        & (AC.missing().newly_true() | AC.cron_tick_passed(NIGHTLY, "UTC")).since_last_handled()  # pyright: ignore[reportAttributeAccessIssue]
         & ~AC.any_deps_missing()
         & ~AC.in_progress()
     ).with_label("missing: new partitions at once, the rest nightly")
@@ -40,25 +37,38 @@ def missing_condition() -> dg.AutomationCondition:
 def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
     return [
         dg.AutomationConditionSensorDefinition(
-            "answers_automation", target=dg.AssetSelection.groups("comparisons"), default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=30, description="Keeps the comparisons and the report current as clusters partitions land."),
+            "answers_automation",
+            target=dg.AssetSelection.groups("comparisons"),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=30,
+            description="Keeps the comparisons and the report current as clusters partitions land.",
+        ),
         dg.AutomationConditionSensorDefinition(
-            "missing_partitions_automation", target=dg.AssetSelection.groups("model_side", "clustering"),
-            default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=60,
-            description="Materialises partitions that appear after a reload at once, and every missing one nightly (starts model runs)."),
+            "missing_partitions_automation",
+            target=dg.AssetSelection.groups("model_side", "clustering"),
+            default_status=dg.DefaultSensorStatus.STOPPED,
+            minimum_interval_seconds=60,
+            description="Materialises partitions that appear after a reload at once, and every missing one nightly (starts model runs).",
+        ),
     ]
 
 
 def sweep_files_sensor(project: Project) -> dg.SensorDefinition:
     loaded = project.files_digest()
 
-    @dg.sensor(name="sweep_files_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Says when the sweep or registry file changed since the code location loaded: reload it so the "
-               "new partitions appear (missing_partitions_automation then materialises them).")
+    @dg.sensor(
+        name="sweep_files_sensor",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Says when the sweep or registry file changed since the code location loaded: reload it so the "
+        "new partitions appear (missing_partitions_automation then materialises them).",
+    )
     def sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         if project.files_digest() != loaded:
-            return dg.SkipReason(f"{project.sweep_path.name} or {project.registry_path.name} changed since the code location "
-                                 "loaded: reload it (UI: Deployment > Reload) so the new partitions appear")
+            return dg.SkipReason(
+                f"{project.sweep_path.name} or {project.registry_path.name} changed since the code location "
+                "loaded: reload it (UI: Deployment > Reload) so the new partitions appear"
+            )
         return dg.SkipReason(f"sweep and registry unchanged ({len(project.sweep)} sweep partitions, {len(project.datasets)} datasets)")
 
     return sensor

@@ -1,6 +1,5 @@
 """Asset checks, blocking where a downstream result would be wrong."""
 
-
 import zlib
 
 import dagster as dg
@@ -15,25 +14,40 @@ from cluster_assets.defs.stages import STAGES
 
 
 def _outcome(problems: list[str], **metadata) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) if problems else "ok",
-                               metadata={"problems": len(problems), **metadata})
+    return dg.AssetCheckResult(
+        passed=not problems, description="; ".join(problems) if problems else "ok", metadata={"problems": len(problems), **metadata}
+    )
 
 
 def build_checks(project: Project, partitions: Partitions) -> list[dg.AssetChecksDefinition]:
     def ctx_for(context, stage: str, source, artifacts):
         return stage_context(context, project, STAGES[stage], source, artifacts)
 
-    @dg.asset_check(asset="coactivation", partitions_def=partitions.both, blocking=True,
-                    description="Symmetric, diagonal = membership counts, 200 entries (other ones each run) = a direct recount.")
-    def coactivation_is_exact(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset="coactivation",
+        partitions_def=partitions.both,
+        blocking=True,
+        description="Symmetric, diagonal = membership counts, 200 entries (other ones each run) = a direct recount.",
+    )
+    def coactivation_is_exact(
+        context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
+    ) -> dg.AssetCheckResult:
         ctx = ctx_for(context, "coactivation", source, artifacts)
         counts, members = ctx.read("coactivation"), ctx.read("memberships").memberships
         seed = zlib.crc32(context.run.run_id.encode())  # each run samples other entries
-        return _outcome(coactivation_problems(counts, members.activity, seed=seed), artifact=ctx.lineage.artifact("coactivation").address, seed=seed)
+        return _outcome(
+            coactivation_problems(counts, members.activity, seed=seed), artifact=ctx.lineage.artifact("coactivation").address, seed=seed
+        )
 
-    @dg.asset_check(asset="merge_history", partitions_def=partitions.both, blocking=True,
-                    description="MDL merge: k drops by one per step, pairs valid, MDL finite. Baseline: one label per kept feature.")
-    def merge_history_is_valid(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset="merge_history",
+        partitions_def=partitions.both,
+        blocking=True,
+        description="MDL merge: k drops by one per step, pairs valid, MDL finite. Baseline: one label per kept feature.",
+    )
+    def merge_history_is_valid(
+        context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
+    ) -> dg.AssetCheckResult:
         ctx = ctx_for(context, "merge_history", source, artifacts)
         clustering = ctx.read("merge_history")
         if isinstance(clustering, BaselineLabels):
@@ -41,8 +55,12 @@ def build_checks(project: Project, partitions: Partitions) -> list[dg.AssetCheck
             return _outcome(partition_problems(clustering.labels, clustering.feature_ids, kept), method="umap_hdbscan")
         return _outcome(history_problems(clustering), method="mdl_merge")
 
-    @dg.asset_check(asset="clusters", partitions_def=partitions.both, blocking=True, description="Every kept feature is in exactly one cluster.")
-    def every_kept_feature_in_one_cluster(context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset="clusters", partitions_def=partitions.both, blocking=True, description="Every kept feature is in exactly one cluster."
+    )
+    def every_kept_feature_in_one_cluster(
+        context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
+    ) -> dg.AssetCheckResult:
         ctx = ctx_for(context, "clusters", source, artifacts)
         labels = ctx.read("clusters").labels
         kept = ctx.read("memberships").memberships.feature_ids

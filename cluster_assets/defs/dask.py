@@ -24,8 +24,19 @@ ADDRESS_ENV = "CLUSTER_ASSETS_DASK_ADDRESS"
 MODEL_RESOURCES_ENV = "CLUSTER_ASSETS_DASK_MODEL_RESOURCES"
 SLURM_PREFIX = "CLUSTER_ASSETS_SLURM_"
 #: Variables a Slurm-started worker needs to build the same code location and instance.
-FORWARDED = ("DAGSTER_HOME", "CLUSTER_ASSETS_POSTGRES_URL", "CLUSTER_ASSETS_ARTIFACTS", "CLUSTER_ASSETS_CACHE", "CLUSTER_ASSETS_SWEEP",
-             "CLUSTER_ASSETS_DATASETS", "CLUSTER_ASSETS_MODE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "PYTHONPATH")
+FORWARDED = (
+    "DAGSTER_HOME",
+    "CLUSTER_ASSETS_POSTGRES_URL",
+    "CLUSTER_ASSETS_ARTIFACTS",
+    "CLUSTER_ASSETS_CACHE",
+    "CLUSTER_ASSETS_SWEEP",
+    "CLUSTER_ASSETS_DATASETS",
+    "CLUSTER_ASSETS_MODE",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "HF_HOME",
+    "PYTHONPATH",
+)
 
 
 def model_step_tags() -> dict[str, str]:
@@ -39,7 +50,7 @@ def model_step_tags() -> dict[str, str]:
 
 def slurm_cluster_config() -> dict:
     """dask-jobqueue SLURMCluster keyword arguments from ``CLUSTER_ASSETS_SLURM_*``."""
-    env = {k[len(SLURM_PREFIX):]: v for k, v in os.environ.items() if k.startswith(SLURM_PREFIX)}
+    env = {k[len(SLURM_PREFIX) :]: v for k, v in os.environ.items() if k.startswith(SLURM_PREFIX)}
     exports = [f"export {k}={os.environ[k]}" for k in FORWARDED if os.environ.get(k)]
     config = {
         "cores": int(env.get("CORES", "1")),
@@ -70,7 +81,7 @@ class _Opaque:
 def _execute_step(dependencies: list, payload: _Opaque):
     from dagster_dask.executor import query_on_dask_worker
 
-    return query_on_dask_worker(dependencies, *payload.args)
+    return query_on_dask_worker(dependencies, *payload.args)  # pyright: ignore[reportArgumentType]
 
 
 def _make_executor_class():
@@ -88,7 +99,7 @@ def _make_executor_class():
             if self.cluster_type == "existing":
                 cluster = self.cluster_configuration["address"]
             else:
-                from dask_jobqueue import SLURMCluster
+                from dask_jobqueue import SLURMCluster  # pyright: ignore[reportPrivateImportUsage]
 
                 cluster = SLURMCluster(**self.build_dict(plan_context.job_name))
             with dask.distributed.Client(cluster) as client:
@@ -96,13 +107,27 @@ def _make_executor_class():
                 for level in execution_plan.get_steps_to_execute_by_level():
                     for step in level:
                         dependencies = [by_step[key] for step_input in step.step_inputs for key in step_input.dependency_keys]
-                        payload = _Opaque(plan_context.reconstructable_job, plan_context.dagster_run, plan_context.run_config, [step.key],
-                                          plan_context.instance.get_ref(), execution_plan.known_state)
-                        future = client.submit(_execute_step, dependencies, payload, key=f"{plan_context.job_name}.{step.key}",
-                                               resources=get_dask_resource_requirements(step.tags), pure=False)
+                        payload = _Opaque(
+                            plan_context.reconstructable_job,
+                            plan_context.dagster_run,
+                            plan_context.run_config,
+                            [step.key],
+                            plan_context.instance.get_ref(),
+                            execution_plan.known_state,
+                        )
+                        future = client.submit(
+                            _execute_step,
+                            dependencies,
+                            payload,
+                            key=f"{plan_context.job_name}.{step.key}",
+                            resources=get_dask_resource_requirements(step.tags),
+                            pure=False,
+                        )
                         futures.append(future)
                         by_step[step.key] = future
-                for _, events in iterate_with_context(raise_execution_interrupts, dask.distributed.as_completed(futures, with_results=True)):
+                for _, events in iterate_with_context(
+                    raise_execution_interrupts, dask.distributed.as_completed(futures, with_results=True)
+                ):
                     yield from events
             if not isinstance(cluster, str):
                 cluster.close()

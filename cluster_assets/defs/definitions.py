@@ -10,7 +10,6 @@ import dagster as dg
 import yaml
 
 from cluster_assets.config import ConfigFileError
-
 from cluster_assets.defs.assets import build_assets
 from cluster_assets.defs.automation import automation_sensors, sweep_files_sensor
 from cluster_assets.defs.checks import build_checks
@@ -40,8 +39,10 @@ def resources_from_environment(project: Project) -> dict:
     if path:
         try:
             settings = yaml.safe_load(Path(path).read_text()) or {}
-            return {"source": ActivationSource(**{"mode": project.mode, **settings.get("source", {})}),
-                    "artifacts": ArtifactStoreResource(**settings.get("artifacts", {}))}
+            return {
+                "source": ActivationSource(**{"mode": project.mode, **settings.get("source", {})}),
+                "artifacts": ArtifactStoreResource(**settings.get("artifacts", {})),
+            }
         except (OSError, yaml.YAMLError, ValueError, TypeError) as err:
             raise ConfigFileError(f"{path} ({RESOURCES_ENV}): {' '.join(str(err).split())}") from None
     return {"source": ActivationSource(mode=project.mode), "artifacts": ArtifactStoreResource()}

@@ -9,7 +9,6 @@ the start of every run (the ``artifacts`` resource) and by the ``dead_run_sensor
 other hosts, or without the tag, are left to their own host and to Dagster.
 """
 
-
 import os
 
 import dagster as dg
@@ -46,8 +45,11 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     return reaped
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Marks runs whose process died (killed, out of memory) as failed and frees their pool slots.")
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks runs whose process died (killed, out of memory) as failed and frees their pool slots.",
+)
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     reaped = reap_dead_runs(context.instance)
     if not reaped:

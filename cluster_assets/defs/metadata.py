@@ -28,7 +28,7 @@ def rounded(value: Any, key: str = "") -> Any:
             return value
         if key.endswith("seconds"):
             return round(value, 2)
-        return round(value, DIGITS - 1 - int(math.floor(math.log10(abs(value)))))
+        return round(value, DIGITS - 1 - math.floor(math.log10(abs(value))))
     if isinstance(value, dict):
         return {k: rounded(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
 
 from cluster_assets.config import ConfigFileError, DatasetEntry, Registry, SweepPoint, datasets_path, load_registry, load_sweep, sweep_path
 from cluster_assets.storage.hashing import content_hash
@@ -29,12 +30,18 @@ class Project:
     sweep: dict[str, SweepPoint]  # hparams partitions (points and their replicates) by name
     registry_path: Path
     sweep_path: Path
-    mode: str = "embedded"
+    mode: Literal["embedded", "hub"] = "embedded"
     online: bool = False  # hub datasets are partitions only then
 
     @classmethod
-    def load(cls, sweep: str | Path | None = None, datasets: str | Path | None = None, mode: str | None = None,
-             online: bool | None = None, cache_dir: str | Path | None = None) -> Project:
+    def load(
+        cls,
+        sweep: str | Path | None = None,
+        datasets: str | Path | None = None,
+        mode: str | None = None,
+        online: bool | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> Project:
         from cluster_assets.sources.corpora import entry_problems, usable_count
         from cluster_assets.sources.prompts import too_few_texts
 
@@ -48,7 +55,14 @@ class Project:
         for entry in registry.entries():
             for field, problem in entry_problems(entry):
                 raise ConfigFileError(f"{registry_path}: dataset {entry.name!r}, field {field}: {problem}")
-        project = cls(registry, points, registry_path, sweep_file, mode, hub_reachable() if online is None else online)
+        project = cls(
+            registry,
+            points,
+            registry_path,
+            sweep_file,
+            cast(Literal["embedded", "hub"], mode),
+            hub_reachable() if online is None else online,
+        )
         cache = Path(cache_dir or os.environ.get("CLUSTER_ASSETS_CACHE") or Path.cwd() / ".cache") / "corpora"
         for entry in project.datasets:
             usable = usable_count(entry, cache)

@@ -24,12 +24,12 @@ def dagster_home() -> Path:
 class SAETraining(dg.Config):
     """How the embedded-mode SAE is trained (counts in tokens)."""
 
-    d_sae: int = Field(4096, gt=0, description="SAE features.")
-    k: int = Field(64, gt=0, description="Active features per token (TopK).")
-    training_tokens: int = Field(400_000, gt=0, description="Samples seen by the SAE trainer.")
-    tokens_per_dataset: int = Field(150_000, gt=0, description="Distinct training tokens collected per corpus.")
-    batch_size: int = Field(1024, gt=0, description="Training batch (tokens).")
-    lr: float = Field(2e-3, gt=0)
+    d_sae: int = Field(default=4096, gt=0, description="SAE features.")
+    k: int = Field(default=64, gt=0, description="Active features per token (TopK).")
+    training_tokens: int = Field(default=400_000, gt=0, description="Samples seen by the SAE trainer.")
+    tokens_per_dataset: int = Field(default=150_000, gt=0, description="Distinct training tokens collected per corpus.")
+    batch_size: int = Field(default=1024, gt=0, description="Training batch (tokens).")
+    lr: float = Field(default=2e-3, gt=0)
     seed: int = 0
 
 
@@ -47,9 +47,9 @@ class ActivationSource(dg.ConfigurableResource):
     hub_model: str = "EleutherAI/pythia-70m-deduped"
     sae_release: str = "pythia-70m-deduped-mlp-sm"
     sae_id: str = "blocks.3.hook_mlp_out"
-    device: str = Field("auto", description="'auto' picks CUDA when present, else CPU.")
-    batch_size: int = Field(64, gt=0, description="Prompts per forward pass.")
-    cache_dir: str | None = Field(None, description="Model and corpus cache; default $CLUSTER_ASSETS_CACHE or ./.cache.")
+    device: str = Field(default="auto", description="'auto' picks CUDA when present, else CPU.")
+    batch_size: int = Field(default=64, gt=0, description="Prompts per forward pass.")
+    cache_dir: str | None = Field(default=None, description="Model and corpus cache; default $CLUSTER_ASSETS_CACHE or ./.cache.")
     sae_training: SAETraining = SAETraining()
 
     def resolved_device(self) -> str:
@@ -120,7 +120,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     died (on this host) as failed, freeing their pool slots, so a killed run blocks nothing.
     """
 
-    root: str | None = Field(None, description="Artifact root; default $CLUSTER_ASSETS_ARTIFACTS or $DAGSTER_HOME/artifacts.")
+    root: str | None = Field(default=None, description="Artifact root; default $CLUSTER_ASSETS_ARTIFACTS or $DAGSTER_HOME/artifacts.")
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.root or os.environ.get(ARTIFACTS_ENV) or dagster_home() / "artifacts")

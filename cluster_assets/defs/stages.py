@@ -15,7 +15,6 @@ with :meth:`StageContext.read` (verified) and call one library function.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,54 +59,139 @@ def method_sections(point: SweepPoint) -> tuple[str, ...]:
     return ("merge", "baseline") if point.merge.method == "umap_hdbscan" else ("merge",)
 
 
-STAGES: dict[str, Stage] = {s.name: s for s in [
-    Stage("prompts", fmt.PromptsFormat(), sections=("prompts",), group="model_side", kinds=frozenset({"polars"}),
-          description="Sampled prompts of one dataset: prompt_id, text, n_tokens, truncated, token_ids."),
-    Stage("sae", fmt.SAEFormat(), partitioning="none", group="model_side", kinds=frozenset({"pytorch"}), pool=MODEL_POOL,
-          description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
-          "registry's sae_training datasets (embedded mode) or the pretrained hub SAE."),
-    Stage("activations", fmt.ActivationsFormat(), ("prompts", "sae"), ("activations",), group="model_side",
-          kinds=frozenset({"pytorch", "scipy"}), pool=MODEL_POOL,
-          description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table."),
-    Stage("memberships", fmt.MembershipsFormat(), ("activations",), ("memberships",), kinds=frozenset({"numba", "polars"}),
-          description="Per-feature statistics of every SAE feature, the filters, and the memberships of the kept features."),
-    Stage("coactivation", fmt.CoactivationFormat(), ("memberships",), kinds=frozenset({"numba"}),
-          description="Exact integer co-firing counts between kept features (diagonal: firing counts)."),
-    Stage("merge_history", fmt.MergeHistoryFormat(), ("coactivation",), ("merge", "baseline"), kinds=frozenset({"numba", "scipy"}),
-          description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
-          "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan."),
-    Stage("clusters", fmt.ClustersFormat(), ("merge_history",), ("clusters",), kinds=frozenset({"polars"}),
-          description="Clusters at the cut: members, statistics, what they fire on, top prompts, cluster correlation."),
-    Stage("dataset_comparison", fmt.TablesFormat(), ("clusters",), partitioning="hparams", group="comparisons",
-          kinds=frozenset({"polars"}), description="How the clusterings of one sweep point differ across datasets, "
-          "against the replicate noise floor: ARI, NMI, best-match Jaccard, stable and dataset-specific clusters."),
-    Stage("sweep_comparison", fmt.TablesFormat(), ("clusters",), partitioning="dataset", group="comparisons",
-          kinds=frozenset({"polars"}), description="How one dataset's clustering changes across sweep points, against the "
-          "replicate noise floor, and each clustering's held-out description length."),
-    Stage("research_report", fmt.DocumentFormat(), ("dataset_comparison", "sweep_comparison"), partitioning="none",
-          group="comparisons", kinds=frozenset({"markdown"}),
-          description="The research report: one section per research question, each effect against its noise floor."),
-]}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            "prompts",
+            fmt.PromptsFormat(),
+            sections=("prompts",),
+            group="model_side",
+            kinds=frozenset({"polars"}),
+            description="Sampled prompts of one dataset: prompt_id, text, n_tokens, truncated, token_ids.",
+        ),
+        Stage(
+            "sae",
+            fmt.SAEFormat(),
+            partitioning="none",
+            group="model_side",
+            kinds=frozenset({"pytorch"}),
+            pool=MODEL_POOL,
+            description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
+            "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
+        ),
+        Stage(
+            "activations",
+            fmt.ActivationsFormat(),
+            ("prompts", "sae"),
+            ("activations",),
+            group="model_side",
+            kinds=frozenset({"pytorch", "scipy"}),
+            pool=MODEL_POOL,
+            description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table.",
+        ),
+        Stage(
+            "memberships",
+            fmt.MembershipsFormat(),
+            ("activations",),
+            ("memberships",),
+            kinds=frozenset({"numba", "polars"}),
+            description="Per-feature statistics of every SAE feature, the filters, and the memberships of the kept features.",
+        ),
+        Stage(
+            "coactivation",
+            fmt.CoactivationFormat(),
+            ("memberships",),
+            kinds=frozenset({"numba"}),
+            description="Exact integer co-firing counts between kept features (diagonal: firing counts).",
+        ),
+        Stage(
+            "merge_history",
+            fmt.MergeHistoryFormat(),
+            ("coactivation",),
+            ("merge", "baseline"),
+            kinds=frozenset({"numba", "scipy"}),
+            description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
+            "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan.",
+        ),
+        Stage(
+            "clusters",
+            fmt.ClustersFormat(),
+            ("merge_history",),
+            ("clusters",),
+            kinds=frozenset({"polars"}),
+            description="Clusters at the cut: members, statistics, what they fire on, top prompts, cluster correlation.",
+        ),
+        Stage(
+            "dataset_comparison",
+            fmt.TablesFormat(),
+            ("clusters",),
+            partitioning="hparams",
+            group="comparisons",
+            kinds=frozenset({"polars"}),
+            description="How the clusterings of one sweep point differ across datasets, "
+            "against the replicate noise floor: ARI, NMI, best-match Jaccard, stable and dataset-specific clusters.",
+        ),
+        Stage(
+            "sweep_comparison",
+            fmt.TablesFormat(),
+            ("clusters",),
+            partitioning="dataset",
+            group="comparisons",
+            kinds=frozenset({"polars"}),
+            description="How one dataset's clustering changes across sweep points, against the "
+            "replicate noise floor, and each clustering's held-out description length.",
+        ),
+        Stage(
+            "research_report",
+            fmt.DocumentFormat(),
+            ("dataset_comparison", "sweep_comparison"),
+            partitioning="none",
+            group="comparisons",
+            kinds=frozenset({"markdown"}),
+            description="The research report: one section per research question, each effect against its noise floor.",
+        ),
+    ]
+}
 
 
 class Lineage:
     """Content addresses of the stages of one (dataset, sweep point), each computed once."""
 
     def __init__(self, project: Project, store: ArtifactStore, source: Any, dataset: DatasetEntry | None, point: SweepPoint | None):
-        self.project, self.store, self.source, self.dataset, self.point = project, store, source, dataset, point
+        self.project, self.store, self.source, self._dataset, self._point = project, store, source, dataset, point
+        self._artifacts: dict[str, Artifact] = {}
 
-    @functools.cache
+    @property
+    def partitioned(self) -> bool:
+        return self._dataset is not None and self._point is not None
+
+    @property
+    def dataset(self) -> DatasetEntry:
+        if self._dataset is None:
+            raise ValueError("this lineage is not of a (dataset, sweep point) partition")
+        return self._dataset
+
+    @property
+    def point(self) -> SweepPoint:
+        if self._point is None:
+            raise ValueError("this lineage is not of a (dataset, sweep point) partition")
+        return self._point
+
     def artifact(self, name: str) -> Artifact:
+        if name not in self._artifacts:
+            self._artifacts[name] = self._address(name)
+        return self._artifacts[name]
+
+    def _address(self, name: str) -> Artifact:
         stage = STAGES[name]
         parts: list[Any] = [f"format-v{stage.format.version}"]
         if name == "sae":
             training = [e.model_dump(include={"name", "loader", "params"}) for e in self.project.registry.training_entries()]
             parts.append(self.source.sae_identity(training))
         elif name == "prompts":
-            assert self.dataset is not None and self.point is not None
             parts += [self.dataset.model_dump(include={"name", "loader", "params"}), stage.params(self.point), self.source.model_identity()]
         else:
-            assert self.dataset is not None and self.point is not None
             parts += [self.dataset.name, [self.artifact(u).hash for u in stage.upstream], stage.params(self.point)]
         return self.store.artifact(name, *parts)
 
@@ -125,28 +209,60 @@ class Output:
 class StageContext:
     """What a stage body sees: the partition's dataset and point, verified inputs, the run log."""
 
-    def __init__(self, stage: Stage, project: Project, source: Any, store: ArtifactStore, log: Any,
-                 dataset: DatasetEntry | None = None, point: SweepPoint | None = None, key: str | None = None):
+    def __init__(
+        self,
+        stage: Stage,
+        project: Project,
+        source: Any,
+        store: ArtifactStore,
+        log: Any,
+        dataset: DatasetEntry | None = None,
+        point: SweepPoint | None = None,
+        key: str | None = None,
+    ):
         self.stage, self.project, self.source, self.store, self.log = stage, project, source, store, log
-        self.dataset, self.point, self.key = dataset, point, key
+        self._key = key
         self.lineage = Lineage(project, store, source, dataset, point)
         self.read_seconds = 0.0
         self._lineages: dict[tuple[str, str], Lineage] = {}
 
+    @property
+    def dataset(self) -> DatasetEntry:
+        """The partition's dataset (2-D stages)."""
+        return self.lineage.dataset
+
+    @property
+    def point(self) -> SweepPoint:
+        """The partition's sweep point (2-D stages)."""
+        return self.lineage.point
+
+    @property
+    def key(self) -> str:
+        """The partition key of a comparison (a sweep point or a dataset)."""
+        if self._key is None:
+            raise ValueError(f"{self.stage.name} has no single-dimension partition key")
+        return self._key
+
     def lineage_of(self, dataset: str, point: str) -> Lineage:
         """The lineage of another partition (comparisons read many)."""
         if (dataset, point) not in self._lineages:
-            self._lineages[(dataset, point)] = Lineage(self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point))
+            self._lineages[(dataset, point)] = Lineage(
+                self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point)
+            )
         return self._lineages[(dataset, point)]
 
     def require(self, artifact: Artifact, what: str) -> Artifact:
         """The artifact, verified; a clear failure when it is missing or its files changed."""
         if not artifact.exists:
-            raise dg.Failure(f"{what} has not been materialised (expected artifact {artifact.address} at {artifact.path}); materialise it first")
+            raise dg.Failure(
+                f"{what} has not been materialised (expected artifact {artifact.address} at {artifact.path}); materialise it first"
+            )
         problems = artifact.problems()
         if problems:
-            raise dg.Failure(f"input {what} (artifact {artifact.address}) failed verification: {'; '.join(problems)}. "
-                             f"Materialise {artifact.stage} again: it will be recomputed.")
+            raise dg.Failure(
+                f"input {what} (artifact {artifact.address}) failed verification: {'; '.join(problems)}. "
+                f"Materialise {artifact.stage} again: it will be recomputed."
+            )
         return artifact
 
     def read(self, name: str, lineage: Lineage | None = None, **load_kwargs: Any) -> Any:
@@ -160,7 +276,7 @@ class StageContext:
 
     def describe(self, name: str, lineage: Lineage | None = None) -> str:
         lineage = lineage or self.lineage
-        if STAGES[name].partitioning == "none" or lineage.dataset is None or lineage.point is None:
+        if STAGES[name].partitioning == "none" or not lineage.partitioned:
             return name
         return f"{name}[{lineage.dataset.name}|{lineage.point.name}]"
 
@@ -179,7 +295,6 @@ class StageContext:
 
 def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
     """The failure for a parameter error: the sweep point, its section and field, the problem -- once."""
-    assert ctx.point is not None
     sections = method_sections(ctx.point) if ctx.stage.name == "merge_history" else ctx.stage.sections or ("prompts",)
     first = err.field.split(" / ")[0]
     section = next((s for s in sections if first in ctx.point.section(s)), sections[0])
@@ -187,8 +302,9 @@ def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
     return dg.Failure(f"sweep point {where!r}, field {section}.{err.field}: {err.message}")
 
 
-def run_stage(ctx: StageContext, artifact: Artifact, body: Callable[[StageContext], Output],
-              inputs: dict[str, str] | None = None) -> dg.MaterializeResult:
+def run_stage(
+    ctx: StageContext, artifact: Artifact, body: Callable[[StageContext], Output], inputs: dict[str, Any] | None = None
+) -> dg.MaterializeResult:
     """Reuse ``artifact`` if it exists and verifies, else compute it with ``body``; return its metadata."""
     recomputed_because = None
     if artifact.exists:
@@ -206,16 +322,25 @@ def run_stage(ctx: StageContext, artifact: Artifact, body: Callable[[StageContex
             raise parameter_failure(ctx, err) from None
         t1 = time.perf_counter()
         inputs = inputs if inputs is not None else {u: ctx.lineage.artifact(u).hash for u in ctx.stage.upstream}
-        record = {"inputs": inputs, "params": ctx.stage.params(ctx.point) if ctx.point is not None else {},
-                  "summary": out.summary, "markdown": out.markdown, "recomputed_because": recomputed_because}
+        record = {
+            "inputs": inputs,
+            "params": ctx.stage.params(ctx.point) if ctx.lineage.partitioned else {},
+            "summary": out.summary,
+            "markdown": out.markdown,
+            "recomputed_because": recomputed_because,
+        }
         with ctx.store.write(artifact, record) as folder:
             ctx.stage.format.save(folder, out.value)
             if out.figures:
                 (folder / fmt.FIGURES_DIR).mkdir(exist_ok=True)
                 for name, png in out.figures.items():
                     (folder / fmt.FIGURES_DIR / f"{name}.png").write_bytes(png)
-            timing = {"compute_seconds": t1 - t0 - ctx.read_seconds, "read_seconds": ctx.read_seconds,
-                      "write_seconds": time.perf_counter() - t1, "peak_rss_mb": peak.peak_mb}
+            timing = {
+                "compute_seconds": t1 - t0 - ctx.read_seconds,
+                "read_seconds": ctx.read_seconds,
+                "write_seconds": time.perf_counter() - t1,
+                "peak_rss_mb": peak.peak_mb,
+            }
             record["timing"] = timing
     return _result(ctx, artifact, reused=False)
 

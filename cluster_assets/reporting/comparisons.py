@@ -53,7 +53,7 @@ class PartitionClustering:
         rows = self.descriptions.filter(pl.col("cluster") == cluster)
         if not rows.height:
             return {}
-        shares = {c[len("share_"):]: rows[c][0] for c in rows.columns if c.startswith("share_")}
+        shares = {c[len("share_") :]: rows[c][0] for c in rows.columns if c.startswith("share_")}
         return {"kind": rows["kind"][0], "class": max(shares, key=lambda c: shares[c])}
 
     def top_prompt(self, cluster: int, width: int = 160) -> str:
@@ -89,29 +89,50 @@ def _estimate_columns(prefix: str, e: Estimate) -> dict[str, float | int | None]
     return {prefix: e.value, f"{prefix}_low": e.low, f"{prefix}_high": e.high}
 
 
-def effect_rows(label_a: str, label_b: str, effect: dict[str, Estimate], floor_a: dict[str, Estimate], floor_b: dict[str, Estimate]) -> list[dict]:
+def effect_rows(
+    label_a: str, label_b: str, effect: dict[str, Estimate], floor_a: dict[str, Estimate], floor_b: dict[str, Estimate]
+) -> list[dict]:
     rows = []
     for m in METRICS:
-        rows.append({"a": label_a, "b": label_b, "metric": m, **_estimate_columns("value", effect[m]), "pairs": effect[m].pairs,
-                     **_estimate_columns("floor_a", floor_a[m]), **_estimate_columns("floor_b", floor_b[m]),
-                     "verdict": verdict(effect[m], [floor_a[m], floor_b[m]])})
+        rows.append(
+            {
+                "a": label_a,
+                "b": label_b,
+                "metric": m,
+                **_estimate_columns("value", effect[m]),
+                "pairs": effect[m].pairs,
+                **_estimate_columns("floor_a", floor_a[m]),
+                **_estimate_columns("floor_b", floor_b[m]),
+                "verdict": verdict(effect[m], [floor_a[m], floor_b[m]]),
+            }
+        )
     return rows
 
 
 def floor_rows(name: str, replicates: int, floor: dict[str, Estimate]) -> list[dict]:
-    return [{"condition": name, "replicates": replicates, "metric": m, **_estimate_columns("value", e), "pairs": e.pairs} for m, e in floor.items()]
+    return [
+        {"condition": name, "replicates": replicates, "metric": m, **_estimate_columns("value", e), "pairs": e.pairs}
+        for m, e in floor.items()
+    ]
 
 
 def _frame(rows: list[dict], schema: dict | None = None) -> pl.DataFrame:
     return pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None) if rows else pl.DataFrame(schema=schema or {})
 
 
-ESTIMATE_SCHEMA = {c: pl.Float64 for c in ("value", "value_low", "value_high", "floor_a", "floor_a_low", "floor_a_high",
-                                           "floor_b", "floor_b_low", "floor_b_high")}
+ESTIMATE_SCHEMA = {
+    c: pl.Float64
+    for c in ("value", "value_low", "value_high", "floor_a", "floor_a_low", "floor_a_high", "floor_b", "floor_b_low", "floor_b_high")
+}
 
 
-def compare_datasets(point: str, parts: dict[str, list[PartitionClustering]], missing: list[str],
-                     activity: pl.DataFrame | None = None, min_jaccard: float = 0.5) -> Tables:
+def compare_datasets(
+    point: str,
+    parts: dict[str, list[PartitionClustering]],
+    missing: list[str],
+    activity: pl.DataFrame | None = None,
+    min_jaccard: float = 0.5,
+) -> Tables:
     """Across the datasets of one sweep point: effects against floors, matches, stable and specific clusters."""
     names = [n for n, reps in parts.items() if reps]
     floors = {n: floor_of(parts[n]) for n in names}
@@ -139,33 +160,64 @@ def compare_datasets(point: str, parts: dict[str, list[PartitionClustering]], mi
         for idx, c in enumerate(matches[names[1]].cluster.tolist()):
             if sizes[c] < 2 or not all(matches[b].jaccard[idx] >= min_jaccard for b in names[1:]):
                 continue
-            row = {"reference": ref, "cluster": c, "size": int(sizes[c]), **first[ref].describe(c), f"top_tokens[{ref}]": first[ref].top_tokens(c),
-                   f"top_prompt[{ref}]": first[ref].top_prompt(c)}
+            row = {
+                "reference": ref,
+                "cluster": c,
+                "size": int(sizes[c]),
+                **first[ref].describe(c),
+                f"top_tokens[{ref}]": first[ref].top_tokens(c),
+                f"top_prompt[{ref}]": first[ref].top_prompt(c),
+            }
             for b in names[1:]:
                 other = int(matches[b].best[idx])
-                row |= {f"cluster[{b}]": other, f"jaccard[{b}]": float(matches[b].jaccard[idx]),
-                        f"top_tokens[{b}]": first[b].top_tokens(other), f"top_prompt[{b}]": first[b].top_prompt(other)}
+                row |= {
+                    f"cluster[{b}]": other,
+                    f"jaccard[{b}]": float(matches[b].jaccard[idx]),
+                    f"top_tokens[{b}]": first[b].top_tokens(other),
+                    f"top_prompt[{b}]": first[b].top_prompt(other),
+                }
             stable_rows.append(row)
         for (name, c), jac in best.items():
             size = int((first[name].labels == c).sum())
             if jac < min_jaccard and size > 1:
-                specific_rows.append({"name": name, "cluster": c, "size": size, "best_jaccard": jac, **first[name].describe(c),
-                                      "top_tokens": first[name].top_tokens(c), "top_prompt": first[name].top_prompt(c)})
-    tables = {"effects": _frame(effects, ESTIMATE_SCHEMA), "floors": _frame(floor_table, {"value": pl.Float64, "value_low": pl.Float64, "value_high": pl.Float64}),
-              "matches": _frame(match_rows), "stable": _frame(stable_rows), "specific": _frame(specific_rows)}
+                specific_rows.append(
+                    {
+                        "name": name,
+                        "cluster": c,
+                        "size": size,
+                        "best_jaccard": jac,
+                        **first[name].describe(c),
+                        "top_tokens": first[name].top_tokens(c),
+                        "top_prompt": first[name].top_prompt(c),
+                    }
+                )
+    tables = {
+        "effects": _frame(effects, ESTIMATE_SCHEMA),
+        "floors": _frame(floor_table, {"value": pl.Float64, "value_low": pl.Float64, "value_high": pl.Float64}),
+        "matches": _frame(match_rows),
+        "stable": _frame(stable_rows),
+        "specific": _frame(specific_rows),
+    }
     if activity is not None:
         tables["activity"] = activity
-    summary = {"point": point, "available": names, "missing": missing, "replicates": {n: len(parts[n]) for n in names},
-               "tokens": {n: first[n].tokens for n in names},
-               "kept": {n: first[n].kept for n in names}, "stable": len(stable_rows),
-               "specific": {n: sum(1 for r in specific_rows if r["name"] == n) for n in names}}
+    summary = {
+        "point": point,
+        "available": names,
+        "missing": missing,
+        "replicates": {n: len(parts[n]) for n in names},
+        "tokens": {n: first[n].tokens for n in names},
+        "kept": {n: first[n].kept for n in names},
+        "stable": len(stable_rows),
+        "specific": {n: sum(1 for r in specific_rows if r["name"] == n) for n in names},
+    }
     if len(names) < 2:
         summary["note"] = f"fewer than two datasets have clusters for {point!r}: nothing to compare yet"
     return Tables(tables, summary)
 
 
-def compare_points(dataset: str, reference: str, parts: dict[str, list[PartitionClustering]], missing: list[str],
-                   heldout: pl.DataFrame | None = None) -> Tables:
+def compare_points(
+    dataset: str, reference: str, parts: dict[str, list[PartitionClustering]], missing: list[str], heldout: pl.DataFrame | None = None
+) -> Tables:
     """Across the sweep points of one dataset: each point against the reference point and the floors."""
     names = [n for n, reps in parts.items() if reps]
     floors = {n: floor_of(parts[n]) for n in names}
@@ -173,10 +225,20 @@ def compare_points(dataset: str, reference: str, parts: dict[str, list[Partition
     for n in names:
         first = parts[n][0]
         sizes = first.clusters["size"] if first.clusters.height else pl.Series([0])
-        rows.append({"point": n, "changes": ", ".join(f"{k}={v}" for k, v in first.changes.items()) or "(reference)",
-                     "method": first.method, "replicates": len(parts[n]), "kept": first.kept, "k": first.k,
-                     "noise_fraction": first.noise / max(len(first.labels), 1), "mdl_at_cut": first.mdl_at_cut,
-                     "size_median": float(sizes.median() or 0), "size_max": int(sizes.max() or 0)})
+        rows.append(
+            {
+                "point": n,
+                "changes": ", ".join(f"{k}={v}" for k, v in first.changes.items()) or "(reference)",
+                "method": first.method,
+                "replicates": len(parts[n]),
+                "kept": first.kept,
+                "k": first.k,
+                "noise_fraction": first.noise / max(len(first.labels), 1),
+                "mdl_at_cut": first.mdl_at_cut,
+                "size_median": float(np.median(sizes.to_numpy())),
+                "size_max": int(sizes.to_numpy().max()),
+            }
+        )
         floor_table += floor_rows(n, len(parts[n]), floors[n])
         if n != reference and reference in names:
             effects += effect_rows(n, reference, effect_of(parts[n], parts[reference]), floors[n], floors[reference])
@@ -185,16 +247,35 @@ def compare_points(dataset: str, reference: str, parts: dict[str, list[Partition
             pa, pb = parts[a][0], parts[b][0]
             if pa.memberships == pb.memberships and pa.method != pb.method:
                 m = _metrics(pa, pb)
-                method_rows.append({"point_a": a, "method_a": pa.method, "point_b": b, "method_b": pb.method, "ari": m["ari"],
-                                    "k_a": pa.k, "k_b": pb.k, "noise_a": pa.noise / max(len(pa.labels), 1), "noise_b": pb.noise / max(len(pb.labels), 1)})
-    tables = {"points": _frame(rows, {"mdl_at_cut": pl.Float64}), "effects": _frame(effects, ESTIMATE_SCHEMA),
-              "floors": _frame(floor_table, {"value": pl.Float64, "value_low": pl.Float64, "value_high": pl.Float64})}
+                method_rows.append(
+                    {
+                        "point_a": a,
+                        "method_a": pa.method,
+                        "point_b": b,
+                        "method_b": pb.method,
+                        "ari": m["ari"],
+                        "k_a": pa.k,
+                        "k_b": pb.k,
+                        "noise_a": pa.noise / max(len(pa.labels), 1),
+                        "noise_b": pb.noise / max(len(pb.labels), 1),
+                    }
+                )
+    tables = {
+        "points": _frame(rows, {"mdl_at_cut": pl.Float64}),
+        "effects": _frame(effects, ESTIMATE_SCHEMA),
+        "floors": _frame(floor_table, {"value": pl.Float64, "value_low": pl.Float64, "value_high": pl.Float64}),
+    }
     if method_rows:
         tables["methods"] = _frame(method_rows)
     if heldout is not None and heldout.height:
         tables["heldout"] = heldout
-    summary = {"dataset": dataset, "reference": reference, "available": names, "missing": missing,
-               "replicates": {n: len(parts[n]) for n in names}}
+    summary = {
+        "dataset": dataset,
+        "reference": reference,
+        "available": names,
+        "missing": missing,
+        "replicates": {n: len(parts[n]) for n in names},
+    }
     if len(names) < 2:
         summary["note"] = f"fewer than two sweep points have clusters for {dataset!r}: nothing to compare yet"
     return Tables(tables, summary)

@@ -50,6 +50,7 @@ def quadrant_plot(entropy: np.ndarray, varentropy: np.ndarray, quadrant: np.ndar
 
 def mdl_curve(ks: np.ndarray, mdl: np.ndarray, cut_k: int) -> bytes:
     """MDL against the number of groups, zoomed on the minimum (the full curve inset)."""
+
     def draw(ax):
         best = int(np.argmin(mdl))
         lo, hi = mdl[best], np.percentile(mdl, 75)
@@ -86,6 +87,7 @@ def size_distribution(sizes: np.ndarray) -> bytes:
 
 def cofiring_heatmap(matrix: np.ndarray, bounds: np.ndarray, names: Sequence[str]) -> bytes:
     """log(1 + co-firing) of the largest clusters' features, each cluster's block outlined."""
+
     def draw(ax):
         from matplotlib.patches import Rectangle
 
@@ -105,6 +107,7 @@ def cofiring_heatmap(matrix: np.ndarray, bounds: np.ndarray, names: Sequence[str
 
 def labelled_heatmap(matrix: np.ndarray, labels: Sequence[str], title: str, value_label: str) -> bytes:
     """A square matrix with named rows and columns and its values written in the cells."""
+
     def draw(ax):
         im = ax.imshow(matrix, cmap="viridis", vmin=min(0.0, float(np.nanmin(matrix))) if matrix.size else 0, vmax=1.0)
         ax.figure.colorbar(im, ax=ax, fraction=0.046, label=value_label)
@@ -134,21 +137,35 @@ def effect_vs_floor(rows: Sequence[dict], value_label: str, title: str) -> bytes
     rows: dicts with ``label``, ``value``, ``low``, ``high`` and optional ``floor``,
     ``floor_low``, ``floor_high`` (the within-condition agreement between replicates).
     """
+
     def draw(ax):
         ys = np.arange(len(rows))
         for y, row in zip(ys, rows):
             if row.get("floor") is not None:
-                ax.fill_betweenx([y - 0.4, y + 0.4], row["floor_low"], row["floor_high"], color="tab:orange", alpha=0.3,
-                                 label="replicate floor (95% interval)" if y == 0 else None)
+                ax.fill_betweenx(
+                    [y - 0.4, y + 0.4],
+                    row["floor_low"],
+                    row["floor_high"],
+                    color="tab:orange",
+                    alpha=0.3,
+                    label="replicate floor (95% interval)" if y == 0 else None,
+                )
                 ax.plot([row["floor"]] * 2, [y - 0.4, y + 0.4], color="tab:orange", lw=1.5)
             lo, hi = row.get("low", row["value"]), row.get("high", row["value"])
-            ax.errorbar(row["value"], y, xerr=[[row["value"] - lo], [hi - row["value"]]], fmt="o", color="tab:blue",
-                        capsize=3, label="between conditions (95% interval)" if y == 0 else None)
+            ax.errorbar(
+                row["value"],
+                y,
+                xerr=[[row["value"] - lo], [hi - row["value"]]],
+                fmt="o",
+                color="tab:blue",
+                capsize=3,
+                label="between conditions (95% interval)" if y == 0 else None,
+            )
         ax.set_yticks(ys, [r["label"] for r in rows])
         ax.invert_yaxis()
         ax.set_xlabel(value_label)
         ax.axvline(0, color="gray", lw=0.6)
-        handles, names = ax.get_legend_handles_labels()
+        handles, _names = ax.get_legend_handles_labels()
         if handles:
             ax.legend(loc="lower right")
 

@@ -17,8 +17,9 @@ def render_png(draw: Callable, size: tuple[float, float] = (WIDTH_PX / DPI, 4.4)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with plt.rc_context({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
-                         "ytick.labelsize": 9, "legend.fontsize": 9}):
+    with plt.rc_context(
+        {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9}
+    ):
         fig, ax = plt.subplots(figsize=size, dpi=DPI)
         try:
             draw(ax)

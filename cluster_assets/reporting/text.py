@@ -28,7 +28,7 @@ def highlight(text: str, starts: Sequence[int], ends: Sequence[int], style: str 
         shown += len(piece)
         if active and piece.strip():
             stripped = piece.strip()
-            lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()):]
+            lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()) :]
             out.append(f"{lead}{on}{stripped}{off}{trail}")
         else:
             out.append(piece)

@@ -8,6 +8,7 @@ order).  Only one batch of dense ``tokens x d_sae`` values exists at a time.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,9 +42,7 @@ def pad_batch(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.
 @torch.no_grad()
 def hook_activations(model, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
     """(batch, seq, d_model) activations at ``hook_name``; the forward stops right after it."""
-    _, cache = model.run_with_cache(
-        tokens.to(model.cfg.device), stop_at_layer=hook_layer(hook_name) + 1, names_filter=[hook_name]
-    )
+    _, cache = model.run_with_cache(tokens.to(model.cfg.device), stop_at_layer=hook_layer(hook_name) + 1, names_filter=[hook_name])
     return cache[hook_name]
 
 
@@ -104,7 +103,7 @@ def _encode_topk_cpu(sae, sae_in: torch.Tensor) -> sp.csr_array:
     out_idx = np.empty((n, k), dtype=np.int32)
     out_val = np.empty((n, k), dtype=np.float32)
     out_count = np.zeros(n, dtype=np.int64)
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         block = pre[: stop - start]
         torch.matmul(sae_in[start:stop], sae.W_enc, out=block)
         topk_relu_rows(block.numpy(), bias, k, out_idx[start:stop], out_val[start:stop], out_count[start:stop], scale)
@@ -197,8 +196,16 @@ def token_texts(tokenizer, token_ids: np.ndarray) -> list[str]:
     return vocab[inverse.ravel()].tolist()
 
 
-def extract_activations(model, sae, hook_name: str, token_lists: Sequence[Sequence[int]], prompt_ids: np.ndarray, batch_size: int,
-                        dtype: np.dtype = np.float32, progress: Callable[[int, int], None] | None = None):
+def extract_activations(
+    model,
+    sae,
+    hook_name: str,
+    token_lists: Sequence[Sequence[int]],
+    prompt_ids: np.ndarray,
+    batch_size: int,
+    dtype: np.dtype = np.float32,
+    progress: Callable[[int, int], None] | None = None,
+):
     """Sparse SAE activations of every real token, in prompt then position order, and the token table.
 
     Prompts run in batches of similar length (longest first: padding is what a batch of mixed

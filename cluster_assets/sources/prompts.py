@@ -35,8 +35,11 @@ def sample_prompts(
         raise ParameterError("n_prompts", f"dataset {dataset!r} yields no usable text ({report.n_texts} texts, {report.n_empty} empty)")
     shortfall = too_few_texts(n_prompts, replicates, report.n_usable, dataset)
     if shortfall:
-        raise ParameterError("n_prompts", f"{shortfall} (after dropping {report.n_empty} empty, {report.n_duplicates} duplicate "
-                                          f"and {report.n_reserved_for_sae} SAE-training texts)")
+        raise ParameterError(
+            "n_prompts",
+            f"{shortfall} (after dropping {report.n_empty} empty, {report.n_duplicates} duplicate "
+            f"and {report.n_reserved_for_sae} SAE-training texts)",
+        )
     rng = np.random.default_rng(seed)
     block = rng.permutation(len(rows))[replicate * n_prompts : (replicate + 1) * n_prompts]
     chosen = np.sort(np.asarray(rows)[block])

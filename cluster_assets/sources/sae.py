@@ -114,7 +114,12 @@ def evaluate_sae(sae, activations: torch.Tensor, batch_size: int = 4096) -> SAEQ
         l0_sum += active.sum().item()
         fired |= active.any(dim=0).cpu()
         err_sum += ((recon.double() - x.double()) ** 2).sum().item()
-    return SAEQuality(l0=l0_sum / n, fvu=err_sum / total_var if total_var > 0 else math.nan, dead_fraction=1.0 - fired.float().mean().item(), n_eval_tokens=n)
+    return SAEQuality(
+        l0=l0_sum / n,
+        fvu=err_sum / total_var if total_var > 0 else math.nan,
+        dead_fraction=1.0 - fired.float().mean().item(),
+        n_eval_tokens=n,
+    )
 
 
 def load_hub_sae(release: str, sae_id: str, device: str):

@@ -79,7 +79,9 @@ def train_embedded_sae(
         parts.append(acts)
     acts = torch.cat(parts)
     if acts.shape[0] < training["batch_size"]:
-        raise ValueError(f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {training['batch_size']}")
+        raise ValueError(
+            f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {training['batch_size']}"
+        )
     acts = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(training["seed"]))]
     n_eval = max(1, int(HELD_OUT_FRACTION * acts.shape[0]))
     held_out, train = acts[:n_eval], acts[n_eval:]
@@ -90,8 +92,18 @@ def train_embedded_sae(
     return TrainedSAE(sae, quality, int(train.shape[0]), per_dataset, t1 - t0, t2 - t1)
 
 
-def prepare_sae(mode: str, model, hook_name: str, datasets: Sequence[DatasetEntry], training: Mapping[str, Any], batch_size: int,
-                corpus_cache: str | Path | None, device: str, load_hub_sae: Callable[[], Any], log: Callable[[str], None] = print) -> TrainedSAE:
+def prepare_sae(
+    mode: str,
+    model,
+    hook_name: str,
+    datasets: Sequence[DatasetEntry],
+    training: Mapping[str, Any],
+    batch_size: int,
+    corpus_cache: str | Path | None,
+    device: str,
+    load_hub_sae: Callable[[], Any],
+    log: Callable[[str], None] = print,
+) -> TrainedSAE:
     """The SAE of a deployment: trained on ``datasets`` (embedded mode), or the pretrained hub
     SAE evaluated on the same datasets' SAE split (hub mode)."""
     if mode == "embedded":

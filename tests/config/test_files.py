@@ -8,7 +8,9 @@ from cluster_assets.config import ConfigFileError, load_registry, load_sweep
 from cluster_assets.storage.hashing import content_hash
 from tests.conftest import FIXTURES, fixture_project
 
-REGISTRY_HEAD = "sae_training: [kjv]\ndatasets:\n  kjv: {loader: kjv_passages, offline: true, licence: PD, params: {verses_per_passage: 2}}\n"
+REGISTRY_HEAD = (
+    "sae_training: [kjv]\ndatasets:\n  kjv: {loader: kjv_passages, offline: true, licence: PD, params: {verses_per_passage: 2}}\n"
+)
 
 
 def _write(tmp_path, text, name="f.yaml"):
@@ -28,11 +30,23 @@ def test_repo_sweep_has_points_and_validates():
     "text, expected",
     [
         ("points: {a: {prompts: {n_prompt: 3}}}", r"f\.yaml, line 1: sweep point 'a', field prompts\.n_prompt: is not a known field"),
-        ("points:\n  a:\n    prompts: {n_prompts: 0}\n", r"line 3: sweep point 'a', field prompts\.n_prompts: input should be greater than 0 \(got 0\)"),
+        (
+            "points:\n  a:\n    prompts: {n_prompts: 0}\n",
+            r"line 3: sweep point 'a', field prompts\.n_prompts: input should be greater than 0 \(got 0\)",
+        ),
         ("points: {a: {merge_everything: {}}}", r"sweep point 'a', field merge_everything: is not a known field"),
-        ("points:\n  a:\n    merge: {threshold: 1.5}\n", r"line 3: sweep point 'a', field merge\.threshold: must be a finite number >= 0\.0 and <= 1\.0, got 1\.5$"),
-        ("points:\n  a:\n    memberships: {dead_stat: median}\n", r"sweep point 'a', field memberships\.dead_stat: input should be 'max' or 'mean' \(got 'median'\)$"),
-        ("points:\n  a:\n    memberships: {min_entropy: 3, max_entropy: 1}\n", r"sweep point 'a', field memberships\.min_entropy: 3\.0 is above max_entropy = 1\.0$"),
+        (
+            "points:\n  a:\n    merge: {threshold: 1.5}\n",
+            r"line 3: sweep point 'a', field merge\.threshold: must be a finite number >= 0\.0 and <= 1\.0, got 1\.5$",
+        ),
+        (
+            "points:\n  a:\n    memberships: {dead_stat: median}\n",
+            r"sweep point 'a', field memberships\.dead_stat: input should be 'max' or 'mean' \(got 'median'\)$",
+        ),
+        (
+            "points:\n  a:\n    memberships: {min_entropy: 3, max_entropy: 1}\n",
+            r"sweep point 'a', field memberships\.min_entropy: 3\.0 is above max_entropy = 1\.0$",
+        ),
         ("points:\n  a:\n    baseline: {n_neighbors: 1}\n", r"sweep point 'a', field baseline\.n_neighbors: must be a finite number >= 2"),
         ("points: {}", "no sweep points"),
         ("pionts: {a: {}}", r"line 1: unknown top-level key 'pionts'"),
@@ -51,8 +65,14 @@ def test_bad_sweep_files_name_the_file_point_and_field(tmp_path, text, expected)
     "text, expected",
     [
         ("datasets: {x: {loader: hub, offline: false}}", r"dataset 'x', field licence: is required"),
-        ("datasets:\n  x:\n    loader: hub\n    offline: maybe\n    licence: MIT\n", r"line 4: dataset 'x', field offline: input should be a valid boolean"),
-        ("sae_training: [y]\ndatasets: {x: {loader: hub, offline: false, licence: MIT}}", r"sae_training names 'y', which is not a dataset"),
+        (
+            "datasets:\n  x:\n    loader: hub\n    offline: maybe\n    licence: MIT\n",
+            r"line 4: dataset 'x', field offline: input should be a valid boolean",
+        ),
+        (
+            "sae_training: [y]\ndatasets: {x: {loader: hub, offline: false, licence: MIT}}",
+            r"sae_training names 'y', which is not a dataset",
+        ),
         ("datasets: {x: {loader: hub, offline: false, licence: MIT}\n", r"line \d+, column \d+: not valid YAML"),
     ],
 )
@@ -65,9 +85,13 @@ def test_bad_registry_entries(tmp_path, text, expected):
 
 def test_unknown_loader_and_bad_params_fail_when_the_code_location_loads(tmp_path):
     registry = _write(tmp_path, REGISTRY_HEAD + "  code: {loader: python_sources, offline: true, licence: PSF}\n", "datasets.yaml")
-    with pytest.raises(ConfigFileError, match=r"datasets\.yaml: dataset 'code', field loader: unknown loader 'python_sources'; valid: kjv_passages"):
+    with pytest.raises(
+        ConfigFileError, match=r"datasets\.yaml: dataset 'code', field loader: unknown loader 'python_sources'; valid: kjv_passages"
+    ):
         fixture_project(datasets=registry)
-    registry = _write(tmp_path, REGISTRY_HEAD + "  code: {loader: python_stdlib, offline: true, licence: PSF, params: {lines: 3}}\n", "datasets.yaml")
+    registry = _write(
+        tmp_path, REGISTRY_HEAD + "  code: {loader: python_stdlib, offline: true, licence: PSF, params: {lines: 3}}\n", "datasets.yaml"
+    )
     with pytest.raises(ConfigFileError, match=r"dataset 'code', field params: got an unexpected keyword argument 'lines'"):
         fixture_project(datasets=registry)
 
@@ -78,13 +102,19 @@ def test_replicates_that_cannot_be_disjoint_fail_at_load(tmp_path, cache_dir):
     registry = load_registry(FIXTURES / "datasets.yaml")
     load_texts(registry["json_docstrings"], cache_dir / "corpora")  # the corpus cache records how many texts are usable
     sweep = _write(tmp_path, "points:\n  big:\n    prompts: {n_prompts: 100, replicates: 3}\n", "sweep.yaml")
-    with pytest.raises(ConfigFileError, match=r"sweep\.yaml: sweep point 'big', field prompts\.n_prompts: 100 prompts x 3 disjoint "
-                                               r"replicates = 300 is more than the \d+ usable texts of dataset 'json_docstrings'"):
+    with pytest.raises(
+        ConfigFileError,
+        match=r"sweep\.yaml: sweep point 'big', field prompts\.n_prompts: 100 prompts x 3 disjoint "
+        r"replicates = 300 is more than the \d+ usable texts of dataset 'json_docstrings'",
+    ):
         fixture_project(sweep=sweep)
 
 
 def test_replicates_expand_into_partitions_with_their_own_seeds(tmp_path):
-    sweep = _write(tmp_path, "points:\n  a: {prompts: {replicates: 3}}\n  m: {merge: {sampler: mcmc}, prompts: {replicates: 2}}\n  g: {prompts: {replicates: 2}}\n")
+    sweep = _write(
+        tmp_path,
+        "points:\n  a: {prompts: {replicates: 3}}\n  m: {merge: {sampler: mcmc}, prompts: {replicates: 2}}\n  g: {prompts: {replicates: 2}}\n",
+    )
     points = load_sweep(sweep)
     assert list(points) == ["a", "a@2", "a@3", "m", "m@2", "g", "g@2"]
     assert [p.replicate for p in points.values()] == [0, 1, 2, 0, 1, 0, 1]
@@ -98,8 +128,12 @@ def test_adding_a_dataset_leaves_the_sae_and_existing_partitions_as_they_are(tmp
     from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
     from cluster_assets.defs.stages import Lineage
 
-    registry = _write(tmp_path, (FIXTURES / "datasets.yaml").read_text()
-                      + "  more_code:\n    loader: python_stdlib\n    offline: true\n    licence: PSF\n    params: {lines_per_chunk: 40}\n", "datasets.yaml")
+    registry = _write(
+        tmp_path,
+        (FIXTURES / "datasets.yaml").read_text()
+        + "  more_code:\n    loader: python_stdlib\n    offline: true\n    licence: PSF\n    params: {lines_per_chunk: 40}\n",
+        "datasets.yaml",
+    )
     grown = fixture_project(datasets=registry)
     assert "more_code" in [e.name for e in grown.datasets]
     store, source = ArtifactStoreResource(root=str(tmp_path)).store(), ActivationSource()

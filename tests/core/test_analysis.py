@@ -72,14 +72,18 @@ def test_build_memberships_token_and_prompt_units():
     assert np.all((dense > 0.2).mean(axis=0)[kept] >= 0.05)
     np.testing.assert_array_equal(res.memberships.feature_ids, kept)
     np.testing.assert_array_equal(res.memberships.to_csr().toarray(), dense[:, kept] > 0.2)
-    res_p = build_memberships(sp.csr_array(dense), prompts, MembershipConfig(threshold=0.2, min_firing_rate=0.05, unit="prompt", prompt_reduce="max"))
+    res_p = build_memberships(
+        sp.csr_array(dense), prompts, MembershipConfig(threshold=0.2, min_firing_rate=0.05, unit="prompt", prompt_reduce="max")
+    )
     ids = np.unique(prompts)
     want = np.stack([(dense[prompts == p][:, kept] > 0.2).any(axis=0) for p in ids])
     np.testing.assert_array_equal(res_p.memberships.to_csr().toarray(), want)
     np.testing.assert_array_equal(res_p.sample_prompt, ids)
 
 
-@pytest.mark.parametrize("config, field", [(MembershipConfig(threshold=1e6), "threshold"), (MembershipConfig(min_firing_rate=0.99), "min_firing_rate")])
+@pytest.mark.parametrize(
+    "config, field", [(MembershipConfig(threshold=1e6), "threshold"), (MembershipConfig(min_firing_rate=0.99), "min_firing_rate")]
+)
 def test_build_memberships_bad_parameters_name_the_field(config, field):
     dense, prompts = _activations(2)
     with pytest.raises(ParameterError) as err:

@@ -13,9 +13,11 @@ def two_sets(draw):
     n = draw(st.integers(1, 700))
     # sizes drawn around the sparse/bitset switch point so both forms and mixes occur
     boundary = int(DENSE_FRACTION * n)
+
     def one():
         size = draw(st.integers(0, min(n, boundary * 3 + 3)))
         return set(draw(st.lists(st.integers(0, n - 1), min_size=size, max_size=size)))
+
     return n, one(), one()
 
 

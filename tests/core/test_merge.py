@@ -95,7 +95,7 @@ def test_range_threshold_zero_always_picks_a_minimum_cost_pair_with_ties():
     lo = np.nanmin(costs)
     picks = set()
     for u in np.linspace(0, 0.999, 50):
-        i, j, cost = state.choose(MergeConfig(threshold=0.0), float(u))
+        i, j, _cost = state.choose(MergeConfig(threshold=0.0), float(u))
         assert costs[i, j] == pytest.approx(lo, abs=1e-12)
         picks.add((i, j))
     assert len(picks) > 1, "ties should be broken by the draw, not always the same pair"
@@ -176,7 +176,13 @@ def test_bad_input_raises_clear_errors(activity, config, match):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"sampler": "annealing"}, "sampler"), ({"threshold": -0.1}, "threshold"), ({"temperature": 0}, "temperature"), ({"iters": -1}, "iters"), ({"alpha": math.inf}, "alpha")],
+    [
+        ({"sampler": "annealing"}, "sampler"),
+        ({"threshold": -0.1}, "threshold"),
+        ({"temperature": 0}, "temperature"),
+        ({"iters": -1}, "iters"),
+        ({"alpha": math.inf}, "alpha"),
+    ],
 )
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -322,7 +328,9 @@ def test_fast_range_draws_uniformly_among_the_candidates(premerges, threshold):
     seen: dict[tuple[int, int], int] = {}
     log_km1 = math.log2(state.k - 1)
     for _ in range(draws):
-        i, j, _ = extremes_range_pick(rows, state.active, state.counts, state.sizes, state.cofiring, log_km1, float(gen.random()), gen, scan_pairs=0)
+        i, j, _ = extremes_range_pick(
+            rows, state.active, state.counts, state.sizes, state.cofiring, log_km1, float(gen.random()), gen, scan_pairs=0
+        )
         seen[(i, j)] = seen.get((i, j), 0) + 1
     assert set(seen) == set(want)
     freq = np.array([seen[p] for p in want]) / draws

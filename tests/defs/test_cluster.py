@@ -6,10 +6,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import dagster as dg
-import pytest
 import yaml
 
 from cluster_assets.cli.instance import POSTGRES_ENV, write_instance_config
@@ -27,9 +25,18 @@ def environment(tmp_path, **extra) -> dict:
     settings = tmp_path / "resources.yaml"
     source = tiny_resources(tmp_path)["source"]
     settings.write_text(yaml.safe_dump({"source": {"device": "cpu", "batch_size": 8, "sae_training": source.sae_training.model_dump()}}))
-    return {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "CLUSTER_ASSETS_ARTIFACTS": str(tmp_path / "artifacts"),
-            "CLUSTER_ASSETS_SWEEP": str(FIXTURES / "sweep.yaml"), "CLUSTER_ASSETS_DATASETS": str(FIXTURES / "datasets.yaml"),
-            "CLUSTER_ASSETS_RESOURCES": str(settings), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "CLUSTER_ASSETS_ARTIFACTS": str(tmp_path / "artifacts"),
+        "CLUSTER_ASSETS_SWEEP": str(FIXTURES / "sweep.yaml"),
+        "CLUSTER_ASSETS_DATASETS": str(FIXTURES / "datasets.yaml"),
+        "CLUSTER_ASSETS_RESOURCES": str(settings),
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **extra,
+    }
 
 
 def materialize(env: dict, select: str, partition: str | None, timeout: float) -> None:
@@ -100,10 +107,17 @@ def test_two_partitions_on_slurm_through_dask_jobqueue(tmp_path, embedded_cache,
     from tests.engines import SlurmCluster
 
     with SlurmCluster() as slurm:
-        env = environment(tmp_path, SLURM_CONF=slurm.env["SLURM_CONF"], CLUSTER_ASSETS_EXECUTOR="slurm",
-                          CLUSTER_ASSETS_SLURM_QUEUE="test", CLUSTER_ASSETS_SLURM_CORES="1", CLUSTER_ASSETS_SLURM_MEMORY="4GB",
-                          CLUSTER_ASSETS_SLURM_WORKERS="1", CLUSTER_ASSETS_SLURM_SCHEDULER_HOST="127.0.0.1",
-                          CLUSTER_ASSETS_SLURM_LOG_DIRECTORY=str(tmp_path / "slurm-jobs"))
+        env = environment(
+            tmp_path,
+            SLURM_CONF=slurm.env["SLURM_CONF"],
+            CLUSTER_ASSETS_EXECUTOR="slurm",
+            CLUSTER_ASSETS_SLURM_QUEUE="test",
+            CLUSTER_ASSETS_SLURM_CORES="1",
+            CLUSTER_ASSETS_SLURM_MEMORY="4GB",
+            CLUSTER_ASSETS_SLURM_WORKERS="1",
+            CLUSTER_ASSETS_SLURM_SCHEDULER_HOST="127.0.0.1",
+            CLUSTER_ASSETS_SLURM_LOG_DIRECTORY=str(tmp_path / "slurm-jobs"),
+        )
         write_instance_config(env["DAGSTER_HOME"], postgres=False)  # one node: sqlite on the shared disk will do
         with dg.DagsterInstance.ephemeral() as instance:  # the SAE locally; the partitions on Slurm
             assert Graph(fixture_project(), tiny_resources(tmp_path / "artifacts"), instance).sae().success

@@ -23,14 +23,19 @@ def trained(graph):
 def test_two_datasets_by_two_sweep_points_end_to_end(trained):
     graph = trained
     results = {(d, h): graph.partition(d, h) for d in ("kjv", "python_stdlib") for h in ("base", "other_seed")}
-    for key, res in results.items():
+    for _key, res in results.items():
         assert res.success
         checks = res.get_asset_check_evaluations()
         assert len(checks) == 3 and all(c.passed for c in checks), [c.description for c in checks]
         cmd = graph.metadata(res, "clusters")
         stored = ClustersFormat().load(Path(cmd["path"].value))
         features = MembershipsFormat().load_features(Path(graph.metadata(res, "memberships")["path"].value))
-        assert stored.clusters["size"].sum() == stored.labels.height == features["kept"].sum() == graph.metadata(res, "memberships")["kept_features"].value
+        assert (
+            stored.clusters["size"].sum()
+            == stored.labels.height
+            == features["kept"].sum()
+            == graph.metadata(res, "memberships")["kept_features"].value
+        )
         assert stored.clusters.height == cmd["k"].value == graph.metadata(res, "merge_history")["best_k"].value
         hist = MergeHistoryFormat().load(Path(graph.metadata(res, "merge_history")["path"].value))
         assert np.argmin(hist.mdl) == hist.n_features - cmd["k"].value
@@ -138,7 +143,7 @@ def test_bad_threshold_names_point_and_field(trained, tmp_path):
     graph = Graph(fixture_project(sweep=sweep), trained.resources, trained.instance)
     res = graph.materialize(["prompts", "activations", "memberships"], graph.key("kjv", "base"), raise_on_error=False)
     assert not res.success
-    failure = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)
     assert "sweep point 'base', field memberships.threshold: 1000.0 leaves no active feature" in message
     assert message.count("threshold") == 1 and "np." not in message
@@ -149,4 +154,6 @@ def test_definitions_load_with_jobs_and_automation(project):
 
     repo = build_definitions(project).get_repository_def()
     assert {"model_side_job", "clustering_job", "sae_job", "partition_job"} <= {j.name for j in repo.get_all_jobs()}
-    assert {"answers_automation", "missing_partitions_automation", "sweep_files_sensor", "dead_run_sensor"} <= {s.name for s in repo.sensor_defs}
+    assert {"answers_automation", "missing_partitions_automation", "sweep_files_sensor", "dead_run_sensor"} <= {
+        s.name for s in repo.sensor_defs
+    }

@@ -66,7 +66,12 @@ def test_comparison_with_fewer_than_two_partitions_says_so(setup):
     assert res.success
     assert "fewer than two datasets" in md["note"].value
     res = graph.materialize(["dataset_comparison"], "hdbscan_umap")
-    ari = TablesFormat().load(Path(graph.metadata(res, "dataset_comparison")["path"].value)).tables["effects"].filter(pl.col("metric") == "ari")
+    ari = (
+        TablesFormat()
+        .load(Path(graph.metadata(res, "dataset_comparison")["path"].value))
+        .tables["effects"]
+        .filter(pl.col("metric") == "ari")
+    )
     # one replicate each: the floor is unknown and the verdict says so rather than inventing one
     assert ari["floor_a"].is_null().all() and ari["verdict"].str.contains("floor unknown").all()
     assert md["missing_partitions"].value == 4
@@ -89,7 +94,10 @@ def test_sweep_comparison_and_method_comparison(setup):
     assert set(effects["a"]) == {"hdbscan_umap", "hdbscan_raw"} and set(effects["b"]) == {"base"}
     assert "merge.method=umap_hdbscan" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
     # the changes column keeps the parameter that tells the two baseline points apart
-    assert points.filter(pl.col("point") == "hdbscan_raw")["changes"].item() != points.filter(pl.col("point") == "hdbscan_umap")["changes"].item()
+    assert (
+        points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
+        != points.filter(pl.col("point") == "hdbscan_umap")["changes"].item()
+    )
     methods = tables.tables["methods"]
     assert {("mdl_merge", "umap_hdbscan")} <= set(zip(methods["method_a"], methods["method_b"]))
     assert methods["ari"].is_between(-1, 1).all()

@@ -40,8 +40,14 @@ def _env(home: Path, **extra) -> dict:
 
 
 def _materialize(home, root, assets, dataset="kjv", hparams="base", timeout=300, cwd=ROOT, **env):
-    return subprocess.run([sys.executable, "-c", MATERIALIZE, str(root), ",".join(assets), dataset, hparams], cwd=cwd,
-                          env=_env(home, **env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", MATERIALIZE, str(root), ",".join(assets), dataset, hparams],
+        cwd=cwd,
+        env=_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +74,17 @@ def test_runs_land_under_dagster_home_from_another_directory(tmp_path, trained_r
 def test_a_killed_run_releases_the_model_pool(tmp_path, trained_root, project):
     home = tmp_path / "home"
     write_instance_config(home, postgres=False)
-    proc = subprocess.Popen([sys.executable, "-c", MATERIALIZE, str(trained_root), "prompts,activations", "kjv", "base"], cwd=ROOT,
-                            env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MATERIALIZE, str(trained_root), "prompts,activations", "kjv", "base"],
+        cwd=ROOT,
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with open_instance(home) as instance:
+
             def activations_started():
                 for run in instance.get_runs():
                     starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
@@ -118,10 +131,13 @@ def _run_logs(graph, result) -> str:
     return "\n".join(e.user_message for e in graph.instance.all_logs(result.run_id))
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-64] + bytes(64)), "coactivation.npy: content changed"),  # values changed in place
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "coactivation.npy: "),  # truncated
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-64] + bytes(64)), "coactivation.npy: content changed"),  # values changed in place
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "coactivation.npy: "),  # truncated
+    ],
+)
 def test_a_damaged_artifact_is_named_and_recomputed(graph_with_partition, damage, words):
     graph = graph_with_partition
     first = graph.partition("kjv", "base")
@@ -156,8 +172,10 @@ def test_a_damaged_input_fails_the_reader_naming_the_file(graph_with_partition):
 
 def test_a_runtime_parameter_error_names_the_point_and_field(tmp_path, graph, cache_dir):
     registry = tmp_path / "datasets.yaml"
-    registry.write_text((FIXTURES / "datasets.yaml").read_text()
-                        + "  tiny_docs:\n    loader: library_docstrings\n    offline: true\n    licence: PSF\n    params: {packages: [json], min_chars: 900}\n")
+    registry.write_text(
+        (FIXTURES / "datasets.yaml").read_text()
+        + "  tiny_docs:\n    loader: library_docstrings\n    offline: true\n    licence: PSF\n    params: {packages: [json], min_chars: 900}\n"
+    )
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("points:\n  many:\n    prompts: {n_prompts: 60, max_tokens: 16}\n")  # enough for the cached corpora
     for cached in (cache_dir / "corpora").glob("tiny_docs-*"):
@@ -171,7 +189,10 @@ def test_a_runtime_parameter_error_names_the_point_and_field(tmp_path, graph, ca
     # now the cache knows the corpus size: the same sweep fails when the code location loads
     from cluster_assets.config import ConfigFileError
 
-    with pytest.raises(ConfigFileError, match=r"sweep point 'many', field prompts\.n_prompts: 60 prompts is more than the \d+ usable texts of dataset 'tiny_docs'"):
+    with pytest.raises(
+        ConfigFileError,
+        match=r"sweep point 'many', field prompts\.n_prompts: 60 prompts is more than the \d+ usable texts of dataset 'tiny_docs'",
+    ):
         fixture_project(sweep=sweep, datasets=registry)
 
 
@@ -187,8 +208,13 @@ def test_offline_automation_requests_no_hub_partition():
             cursor = None
             for hour in (1, 3):  # across the nightly 02:00 tick
                 when = datetime(2026, 11, 23, hour, tzinfo=timezone.utc)
-                result = dg.evaluate_automation_conditions(defs, instance, asset_selection=dg.AssetSelection.groups("model_side", "clustering"),
-                                                           evaluation_time=when, cursor=cursor)
+                result = dg.evaluate_automation_conditions(
+                    defs,
+                    instance,
+                    asset_selection=dg.AssetSelection.groups("model_side", "clustering"),
+                    evaluation_time=when,
+                    cursor=cursor,
+                )
                 cursor = result.cursor
                 for name in ("prompts", "clusters"):
                     datasets |= {str(k).split("|")[0] for k in result.get_requested_partitions(dg.AssetKey(name))}

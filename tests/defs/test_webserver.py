@@ -6,10 +6,8 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 
-import dagster as dg
 import pytest
 import yaml
 
@@ -28,8 +26,14 @@ class DagsterDev:
     def __init__(self, env: dict, log_path):
         self.port = free_port()
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "dg"), "dev", "--host", "127.0.0.1", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "dg"), "dev", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
@@ -61,14 +65,18 @@ class DagsterDev:
 
 
 def _materializations(dev: DagsterDev, asset: str) -> dict:
-    data = dev.graphql("""query($path: [String!]!) { assetOrError(assetKey: {path: $path}) { __typename
+    data = dev.graphql(
+        """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) { __typename
         ... on Asset { assetMaterializations(limit: 50) { partition metadataEntries { label __typename
             ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } } } } }""",
-                       {"path": [asset]})["assetOrError"]
+        {"path": [asset]},
+    )["assetOrError"]
     if data["__typename"] != "Asset":
         return {}
-    return {m["partition"]: {e["label"]: e.get("intValue", e.get("text", e.get("boolValue"))) for e in m["metadataEntries"]}
-            for m in data["assetMaterializations"]}
+    return {
+        m["partition"]: {e["label"]: e.get("intValue", e.get("text", e.get("boolValue"))) for e in m["metadataEntries"]}
+        for m in data["assetMaterializations"]
+    }
 
 
 def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedded_cache):
@@ -76,11 +84,23 @@ def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedde
     write_instance_config(home, postgres=False)
     settings = tmp_path / "resources.yaml"  # the code location's resources: the tiny SAE and the test's artifact root
     source = tiny_resources(artifacts)["source"]
-    settings.write_text(yaml.safe_dump({"source": {"device": "cpu", "batch_size": 8, "sae_training": source.sae_training.model_dump()},
-                                        "artifacts": {"root": str(artifacts)}}))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLUSTER_ASSETS_SWEEP": str(FIXTURES / "sweep.yaml"),
-           "CLUSTER_ASSETS_DATASETS": str(FIXTURES / "datasets.yaml"), "CLUSTER_ASSETS_RESOURCES": str(settings),
-           "VIRTUAL_ENV": str(ROOT / ".venv"), "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "source": {"device": "cpu", "batch_size": 8, "sae_training": source.sae_training.model_dump()},
+                "artifacts": {"root": str(artifacts)},
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CLUSTER_ASSETS_SWEEP": str(FIXTURES / "sweep.yaml"),
+        "CLUSTER_ASSETS_DATASETS": str(FIXTURES / "datasets.yaml"),
+        "CLUSTER_ASSETS_RESOURCES": str(settings),
+        "VIRTUAL_ENV": str(ROOT / ".venv"),
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+    }
     from tests.defs.test_faults import open_instance
 
     with open_instance(home) as instance:  # the shared SAE first, on the same instance and artifact root
@@ -88,15 +108,19 @@ def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedde
     dev = DagsterDev(env, tmp_path / "dg-dev.log")
     try:
         wait_for(dev.ready, 180, "the webserver to load the code location", interval=1)
-        launched = dev.graphql("""mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        launched = dev.graphql(
+            """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                               {"params": {"partitionNames": PARTITIONS, "assetSelection": [{"path": [a]} for a in CHAIN], "fromFailure": False}})
+            {"params": {"partitionNames": PARTITIONS, "assetSelection": [{"path": [a]} for a in CHAIN], "fromFailure": False}},
+        )
         result = launched["launchPartitionBackfill"]
         assert result["__typename"] == "LaunchBackfillSuccess", result
 
         def backfill_done():
-            status = dev.graphql("query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }",
-                                 {"id": result["backfillId"]})["partitionBackfillOrError"]["status"]
+            status = dev.graphql(
+                "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }",
+                {"id": result["backfillId"]},
+            )["partitionBackfillOrError"]["status"]
             assert status not in ("FAILED", "CANCELED", "COMPLETED_FAILED"), f"backfill {status}; see {tmp_path / 'dg-dev.log'}"
             return status in ("COMPLETED", "COMPLETED_SUCCESS")
 
@@ -115,12 +139,16 @@ def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedde
         report = next(iter(_materializations(dev, "research_report").values()))
         assert report["artifact"].startswith("research_report/")
 
-        ticks = dev.graphql("""query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+        ticks = dev.graphql(
+            """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
             ... on Sensor { sensorState { status ticks(limit: 5) { status } } } } }""",
-                            {"selector": {**LOCATION, "sensorName": "sweep_files_sensor"}})["sensorOrError"]["sensorState"]
+            {"selector": {**LOCATION, "sensorName": "sweep_files_sensor"}},
+        )["sensorOrError"]["sensorState"]
         assert ticks["status"] == "RUNNING" and ticks["ticks"], ticks
         runs = dev.graphql("{ runsOrError { ... on Runs { results { status tags { key value } } } } }")["runsOrError"]["results"]
-        automated = [r for r in runs if any(t["key"] == "dagster/automation_condition" or t["key"] == "dagster/sensor_name" for t in r["tags"])]
+        automated = [
+            r for r in runs if any(t["key"] == "dagster/automation_condition" or t["key"] == "dagster/sensor_name" for t in r["tags"])
+        ]
         assert automated and all(r["status"] == "SUCCESS" for r in automated)
     finally:
         dev.stop()

@@ -13,7 +13,9 @@ def tiny_model():
     from transformer_lens import HookedTransformerConfig
 
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=3, d_model=16, d_head=4, n_heads=4, d_mlp=32, d_vocab=50, n_ctx=32, act_fn="gelu", normalization_type="LN")
+    cfg = HookedTransformerConfig(
+        n_layers=3, d_model=16, d_head=4, n_heads=4, d_mlp=32, d_vocab=50, n_ctx=32, act_fn="gelu", normalization_type="LN"
+    )
     return HookedSAETransformer(cfg).eval()
 
 
@@ -108,7 +110,9 @@ def test_stack_rows_equals_vstack_then_row_indexing():
     from cluster_assets.sources.extraction import stack_rows
 
     rng = np.random.default_rng(0)
-    parts = [sp.csr_array(sp.random(n, 30, density=0.2, random_state=i, format="csr", dtype=np.float32)) for i, n in enumerate([5, 0, 7, 3])]
+    parts = [
+        sp.csr_array(sp.random(n, 30, density=0.2, random_state=i, format="csr", dtype=np.float32)) for i, n in enumerate([5, 0, 7, 3])
+    ]
     rows = rng.permutation(15)
     want = sp.csr_array(sp.vstack(parts, format="csr"))[rows]
     got = stack_rows(parts, rows)

@@ -40,11 +40,18 @@ SCRIPT = textwrap.dedent("""
 
 def test_hub_mode_end_to_end_from_a_prepopulated_cache(tmp_path, embedded_cache):
     build_hub_cache(tmp_path / "hf" / "hub", embedded_cache)
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "artifacts")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "artifacts")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-4000:]
-    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     assert out["sae_mode"] == "hub" and out["success"]
     assert out["d_sae"] == D_SAE and out["tokens"] > 0
     # every feature links to its Neuronpedia dashboard (sae-lens' registry names the SAE's Neuronpedia id)

@@ -45,7 +45,7 @@ def test_hub_mode_fails_fast_offline_without_a_cache(monkeypatch, tmp_path):
     """HF_HUB_OFFLINE=1 and an empty cache: the real loading code raises at once, naming the way out."""
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(HubUnavailableError, match="local Hugging Face cache.*embedded"):
+    with pytest.raises(HubUnavailableError, match=r"local Hugging Face cache.*embedded"):
         load_hub_model("EleutherAI/pythia-70m-deduped", "cpu")
-    with pytest.raises(HubUnavailableError, match="local Hugging Face cache.*embedded"):
+    with pytest.raises(HubUnavailableError, match=r"local Hugging Face cache.*embedded"):
         load_hub_sae("pythia-70m-deduped-mlp-sm", "blocks.3.hook_mlp_out", "cpu")

@@ -31,7 +31,7 @@ class WordTokenizer:
 
 def _corpus():
     texts = [" ".join(f"w{i}_{j}" for j in range(i % 40 + 1)) for i in range(600)]
-    return texts + ["", "   ", "\n\t"] + texts[:20]  # empties and duplicates
+    return [*texts, "", "   ", "\n\t", *texts[:20]]  # empties and duplicates
 
 
 def test_sampling_is_deterministic_and_respects_max_tokens():
@@ -59,7 +59,9 @@ def test_real_tokenizer_cuts_to_max_tokens(embedded_cache):
     from cluster_assets.sources.model import load_tokenizer
 
     tok = load_tokenizer(embedded_cache)
-    texts = ["The quick brown fox jumps over the lazy dog. " * 5, "Short text here."] * 20 + [f"Sentence {i} about nothing in particular." for i in range(100)]
+    texts = ["The quick brown fox jumps over the lazy dog. " * 5, "Short text here."] * 20 + [
+        f"Sentence {i} about nothing in particular." for i in range(100)
+    ]
     frame, _ = sample_prompts(texts, 30, 8, seed=0, tokenizer=tok)
     assert frame["n_tokens"].max() <= 8
     for ids, text in zip(frame["token_ids"].to_list(), frame["text"].to_list()):

@@ -123,7 +123,7 @@ def _after_merge(active, g, removed, s, r, cof, alpha, next_log_km1, margin, bes
         if m >= g:
             break
         star = best[m]
-        if star == g or star == removed or star < 0:
+        if star in (g, removed) or star < 0:
             valid[m] = DIRTY
             continue
         if valid[m] == DIRTY:
@@ -243,8 +243,18 @@ def extremes_mcmc_pick(extremes: RowExtremes, active, s, r, cof, log_km1, scale:
 RANGE_SCAN_PAIRS = 1 << 16
 
 
-def extremes_range_pick(extremes: RowExtremes, active, s, r, cof, log_km1, u: float, rng: np.random.Generator | None,
-               scan_pairs: int | None = None, batch: int = 64):
+def extremes_range_pick(
+    extremes: RowExtremes,
+    active,
+    s,
+    r,
+    cof,
+    log_km1,
+    u: float,
+    rng: np.random.Generator | None,
+    scan_pairs: int | None = None,
+    batch: int = 64,
+):
     """Exact uniform draw among the pairs with key <= cut (for greedy: the ties at the minimum).
 
     Without ``rng`` the candidates are listed in row-major order and ``u`` picks one: the

@@ -33,7 +33,7 @@ from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.merge.row_extremes import RowExtremes, extremes_mcmc_pick, extremes_range_pick
 from cluster_assets.core.merge.scan import scan_mcmc_pick, scan_range_pick
 from cluster_assets.core.merge.sets import difference_sorted, group_counts, intersect_sorted, union_sorted
-from cluster_assets.core.params import ParameterError, check_choices, check_number
+from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number
 
 #: "auto": row extremes for greedy, and rejection sampling over them for range and mcmc;
 #: "scan": always the full scan (the reference the fast paths are tested against)
@@ -92,8 +92,7 @@ class MergeState:
     (diagonal: the group's own count).
     """
 
-    def __init__(self, activity: sp.sparray | sp.spmatrix, cofiring: np.ndarray | None = None, engine: str = "auto",
-                 overwrite_cofiring: bool = False):
+    def __init__(self, activity: SparseMatrix, cofiring: np.ndarray | None = None, engine: str = "auto", overwrite_cofiring: bool = False):
         """``overwrite_cofiring=True`` lets the state update a given ``cofiring`` in place
         (when it already has the count type) instead of copying it, as scipy's
         ``overwrite_a``: the caller's array then holds the state's counts."""
@@ -114,12 +113,12 @@ class MergeState:
         # int32 sample ids and co-firing counts (both bounded by the sample count) halve the memory;
         # a merged row sums two counts, so the type must hold 2 * n_samples.  A canonical boolean
         # CSC (what Memberships holds) already lists each feature's samples: no second transpose.
-        if sp.issparse(activity) and activity.format == "csc" and activity.dtype == bool and activity.has_canonical_format:
+        if isinstance(activity, sp.csc_array) and activity.dtype == bool and activity.has_canonical_format:
             csc = compact_index(activity)
         else:
             csc = compact_index(csr).tocsc()
             csc.sort_indices()
-        self.members = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in range(n_features)]
+        self.members: list[np.ndarray] = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in range(n_features)]
         counts_type = count_dtype(2 * n_samples)
         if cofiring is None:
             self.cofiring = coactivation(csr).astype(counts_type, copy=False)
@@ -202,11 +201,11 @@ class MergeState:
             scanned, base, sign = difference_sorted(members_i, members_j), self.cofiring[j], 1
         extra = group_counts(scanned, self.row_indptr, self.row_indices, self.label, self.n_features, nb.get_num_threads())
         others = self.active[(self.active != i) & (self.active != j)]
-        new_row = base[others] + sign * extra[others]
+        new_row = (base[others] + sign * extra[others]).astype(self.cofiring.dtype, copy=False)
         self.cofiring[i, others] = new_row
         self.cofiring[others, i] = new_row
         self.counts[i] = self.counts[i] + self.counts[j] - c_ij
-        self.cofiring[i, i] = self.counts[i]
+        self.cofiring[i, i] = int(self.counts[i])
         self.sizes[i] += self.sizes[j]
         self.members[i] = union_sorted(self.members[i], self.members[j])
         self.members[j] = self.members[j][:0]
@@ -221,7 +220,7 @@ class MergeState:
 
 
 def run_merge(
-    activity: sp.sparray | sp.spmatrix,
+    activity: SparseMatrix,
     config: MergeConfig = MergeConfig(),
     *,
     cofiring: np.ndarray | None = None,
@@ -247,8 +246,7 @@ def run_merge(
     iters = possible if config.iters is None else config.iters
     if iters > possible:
         raise ParameterError(
-            "iters", f"{iters} is more merges than possible: {state.n_features} features allow {possible} "
-            "(merging stops at three groups)"
+            "iters", f"{iters} is more merges than possible: {state.n_features} features allow {possible} (merging stops at three groups)"
         )
     rng = np.random.default_rng(config.seed)
     pairs = np.zeros((iters, 2), dtype=np.int64)

@@ -4,7 +4,6 @@ Every asset has the same shape (:func:`materialize`): resolve the partition, com
 stage's content address, and hand :func:`~cluster_assets.defs.stages.run_stage` the body.
 """
 
-
 import functools
 from collections.abc import Callable
 
@@ -12,10 +11,10 @@ import dagster as dg
 
 from cluster_assets.defs.assets import clustering, comparisons, model
 from cluster_assets.defs.automation import answers_condition, missing_condition
+from cluster_assets.defs.dask import model_step_tags
 from cluster_assets.defs.partitions import Partitions, partition_names
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
-from cluster_assets.defs.dask import model_step_tags
 from cluster_assets.defs.stages import MODEL_POOL, STAGES, Output, Stage, StageContext, run_stage
 
 BODIES: dict[str, Callable[..., Output]] = {
@@ -42,7 +41,9 @@ def stage_context(context, project: Project, stage: Stage, source: ActivationSou
     return StageContext(stage, project, source, store, context.log, key=key)
 
 
-def materialize(context, project: Project, stage: Stage, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+def materialize(
+    context, project: Project, stage: Stage, source: ActivationSource, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
     ctx = stage_context(context, project, stage, source, artifacts)
     body = BODIES[stage.name]
     if stage.partitioning in ("dataset_point", "none") and stage.name != "research_report":
@@ -73,8 +74,10 @@ def comparison_inputs(ctx: StageContext, stage: str, key: str):
 def report_inputs(ctx: StageContext):
     """The comparison artifacts that exist for the current partitions, by stage and key."""
     found: dict[str, dict] = {"dataset_comparison": {}, "sweep_comparison": {}}
-    keys = {"dataset_comparison": list(dict.fromkeys(p.point for p in ctx.project.sweep.values())),
-            "sweep_comparison": [d.name for d in ctx.project.datasets]}
+    keys = {
+        "dataset_comparison": list(dict.fromkeys(p.point for p in ctx.project.sweep.values())),
+        "sweep_comparison": [d.name for d in ctx.project.datasets],
+    }
     for stage, stage_keys in keys.items():
         for key in stage_keys:
             sub = StageContext(STAGES[stage], ctx.project, ctx.source, ctx.store, ctx.log, key=key)
@@ -88,20 +91,37 @@ def report_inputs(ctx: StageContext):
 def build_assets(project: Project, partitions: Partitions) -> list[dg.AssetsDefinition]:
     """One asset per row of the stage table."""
     deps: dict[str, list] = {
-        "prompts": [], "sae": [], "activations": ["prompts", "sae"], "memberships": ["activations"],
-        "coactivation": ["memberships"], "merge_history": ["coactivation"], "clusters": ["merge_history"],
+        "prompts": [],
+        "sae": [],
+        "activations": ["prompts", "sae"],
+        "memberships": ["activations"],
+        "coactivation": ["memberships"],
+        "merge_history": ["coactivation"],
+        "clusters": ["merge_history"],
         "dataset_comparison": [dg.AssetDep("clusters", partition_mapping=dg.AllPartitionMapping())],
-        "sweep_comparison": [dg.AssetDep("clusters", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset"))],
+        "sweep_comparison": [
+            dg.AssetDep("clusters", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset"))
+        ],
         "research_report": ["dataset_comparison", "sweep_comparison"],
     }
     partitions_of = {"dataset_point": partitions.both, "hparams": partitions.points, "dataset": partitions.datasets, "none": None}
 
     def make(stage: Stage) -> dg.AssetsDefinition:
-        automation = answers_condition() if stage.group == "comparisons" else missing_condition() if stage.partitioning == "dataset_point" else None
+        automation = (
+            answers_condition() if stage.group == "comparisons" else missing_condition() if stage.partitioning == "dataset_point" else None
+        )
 
-        @dg.asset(name=stage.name, partitions_def=partitions_of[stage.partitioning], deps=deps[stage.name], group_name=stage.group,
-                  kinds=set(stage.kinds) or None, pool=stage.pool, description=stage.description, automation_condition=automation,
-                  op_tags=model_step_tags() if stage.pool == MODEL_POOL else None)
+        @dg.asset(
+            name=stage.name,
+            partitions_def=partitions_of[stage.partitioning],
+            deps=deps[stage.name],
+            group_name=stage.group,
+            kinds=set(stage.kinds) or None,
+            pool=stage.pool,
+            description=stage.description,
+            automation_condition=automation,
+            op_tags=model_step_tags() if stage.pool == MODEL_POOL else None,
+        )
         def asset(context: dg.AssetExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
             return materialize(context, project, stage, source, artifacts)
 

@@ -18,15 +18,26 @@ from cluster_assets.storage import Artifact
 
 def partition_clustering(ctx: StageContext, lineage: Lineage) -> PartitionClustering:
     """The comparison record of one existing ``clusters`` partition."""
-    assert lineage.dataset is not None and lineage.point is not None
     clusters, manifest = ctx.read("clusters", lineage), lineage.artifact("clusters").manifest()["summary"]
     point = lineage.point
     changes = point.changes_from(ctx.project.reference)
     return PartitionClustering(
-        lineage.dataset.name, point.point, point.replicate, point.name, lineage.artifact("clusters").hash,
-        lineage.artifact("memberships").hash, manifest["method"], clusters.labels["feature_id"].to_numpy(),
-        clusters.labels["cluster"].to_numpy(), manifest["k"], manifest.get("noise_features", 0), manifest.get("mdl_at_cut"),
-        int(clusters.labels.height), clusters.clusters, clusters.top_prompts, clusters.extra.get("descriptions"),
+        lineage.dataset.name,
+        point.point,
+        point.replicate,
+        point.name,
+        lineage.artifact("clusters").hash,
+        lineage.artifact("memberships").hash,
+        manifest["method"],
+        clusters.labels["feature_id"].to_numpy(),
+        clusters.labels["cluster"].to_numpy(),
+        manifest["k"],
+        manifest.get("noise_features", 0),
+        manifest.get("mdl_at_cut"),
+        int(clusters.labels.height),
+        clusters.clusters,
+        clusters.top_prompts,
+        clusters.extra.get("descriptions"),
         {k: v for k, v in changes.items() if not k.startswith("merge.seed") and not k.startswith("baseline.seed")},
         lineage.artifact("activations").manifest()["summary"]["tokens"],
     )
@@ -41,8 +52,9 @@ def inputs_of(ctx: StageContext, pairs: list[tuple[str, SweepPoint]]) -> tuple[l
 
 def comparison_artifact(ctx: StageContext, have: list[Lineage]) -> Artifact:
     """Content address of a comparison: its stage, key and the clusters artifacts it reads."""
-    return ctx.store.artifact(ctx.stage.name, f"format-v{ctx.stage.format.version}", ctx.key,
-                              sorted(lin.artifact("clusters").hash for lin in have))
+    return ctx.store.artifact(
+        ctx.stage.name, f"format-v{ctx.stage.format.version}", ctx.key, sorted(lin.artifact("clusters").hash for lin in have)
+    )
 
 
 def _by(records: list[PartitionClustering], attr: str) -> dict[str, list[PartitionClustering]]:
@@ -60,7 +72,9 @@ def dataset_comparison(ctx: StageContext, have: list[Lineage], missing: list[str
         rec = next(r for r in records if r.dataset == name and r.replicate == 0)
         for other, olin in firsts.items():
             acts = ctx.read("activations", olin)
-            rates = cluster_activity(acts.values, rec.feature_ids, rec.labels, lin.point.memberships.threshold) / max(acts.values.shape[0], 1)
+            rates = cluster_activity(acts.values, rec.feature_ids, rec.labels, lin.point.memberships.threshold) / max(
+                acts.values.shape[0], 1
+            )
             activity += [{"clustered_on": name, "cluster": c, "measured_on": other, "firing_rate": float(v)} for c, v in enumerate(rates)]
     tables = compare_datasets(ctx.key, _by(records, "dataset"), missing, pl.DataFrame(activity) if activity else None)
     effects = tables.tables["effects"]
@@ -75,20 +89,43 @@ def dataset_comparison(ctx: StageContext, have: list[Lineage], missing: list[str
         floors = tables.tables["floors"].filter(pl.col("metric") == "ari")
         for name, v in floors.select("condition", "value").iter_rows():
             matrix[names.index(name), names.index(name)] = v if v is not None else np.nan
-        figures["ari_heatmap"] = plots.labelled_heatmap(matrix, names, f"ARI between datasets at {ctx.key} (diagonal: replicate floor)", "ARI")
-        figures["ari_vs_floor"] = plots.effect_vs_floor(_floor_rows(ari, "ari"), "ARI", f"ARI between datasets vs replicate floors ({ctx.key})")
-    return Output(tables, summary, markdown={"effects": _effects_markdown(effects), "missing": ", ".join(missing) or "none"}, figures=figures)
+        figures["ari_heatmap"] = plots.labelled_heatmap(
+            matrix, names, f"ARI between datasets at {ctx.key} (diagonal: replicate floor)", "ARI"
+        )
+        figures["ari_vs_floor"] = plots.effect_vs_floor(
+            _floor_rows(ari, "ari"), "ARI", f"ARI between datasets vs replicate floors ({ctx.key})"
+        )
+    return Output(
+        tables, summary, markdown={"effects": _effects_markdown(effects), "missing": ", ".join(missing) or "none"}, figures=figures
+    )
 
 
 def _floor_rows(effects: pl.DataFrame, metric: str) -> list[dict]:
     rows = []
     for r in effects.filter(pl.col("metric") == metric).iter_rows(named=True):
-        floor = [f for f in ((r["floor_a"], r["floor_a_low"], r["floor_a_high"]), (r["floor_b"], r["floor_b_low"], r["floor_b_high"])) if f[0] is not None]
+        floor = [
+            f
+            for f in ((r["floor_a"], r["floor_a_low"], r["floor_a_high"]), (r["floor_b"], r["floor_b_low"], r["floor_b_high"]))
+            if f[0] is not None
+        ]
         low_floor = min(floor, key=lambda f: f[0]) if floor else None
-        rows.append({"label": f"{r['a']} ~ {r['b']}", "value": r["value"], "low": r["value_low"] if r["value_low"] is not None else r["value"],
-                     "high": r["value_high"] if r["value_high"] is not None else r["value"],
-                     **({"floor": low_floor[0], "floor_low": low_floor[1] if low_floor[1] is not None else low_floor[0],
-                         "floor_high": low_floor[2] if low_floor[2] is not None else low_floor[0]} if low_floor else {})})
+        rows.append(
+            {
+                "label": f"{r['a']} ~ {r['b']}",
+                "value": r["value"],
+                "low": r["value_low"] if r["value_low"] is not None else r["value"],
+                "high": r["value_high"] if r["value_high"] is not None else r["value"],
+                **(
+                    {
+                        "floor": low_floor[0],
+                        "floor_low": low_floor[1] if low_floor[1] is not None else low_floor[0],
+                        "floor_high": low_floor[2] if low_floor[2] is not None else low_floor[0],
+                    }
+                    if low_floor
+                    else {}
+                ),
+            }
+        )
     return rows
 
 
@@ -103,8 +140,10 @@ def _effects_markdown(effects: pl.DataFrame) -> str:
         return "_nothing to compare yet_"
     lines = ["| a | b | metric | between | floor a | floor b | verdict |", "|---|---|---|---|---|---|---|"]
     for r in effects.iter_rows(named=True):
-        lines.append(f"| {r['a']} | {r['b']} | {METRIC_NAMES[r['metric']]} | {_fmt(r['value'], r['value_low'], r['value_high'])} | "
-                     f"{_fmt(r['floor_a'], r['floor_a_low'], r['floor_a_high'])} | {_fmt(r['floor_b'], r['floor_b_low'], r['floor_b_high'])} | {r['verdict']} |")
+        lines.append(
+            f"| {r['a']} | {r['b']} | {METRIC_NAMES[r['metric']]} | {_fmt(r['value'], r['value_low'], r['value_high'])} | "
+            f"{_fmt(r['floor_a'], r['floor_a_low'], r['floor_a_high'])} | {_fmt(r['floor_b'], r['floor_b_low'], r['floor_b_high'])} | {r['verdict']} |"
+        )
     return "\n".join(lines)
 
 
@@ -133,38 +172,67 @@ def heldout_rows(ctx: StageContext, have: list[Lineage], records: list[Partition
             acts = ctx.read("activations", target)
             activity, _ = activity_of(acts.values, acts.token_prompt, rec.feature_ids, lin.point.memberships)
             score = heldout_score(activity, rec.labels, lin.point.merge.alpha)
-            rows.append({"point": rec.point, "replicate": rec.replicate + 1, "method": rec.method, "measured_on": target.dataset.name,
-                         "sample": target.point.name, "kind": kind, "mdl": score.mdl, "singletons": score.singletons,
-                         "random": score.random, "gain_vs_singletons": score.gain_vs_singletons,
-                         "gain_vs_random": score.gain_vs_random, "samples": score.samples})
+            rows.append(
+                {
+                    "point": rec.point,
+                    "replicate": rec.replicate + 1,
+                    "method": rec.method,
+                    "measured_on": target.dataset.name,
+                    "sample": target.point.name,
+                    "kind": kind,
+                    "mdl": score.mdl,
+                    "singletons": score.singletons,
+                    "random": score.random,
+                    "gain_vs_singletons": score.gain_vs_singletons,
+                    "gain_vs_random": score.gain_vs_random,
+                    "samples": score.samples,
+                }
+            )
     return rows
 
 
 def sweep_comparison(ctx: StageContext, have: list[Lineage], missing: list[str]) -> Output:
     records = [partition_clustering(ctx, lin) for lin in have]
     heldout = heldout_rows(ctx, have, records)
-    tables = compare_points(ctx.key, ctx.project.reference.point, _by(records, "point"), missing, pl.DataFrame(heldout) if heldout else None)
+    tables = compare_points(
+        ctx.key, ctx.project.reference.point, _by(records, "point"), missing, pl.DataFrame(heldout) if heldout else None
+    )
     summary = {k: v for k, v in tables.summary.items() if k != "missing"} | {"missing_partitions": len(missing)}
     figures = {}
     same = pl.DataFrame(heldout).filter(pl.col("kind") == "same dataset") if heldout else pl.DataFrame()
     if same.height:
         by_point = same.group_by("point", maintain_order=True).agg(pl.col("gain_vs_singletons").mean(), pl.col("gain_vs_random").mean())
-        figures["heldout_gain"] = plots.grouped_bars(by_point["point"].to_list(), {"vs every feature alone": by_point["gain_vs_singletons"].to_list(),
-                                                     "vs random partition, same sizes": by_point["gain_vs_random"].to_list()},
-                                                     "held-out description length saved", f"Held-out MDL gain per sweep point ({ctx.key})")
+        figures["heldout_gain"] = plots.grouped_bars(
+            by_point["point"].to_list(),
+            {
+                "vs every feature alone": by_point["gain_vs_singletons"].to_list(),
+                "vs random partition, same sizes": by_point["gain_vs_random"].to_list(),
+            },
+            "held-out description length saved",
+            f"Held-out MDL gain per sweep point ({ctx.key})",
+        )
     effects = tables.tables["effects"]
     if effects.height:
-        figures["ari_vs_floor"] = plots.effect_vs_floor(_floor_rows(effects, "ari"), f"ARI vs {ctx.project.reference.point}",
-                                                        f"Each sweep point vs the reference, against replicate floors ({ctx.key})")
+        figures["ari_vs_floor"] = plots.effect_vs_floor(
+            _floor_rows(effects, "ari"),
+            f"ARI vs {ctx.project.reference.point}",
+            f"Each sweep point vs the reference, against replicate floors ({ctx.key})",
+        )
     points = tables.tables["points"].select("point", "changes", "method", "replicates", "kept", "k", "noise_fraction")
-    return Output(tables, summary, markdown={"points": _table_md(points), "effects": _effects_markdown(effects),
-                                             "missing": ", ".join(missing) or "none"}, figures=figures)
+    return Output(
+        tables,
+        summary,
+        markdown={"points": _table_md(points), "effects": _effects_markdown(effects), "missing": ", ".join(missing) or "none"},
+        figures=figures,
+    )
 
 
 def _table_md(frame: pl.DataFrame) -> str:
     head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+
     def cell(v):
         return f"{v:.3g}" if isinstance(v, float) else str(v).replace("|", "/")
+
     return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in frame.iter_rows())
 
 

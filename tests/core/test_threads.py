@@ -1,0 +1,53 @@
+"""Parallel kernels give bit-identical results for any thread count (numba's, set by NUMBA_NUM_THREADS)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+SCRIPT = textwrap.dedent("""
+    import numpy as np, scipy.sparse as sp, xxhash
+    import numba
+    from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, coactivation, run_merge
+    from cluster_assets.core.analysis import analyse_clusters, describe_clusters, labels_at_cut
+    from cluster_assets.core.heldout import heldout_score
+
+    rng = np.random.default_rng(0)
+    n, d = 6000, 300
+    values = np.where(rng.random((n, d)) < rng.uniform(0.0, 0.08, d), rng.exponential(1.0, (n, d)), 0.0).astype(np.float32)
+    prompts = np.repeat(np.arange(n // 30), 30)
+    digest = xxhash.xxh3_128()
+    def add(*arrays):
+        for a in arrays:
+            digest.update(np.ascontiguousarray(a).tobytes())
+    res = build_memberships(sp.csr_array(values), prompts, MembershipConfig(threshold=0.1, min_firing_rate=0.005))
+    csc = res.memberships.activity
+    add(res.stats.firing_count, res.stats.max, res.stats.mean, res.stats.entropy, res.stats.varentropy, csc.indptr, csc.indices)
+    counts = coactivation(csc)
+    add(counts)
+    for config in (MergeConfig(), MergeConfig(threshold=0.3, seed=1), MergeConfig(sampler="mcmc", temperature=0.5, seed=2)):
+        h = run_merge(csc, config, cofiring=counts)
+        add(h.pairs, h.costs, h.mdl)
+    cut = labels_at_cut(h, "mdl")
+    an = analyse_clusters(cut.labels, cut.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5)
+    add(an.correlation, an.prompt_activity.toarray(), np.asarray(an.clusters["mean_activation"]))
+    desc = describe_clusters(an.token_clusters, rng.integers(0, 50, n), np.arange(n) % 30, rng.integers(0, 7, n))
+    add(np.asarray(desc["mean_position"]), np.asarray(desc["share_word"]))
+    score = heldout_score(res.memberships.to_csr(), cut.labels, 1.0)
+    add(np.array([score.mdl, score.random]))
+    print(numba.get_num_threads(), digest.hexdigest())
+""")
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    digests = {}
+    for threads in (1, 2, 3):
+        env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        used, digest = done.stdout.split()
+        assert int(used) == threads
+        digests[threads] = digest
+    assert len(set(digests.values())) == 1, digests
