@@ -17,20 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from cluster_assets.cli.local_cluster import DaskCluster, PostgresServer, free_port
+from cluster_assets.cli.local_cluster import DaskCluster, PostgresServer, free_port, wait_until
 
 __all__ = ["DaskCluster", "PostgresServer", "free_port", "wait_for"]
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
     """Poll ``condition()`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    try:
+        return wait_until(condition, timeout, what, interval)
+    except TimeoutError as err:
+        pytest.fail(str(err))
 
 
 class SlurmCluster:

@@ -88,66 +88,43 @@ class ClusterAnalysis:
 
 
 @nb.njit(cache=True)
-def _token_clusters(indptr, indices, data, cluster_of, threshold, k):
-    """Per token, the clusters active on it (in order of first member), with the number of
-    active members and their summed activation; and each cluster's largest active value."""
-    n_rows = indptr.size - 1
-    out_indptr = np.zeros(n_rows + 1, np.int64)
-    out_c = np.empty(indices.size, np.int64)
-    out_n = np.empty(indices.size, np.int64)
-    out_v = np.empty(indices.size, np.float64)
+def _sum_by_group(indptr, cols, values, col_map, threshold, row_order, row_group, n_groups, k):
+    """Per group of rows and mapped column: how many entries and the sum of their values.
+
+    Rows are visited in ``row_order``, along which ``row_group`` (0..n_groups-1) does not
+    decrease; an entry counts when its value is above ``threshold`` and ``col_map`` maps its
+    column to 0..k-1.  Returns the (groups x k) CSR (columns in order of first appearance) of
+    the counts and sums, and each mapped column's largest entry value.
+    """
+    out_indptr = np.zeros(n_groups + 1, np.int64)
+    out_c = np.empty(cols.size, np.int64)
+    out_n = np.empty(cols.size, np.int64)
+    out_v = np.empty(cols.size, np.float64)
     stamp = np.full(k, -1, np.int64)
     slot = np.zeros(k, np.int64)
-    cmax = np.zeros(k)
-    count = 0
-    for t in range(n_rows):
-        for q in range(indptr[t], indptr[t + 1]):
-            v = np.float64(data[q])
-            c = cluster_of[indices[q]]
-            if v > threshold and c >= 0:
-                if stamp[c] != t:
-                    stamp[c] = t
-                    slot[c] = count
-                    out_c[count] = c
-                    out_n[count] = 0
-                    out_v[count] = 0.0
-                    count += 1
-                out_n[slot[c]] += 1
-                out_v[slot[c]] += v
-                if v > cmax[c]:
-                    cmax[c] = v
-        out_indptr[t + 1] = count
-    return out_indptr, out_c[:count], out_n[:count], out_v[:count], cmax
-
-
-@nb.njit(cache=True)
-def _prompt_clusters(tok_indptr, tok_c, tok_v, row_order, row_prompt, n_prompts, k):
-    """Per prompt and cluster: tokens where the cluster is active, and their summed activation."""
-    out_indptr = np.zeros(n_prompts + 1, np.int64)
-    out_c = np.empty(tok_c.size, np.int64)
-    out_n = np.empty(tok_c.size, np.int64)
-    out_v = np.empty(tok_c.size, np.float64)
-    stamp = np.full(k, -1, np.int64)
-    slot = np.zeros(k, np.int64)
+    vmax = np.zeros(k)
     count = 0
     r = 0
-    for p in range(n_prompts):
-        while r < row_order.size and row_prompt[row_order[r]] == p:
+    for g in range(n_groups):
+        while r < row_order.size and row_group[row_order[r]] == g:
             t = row_order[r]
-            for q in range(tok_indptr[t], tok_indptr[t + 1]):
-                c = tok_c[q]
-                if stamp[c] != p:
-                    stamp[c] = p
-                    slot[c] = count
-                    out_c[count] = c
-                    out_n[count] = 0
-                    out_v[count] = 0.0
-                    count += 1
-                out_n[slot[c]] += 1
-                out_v[slot[c]] += tok_v[q]
+            for q in range(indptr[t], indptr[t + 1]):
+                v = np.float64(values[q])
+                c = col_map[cols[q]]
+                if v > threshold and c >= 0:
+                    if stamp[c] != g:
+                        stamp[c] = g
+                        slot[c] = count
+                        out_c[count] = c
+                        out_n[count] = 0
+                        out_v[count] = 0.0
+                        count += 1
+                    out_n[slot[c]] += 1
+                    out_v[slot[c]] += v
+                    vmax[c] = max(vmax[c], v)
             r += 1
-        out_indptr[p + 1] = count
-    return out_indptr, out_c[:count], out_n[:count], out_v[:count]
+        out_indptr[g + 1] = count
+    return out_indptr, out_c[:count], out_n[:count], out_v[:count], vmax
 
 
 @nb.njit(cache=True)
@@ -213,7 +190,8 @@ def cluster_activity(activations: sp.csr_array, feature_ids: np.ndarray, labels:
     acts = canonical_csr(activations)
     cluster_of = np.full(acts.shape[1], -1, np.int64)
     cluster_of[np.asarray(feature_ids)[labels >= 0]] = labels[labels >= 0]
-    _, tok_c, _, _, _ = _token_clusters(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), k)
+    rows = np.arange(acts.shape[0])
+    _, tok_c, _, _, _ = _sum_by_group(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), rows, rows, rows.size, k)
     return np.bincount(tok_c, minlength=k)
 
 
@@ -241,9 +219,13 @@ def analyse_clusters(
     n_tokens = acts.shape[0]
     cluster_of = np.full(acts.shape[1], -1, np.int64)
     cluster_of[feature_ids[labels >= 0]] = labels[labels >= 0]
-    tok_indptr, tok_c, tok_n, tok_v, cmax = _token_clusters(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), k)
+    tokens = np.arange(n_tokens)
+    # clusters active on each token (active members, their summed activation), then per prompt (active tokens, summed activation)
+    tok_indptr, tok_c, tok_n, tok_v, cmax = _sum_by_group(
+        acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), tokens, tokens, n_tokens, k
+    )
     prompts, row_prompt, order = prompt_rows(token_prompt)
-    p_indptr, p_c, p_n, p_v = _prompt_clusters(tok_indptr, tok_c, tok_v, order, row_prompt, prompts.size, k)
+    p_indptr, p_c, p_n, p_v, _ = _sum_by_group(tok_indptr, tok_c, tok_v, np.arange(k), -np.inf, order, row_prompt, prompts.size, k)
     p_row = np.repeat(np.arange(prompts.size), np.diff(p_indptr))
 
     sizes = np.bincount(labels[labels >= 0], minlength=k)

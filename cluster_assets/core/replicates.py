@@ -11,7 +11,7 @@ resampled means.  With one replicate a floor is unknown; with one pair there is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,47 +53,40 @@ class Estimate:
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-def _interval(means: list[float]) -> tuple[float | None, float | None]:
-    if not means:
-        return None, None
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def _estimate(
+    values: Mapping[tuple[int, int], float], resample: Callable[[np.random.Generator], list[float]], n_boot: int, seed: int
+) -> Estimate:
+    """The mean over pairs, and the 2.5/97.5 percentiles of ``n_boot`` resampled means."""
+    if not values:
+        return Estimate(None, None, None, 0)
+    value = float(np.mean(list(values.values())))
+    if len(values) < 2:
+        return Estimate(value, None, None, len(values))
+    rng = np.random.default_rng(seed)
+    means = [float(np.mean(sample)) for sample in (resample(rng) for _ in range(n_boot)) if sample]
+    low, high = np.percentile(means, [2.5, 97.5]) if means else (None, None)
+    return Estimate(value, None if low is None else float(low), None if high is None else float(high), len(values))
 
 
 def between(values: Mapping[tuple[int, int], float], n_a: int, n_b: int, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> Estimate:
     """``values[(i, j)]``: the statistic between replicate ``i`` of A and ``j`` of B (missing pairs skipped)."""
-    if not values:
-        return Estimate(None, None, None, 0)
-    value = float(np.mean(list(values.values())))
-    if len(values) < 2:
-        return Estimate(value, None, None, len(values))
-    rng = np.random.default_rng(seed)
-    means = []
-    for _ in range(n_boot):
+
+    def resample(rng: np.random.Generator) -> list[float]:
         ra, rb = rng.integers(0, n_a, n_a), rng.integers(0, n_b, n_b)
-        sample = [values[(i, j)] for i in ra for j in rb if (i, j) in values]
-        if sample:
-            means.append(float(np.mean(sample)))
-    return Estimate(value, *_interval(means), len(values))
+        return [values[(i, j)] for i in ra for j in rb if (i, j) in values]
+
+    return _estimate(values, resample, n_boot, seed)
 
 
 def within(values: Mapping[tuple[int, int], float], n: int, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> Estimate:
     """``values[(i, j)]`` for ``i < j``: the statistic between two replicates of one condition."""
-    if not values:
-        return Estimate(None, None, None, 0)
-    value = float(np.mean(list(values.values())))
-    if len(values) < 2:
-        return Estimate(value, None, None, len(values))
-    rng = np.random.default_rng(seed)
-    means = []
-    for _ in range(n_boot):
+
+    def resample(rng: np.random.Generator) -> list[float]:
         r = rng.integers(0, n, n)
-        sample = [
-            values[(min(a, b), max(a, b))] for x, a in enumerate(r) for b in r[x + 1 :] if a != b and (min(a, b), max(a, b)) in values
-        ]
-        if sample:
-            means.append(float(np.mean(sample)))
-    return Estimate(value, *_interval(means), len(values))
+        pairs = ((min(a, b), max(a, b)) for x, a in enumerate(r) for b in r[x + 1 :] if a != b)
+        return [values[p] for p in pairs if p in values]
+
+    return _estimate(values, resample, n_boot, seed)
 
 
 def verdict(effect: Estimate, floors: list[Estimate], higher_is_closer: bool = True) -> str:

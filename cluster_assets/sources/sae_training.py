@@ -23,6 +23,8 @@ from cluster_assets.sources.prompts import usable_texts
 from cluster_assets.sources.sae import SAEQuality, evaluate_sae, train_topk_sae
 
 HELD_OUT_FRACTION = 0.05
+#: Tokens per dataset the quality figures of a hub SAE are measured on.
+HUB_EVAL_TOKENS = 5000
 
 
 @dataclass
@@ -50,6 +52,26 @@ def training_token_lists(texts: list[str], tokenizer, n_tokens: int, max_tokens:
     return out
 
 
+def sae_split_activations(
+    model,
+    hook_name: str,
+    datasets: Sequence[DatasetEntry],
+    tokens_per_dataset: int,
+    batch_size: int,
+    corpus_cache: str | Path | None,
+    log: Callable[[str], None] = print,
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """(tokens, d_model) hook activations of each dataset's SAE split, and the tokens taken from each."""
+    parts, per_dataset = [], {}
+    for entry in datasets:
+        lists = training_token_lists(load_texts(entry, corpus_cache), model.tokenizer, tokens_per_dataset)
+        acts = collect_hook_activations(model, hook_name, lists, batch_size)
+        per_dataset[entry.name] = int(acts.shape[0])
+        log(f"collected {acts.shape[0]} SAE-split tokens from {entry.name}")
+        parts.append(acts)
+    return torch.cat(parts), per_dataset
+
+
 def train_embedded_sae(
     model,
     hook_name: str,
@@ -70,14 +92,7 @@ def train_embedded_sae(
     training = dict(training)
     tokens_per_dataset = training.pop("tokens_per_dataset")
     t0 = time.perf_counter()
-    parts, per_dataset = [], {}
-    for entry in datasets:
-        lists = training_token_lists(load_texts(entry, corpus_cache), model.tokenizer, tokens_per_dataset)
-        acts = collect_hook_activations(model, hook_name, lists, batch_size)
-        per_dataset[entry.name] = int(acts.shape[0])
-        log(f"collected {acts.shape[0]} training tokens from {entry.name}")
-        parts.append(acts)
-    acts = torch.cat(parts)
+    acts, per_dataset = sae_split_activations(model, hook_name, datasets, tokens_per_dataset, batch_size, corpus_cache, log)
     if acts.shape[0] < training["batch_size"]:
         raise ValueError(
             f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {training['batch_size']}"
@@ -110,6 +125,5 @@ def prepare_sae(
         return train_embedded_sae(model, hook_name, datasets, training, batch_size, corpus_cache, device, log)
     t0 = time.perf_counter()
     sae = load_hub_sae()
-    lists = [ids for e in datasets for ids in training_token_lists(load_texts(e, corpus_cache), model.tokenizer, 5000)]
-    quality = evaluate_sae(sae, collect_hook_activations(model, hook_name, lists, batch_size))
-    return TrainedSAE(sae, quality, 0, {}, time.perf_counter() - t0, 0.0)
+    acts, per_dataset = sae_split_activations(model, hook_name, datasets, HUB_EVAL_TOKENS, batch_size, corpus_cache, log)
+    return TrainedSAE(sae, evaluate_sae(sae, acts), 0, per_dataset, time.perf_counter() - t0, 0.0)
