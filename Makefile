@@ -40,9 +40,13 @@ instance: install
 demo: install instance
 	$(BIN)/python -m cluster_assets.cli.demo
 
-# The research-scale sweep (cluster_assets/config/sweep_research.yaml) on the same instance.
-research: install instance
-	CLUSTER_ASSETS_SWEEP=$(CURDIR)/cluster_assets/config/sweep_research.yaml $(BIN)/python -m cluster_assets.cli.demo
+# The research-scale sweep (cluster_assets/config/sweep_research.yaml) in its own instance,
+# sharing the demo's artifacts (the SAE first of all). `make ui DAGSTER_HOME=$(CURDIR)/.dagster_home_research` shows it.
+RESEARCH := DAGSTER_HOME=$(CURDIR)/.dagster_home_research CLUSTER_ASSETS_ARTIFACTS=$(DAGSTER_HOME)/artifacts \
+	CLUSTER_ASSETS_SWEEP=$(CURDIR)/cluster_assets/config/sweep_research.yaml
+research: install
+	$(RESEARCH) $(BIN)/python -m cluster_assets.cli.instance
+	$(RESEARCH) $(BIN)/python -m cluster_assets.cli.demo
 
 test: install system lint
 	$(BIN)/python -m pytest

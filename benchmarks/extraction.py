@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from cluster_assets.sources.sae import SAETrainingParams
+from cluster_assets.defs.resources import SAETraining
 
 
 def main() -> None:
@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--d-sae", type=int, default=SAETrainingParams.d_sae)
-    parser.add_argument("--k", type=int, default=SAETrainingParams.k)
+    parser.add_argument("--d-sae", type=int, default=SAETraining().d_sae)
+    parser.add_argument("--k", type=int, default=SAETraining().k)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ the active tokens of each top prompt highlighted, and where the report is.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if not outcome.success:
             print(f"FAILED: {label} (run {outcome.run_id}); see the run in `make ui`", file=sys.stderr)
             return 1
-    print(f"\nAll {len(runs)} runs finished in {time.perf_counter() - t_start:.0f} s.")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    print(f"\nAll {len(runs)} runs finished in {time.perf_counter() - t_start:.0f} s; peak resident memory {peak_gb:.2f} GB.")
     if not args.no_summary:
         summary(instance, keys)
     return 0

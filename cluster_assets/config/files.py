@@ -110,6 +110,10 @@ def load_sweep(path: str | Path | None = None) -> dict[str, SweepPoint]:
                 f"{_where(path, lines, 'points', name)}: sweep point name {name!r} may not be empty or contain {REPLICATE_MARK!r}"
             )
         merged = _deep_merge(defaults, override or {})
+        # a sample size the point sets (n_prompts or n_tokens) replaces the other one from the defaults
+        sizes = {"n_prompts", "n_tokens"} & set((override or {}).get("prompts") or {})
+        if len(sizes) == 1 and isinstance(merged.get("prompts"), dict):
+            merged["prompts"] = {k: v for k, v in merged["prompts"].items() if k not in {"n_prompts", "n_tokens"} - sizes}
         try:
             point = SweepPoint(name=name, **merged)
         except ValidationError as err:

@@ -29,14 +29,29 @@ class _Section(BaseModel):
 class PromptConfig(_Section):
     """Which prompts are sampled (the ``prompts`` section).
 
-    n_prompts: prompts per replicate; max_tokens: each is cut to at most this many model tokens;
-    seed: the sampling seed; replicates: independent samples of the same corpus (disjoint texts).
+    n_prompts: prompts per sample; or n_tokens: a token budget per sample (prompts are taken
+    until their tokens reach it, so datasets with short and long texts give samples of the same
+    size).  Set one of the two.  max_tokens: each prompt is cut to at most this many model
+    tokens; seed: the sampling seed; replicates: independent samples of the same corpus
+    (disjoint texts), each a partition of its own.
     """
 
-    n_prompts: int = Field(default=192, gt=0)
+    n_prompts: int | None = Field(default=192, gt=0)
+    n_tokens: int | None = Field(default=None, gt=0)
     max_tokens: int = Field(default=64, gt=1, le=2048)
     seed: int = 0
     replicates: int = Field(default=1, ge=1, le=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_size(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("n_tokens") is not None:
+            if data.get("n_prompts") is not None:
+                raise ValueError("set n_prompts or n_tokens, not both")
+            data = {**data, "n_prompts": None}
+        elif isinstance(data, dict) and "n_prompts" in data and data["n_prompts"] is None:
+            raise ValueError("set n_prompts or n_tokens")
+        return data
 
 
 class ActivationConfig(_Section):

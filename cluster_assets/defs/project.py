@@ -67,8 +67,11 @@ class Project:
         for entry in project.datasets:
             usable = usable_count(entry, cache)
             for point in points.values():
-                shortfall = None if usable is None else too_few_texts(point.prompts.n_prompts, point.prompts.replicates, usable, entry.name)
-                if point.replicate == 0 and shortfall:
+                n_prompts = point.prompts.n_prompts
+                if point.replicate or usable is None or n_prompts is None:
+                    continue  # a token budget is checked when the prompts are sampled (it needs the tokenizer)
+                shortfall = too_few_texts(n_prompts, point.prompts.replicates, usable, entry.name)
+                if shortfall:
                     raise ConfigFileError(f"{sweep_file}: sweep point {point.point!r}, field prompts.n_prompts: {shortfall}")
         return project
 

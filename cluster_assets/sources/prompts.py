@@ -19,32 +19,41 @@ def too_few_texts(n_prompts: int, replicates: int, usable: int, dataset: str) ->
 
 
 def sample_prompts(
-    texts: list[str], n_prompts: int, max_tokens: int, seed: int, tokenizer, dataset: str = "", replicate: int = 0, replicates: int = 1
+    texts: list[str],
+    n_prompts: int | None,
+    max_tokens: int,
+    seed: int,
+    tokenizer,
+    dataset: str = "",
+    replicate: int = 0,
+    replicates: int = 1,
+    n_tokens: int | None = None,
 ) -> tuple[pl.DataFrame, SamplingReport]:
-    """Sample ``n_prompts`` prompts with a seeded generator and cut them to ``max_tokens``.
+    """Sample ``n_prompts`` prompts (or prompts worth ``n_tokens`` tokens) and cut them to ``max_tokens``.
 
-    Replicate ``r`` (0-based, of ``replicates``) takes the ``r``-th block of ``n_prompts`` in one
-    seeded permutation of the usable texts, so replicates never share a text and replicate 0
-    is the same sample whatever the number of replicates.  ``prompt_id`` is the text's row in
-    the corpus (stable across runs and sweep points).  ``token_ids`` are the model tokens
-    analysed (no special tokens added), and ``text`` is their decoding.  Raises
-    :class:`ParameterError` (``n_prompts``) when the corpus has too few usable texts.
+    One seeded permutation of the usable texts is cut into consecutive blocks: replicate ``r``
+    (0-based, of ``replicates``) is the ``r``-th block -- of ``n_prompts`` texts, or of as many
+    texts as it takes for their (cut) tokens to reach ``n_tokens`` -- so replicates never share a
+    text and replicate 0 is the same sample whatever the number of replicates.  ``prompt_id`` is
+    the text's row in the corpus (stable across runs and sweep points).  ``token_ids`` are the
+    model tokens analysed (no special tokens added), and ``text`` is their decoding.  Raises
+    :class:`ParameterError` (``n_prompts`` / ``n_tokens``) when the corpus is too small.
     """
     rows, report = usable_texts(texts)
     if report.n_usable == 0:
         raise ParameterError("n_prompts", f"dataset {dataset!r} yields no usable text ({report.n_texts} texts, {report.n_empty} empty)")
-    shortfall = too_few_texts(n_prompts, replicates, report.n_usable, dataset)
-    if shortfall:
-        raise ParameterError(
-            "n_prompts",
-            f"{shortfall} (after dropping {report.n_empty} empty, {report.n_duplicates} duplicate "
-            f"and {report.n_reserved_for_sae} SAE-training texts)",
-        )
-    rng = np.random.default_rng(seed)
-    block = rng.permutation(len(rows))[replicate * n_prompts : (replicate + 1) * n_prompts]
-    chosen = np.sort(np.asarray(rows)[block])
-    chosen_texts = [texts[i] for i in chosen]
-    encoded = tokenizer(chosen_texts, add_special_tokens=False)["input_ids"]
+    dropped = f"(after dropping {report.n_empty} empty, {report.n_duplicates} duplicate and {report.n_reserved_for_sae} SAE-training texts)"
+    order = np.asarray(rows)[np.random.default_rng(seed).permutation(len(rows))]
+    if n_tokens is None:
+        assert n_prompts is not None
+        shortfall = too_few_texts(n_prompts, replicates, report.n_usable, dataset)
+        if shortfall:
+            raise ParameterError("n_prompts", f"{shortfall} {dropped}")
+        chosen = order[replicate * n_prompts : (replicate + 1) * n_prompts]
+    else:
+        chosen = token_budget_block(texts, order, tokenizer, n_tokens, max_tokens, replicate, replicates, dataset, dropped)
+    chosen = np.sort(chosen)
+    encoded = tokenizer([texts[i] for i in chosen], add_special_tokens=False)["input_ids"]
     cut = [ids[:max_tokens] for ids in encoded]
     frame = pl.DataFrame(
         {
@@ -57,3 +66,47 @@ def sample_prompts(
         schema=PROMPT_SCHEMA,
     )
     return frame.filter(pl.col("n_tokens") > 0), report
+
+
+#: Texts tokenised at a time while walking the permutation for a token budget.
+TOKENIZE_CHUNK = 512
+
+
+def token_budget_block(
+    texts: list[str],
+    order: np.ndarray,
+    tokenizer,
+    n_tokens: int,
+    max_tokens: int,
+    replicate: int,
+    replicates: int,
+    dataset: str,
+    dropped: str,
+) -> np.ndarray:
+    """The corpus rows of replicate ``replicate``: the consecutive texts of ``order`` whose cut
+    tokens first reach ``n_tokens`` after the blocks of the replicates before it.  Checks that all
+    ``replicates`` blocks fit in the corpus."""
+    lengths: list[int] = []
+    blocks: list[int] = []  # the block of each text walked so far
+    total, block = 0, 0
+    for start in range(0, order.size, TOKENIZE_CHUNK):
+        chunk = [texts[i] for i in order[start : start + TOKENIZE_CHUNK]]
+        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+            if block == replicates:
+                break
+            lengths.append(min(len(ids), max_tokens))
+            blocks.append(block)
+            total += lengths[-1]
+            if total >= n_tokens:  # this block reached the budget: the next text starts the next one
+                block, total = block + 1, 0
+        if block == replicates:
+            break
+    if block < replicates:
+        have = sum(lengths)
+        reps = f" x {replicates} disjoint replicates = {replicates * n_tokens}" if replicates > 1 else ""
+        raise ParameterError(
+            "n_tokens",
+            f"{n_tokens} tokens{reps} is more than the {have} tokens (cut to max_tokens {max_tokens}) "
+            f"in the {order.size} usable texts of dataset {dataset!r} {dropped}",
+        )
+    return order[: len(blocks)][np.asarray(blocks) == replicate]

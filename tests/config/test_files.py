@@ -146,3 +146,11 @@ def test_adding_a_dataset_leaves_the_sae_and_existing_partitions_as_they_are(tmp
 def test_content_hash_is_stable_and_order_independent():
     assert content_hash({"a": 1, "b": 2}) == content_hash({"b": 2, "a": 1})
     assert content_hash({"a": 1}) != content_hash({"a": 2})
+
+
+def test_a_sample_is_sized_by_prompts_or_by_tokens(tmp_path):
+    points = load_sweep(_write(tmp_path, "defaults: {prompts: {n_prompts: 50}}\npoints:\n  p: {}\n  t: {prompts: {n_tokens: 9000}}\n"))
+    assert (points["p"].prompts.n_prompts, points["p"].prompts.n_tokens) == (50, None)
+    assert (points["t"].prompts.n_prompts, points["t"].prompts.n_tokens) == (None, 9000)
+    with pytest.raises(ConfigFileError, match="set n_prompts or n_tokens, not both"):
+        load_sweep(_write(tmp_path, "points:\n  b: {prompts: {n_prompts: 5, n_tokens: 9000}}\n", "both.yaml"))

@@ -86,3 +86,18 @@ def test_replicates_draw_disjoint_prompts_and_keep_the_first_sample():
     assert samples[0].equals(alone)  # adding replicates leaves replicate 1 as it was
     with pytest.raises(ParameterError, match=r"20 prompts x 1000 disjoint replicates = 20000 is more than the \d+ usable texts"):
         sample_prompts(texts, 20, 10, seed=3, tokenizer=tok, replicate=0, replicates=1000)
+
+
+def test_token_budget_samples_are_disjoint_and_reach_the_budget():
+    texts, tok = _corpus(), WordTokenizer()
+    samples = [sample_prompts(texts, None, 10, seed=5, tokenizer=tok, replicate=r, replicates=3, n_tokens=400)[0] for r in range(3)]
+    ids = [set(s["prompt_id"].to_list()) for s in samples]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    for s in samples:
+        # a block takes texts until its tokens reach the budget: the last text may overshoot by less than max_tokens
+        assert 400 <= s["n_tokens"].sum() < 400 + 10
+    alone = sample_prompts(texts, None, 10, seed=5, tokenizer=tok, n_tokens=400)[0]
+    assert alone.equals(samples[0])
+    with pytest.raises(ParameterError, match=r"400 tokens x 100 disjoint replicates = 40000 is more than the \d+ tokens") as err:
+        sample_prompts(texts, None, 10, seed=5, tokenizer=tok, replicate=0, replicates=100, n_tokens=400)
+    assert err.value.field == "n_tokens"

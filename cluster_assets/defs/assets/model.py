@@ -16,9 +16,8 @@ def prompts(ctx: StageContext) -> Output:
 
     params = ctx.point.prompts
     texts = load_texts(ctx.dataset, ctx.source.resolved_cache() / "corpora")
-    ctx.log.info(
-        f"{ctx.dataset.name}: {len(texts)} texts; sampling {params.n_prompts} (replicate {ctx.point.replicate + 1} of {params.replicates})"
-    )
+    size = f"{params.n_prompts} prompts" if params.n_tokens is None else f"prompts worth {params.n_tokens} tokens"
+    ctx.log.info(f"{ctx.dataset.name}: {len(texts)} texts; sampling {size} (replicate {ctx.point.replicate + 1} of {params.replicates})")
     frame, report = sample_prompts(
         texts,
         params.n_prompts,
@@ -28,6 +27,7 @@ def prompts(ctx: StageContext) -> Output:
         ctx.dataset.name,
         ctx.point.replicate,
         params.replicates,
+        params.n_tokens,
     )
     lengths = frame["n_tokens"]
     summary = {

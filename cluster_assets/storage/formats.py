@@ -1,0 +1,375 @@
+"""Each stage's files: their names (defined once, here) and a symmetric writer/reader pair.
+
+``FORMAT.save(folder, value)`` writes a stage's value into an artifact folder and
+``FORMAT.load(folder)`` gives the same value back, as sae-lens does for SAEs.  ``version``
+is part of the stage's content address: changing a format bumps it, so artifacts written
+in the old format are never read by the new reader.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from cluster_assets.core.analysis import ClusterAnalysis, Cut, describe_clusters
+from cluster_assets.core.baseline import BaselineLabels
+from cluster_assets.core.features import FeatureStats, quadrants
+from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.memberships import MembershipResult, Memberships
+from cluster_assets.core.tokens import classify
+
+T = TypeVar("T")
+
+
+class Format(Generic[T]):
+    """Files of one stage.  Subclasses name their files as class constants."""
+
+    version: ClassVar[int] = 1
+
+    def save(self, folder: Path, value: T) -> None:
+        raise NotImplementedError
+
+    def load(self, folder: Path) -> T:
+        raise NotImplementedError
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+# --- prompts ------------------------------------------------------------------------------
+
+PROMPT_SCHEMA = {
+    "prompt_id": pl.Int64,
+    "text": pl.String,
+    "n_tokens": pl.Int32,
+    "truncated": pl.Boolean,
+    "token_ids": pl.List(pl.Int32),
+}
+
+
+class PromptsFormat(Format[pl.DataFrame]):
+    """One row per prompt: prompt_id (the text's row in its corpus), text, n_tokens, truncated, token_ids."""
+
+    PROMPTS = "prompts.parquet"
+
+    def save(self, folder: Path, value: pl.DataFrame) -> None:
+        value.select(list(PROMPT_SCHEMA)).cast(pl.Schema(PROMPT_SCHEMA)).write_parquet(folder / self.PROMPTS)
+
+    def load(self, folder: Path) -> pl.DataFrame:
+        return pl.read_parquet(folder / self.PROMPTS)
+
+
+# --- sae ------------------------------------------------------------------------------------
+
+
+class SAEFormat(Format[Any]):
+    """The SAE in sae-lens' own format (``cfg.json`` + safetensors) in the folder ``sae/``."""
+
+    SAE_DIR = "sae"
+
+    def save(self, folder: Path, value: Any) -> None:
+        value.save_model(str(folder / self.SAE_DIR))
+
+    def load(self, folder: Path, device: str = "cpu") -> Any:
+        from sae_lens import SAE
+
+        return SAE.load_from_disk(str(folder / self.SAE_DIR), device=device)
+
+
+# --- activations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Sparse SAE activations of every real token of the prompts, in prompt then position order.
+
+    values: (tokens, d_sae) CSR, zeros dropped; tokens: one row per CSR row with
+    prompt_id, position, token_id and token (its text).
+    """
+
+    values: sp.csr_array
+    tokens: pl.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.values.shape[0] != self.tokens.height:
+            raise ValueError(f"{self.values.shape[0]} activation rows but {self.tokens.height} token rows")
+
+    @property
+    def token_prompt(self) -> np.ndarray:
+        return self.tokens["prompt_id"].to_numpy()
+
+    def vocabulary(self) -> dict[int, str]:
+        """token id -> its text, for the ids that occur."""
+        distinct = self.tokens.select("token_id", "token").unique("token_id")
+        return dict(zip(distinct["token_id"].to_list(), distinct["token"].to_list()))
+
+    def token_classes(self) -> np.ndarray:
+        """(tokens,) class index of each token (:data:`cluster_assets.core.tokens.CLASSES`), classifying each id once."""
+        vocab = self.vocabulary()
+        ids = np.fromiter(vocab, dtype=np.int64, count=len(vocab))
+        classes = classify([vocab[int(i)] for i in ids])
+        order = np.argsort(ids)
+        return classes[order][np.searchsorted(ids[order], self.tokens["token_id"].to_numpy())]
+
+
+class ActivationsFormat(Format[Activations]):
+    ACTIVATIONS = "activations.npz"
+    TOKENS = "tokens.parquet"
+
+    def save(self, folder: Path, value: Activations) -> None:
+        sp.save_npz(folder / self.ACTIVATIONS, sp.csr_array(value.values), compressed=False)
+        value.tokens.write_parquet(folder / self.TOKENS)
+
+    def load(self, folder: Path) -> Activations:
+        return Activations(sp.csr_array(sp.load_npz(folder / self.ACTIVATIONS)), pl.read_parquet(folder / self.TOKENS))
+
+
+# --- memberships ----------------------------------------------------------------------------
+
+
+def features_table(result: MembershipResult) -> pl.DataFrame:
+    """One row per SAE feature: statistics, kept, the reason it was dropped, its quadrant if kept."""
+    stats, kept = result.stats, result.kept
+    quadrant = quadrants(np.where(kept, stats.entropy, np.nan), np.where(kept, stats.varentropy, np.nan))
+    return pl.DataFrame(stats.columns()).with_columns(
+        kept=pl.Series(kept), reason=pl.Series(result.reason), quadrant=pl.Series(np.where(kept, quadrant, ""))
+    )
+
+
+class MembershipsFormat(Format[MembershipResult]):
+    """The kept features' memberships as CSC arrays (samples of each feature), the per-feature
+    table over all SAE features, and the prompt of each sample."""
+
+    version = 2  # v1 held per-feature index lists and bitsets, compressed
+    MEMBERSHIPS = "memberships.npz"
+    FEATURES = "features.parquet"
+    SAMPLE_PROMPT = "sample_prompt.npy"
+    TOTALS = "totals.json"
+
+    def save(self, folder: Path, value: MembershipResult) -> None:
+        csc = value.memberships.activity
+        _save_npz(folder / self.MEMBERSHIPS, n_samples=np.int64(csc.shape[0]), indptr=csc.indptr, indices=csc.indices,
+                  feature_ids=value.memberships.feature_ids)
+        table = features_table(value)
+        table.write_parquet(folder / self.FEATURES)
+        np.save(folder / self.SAMPLE_PROMPT, value.sample_prompt)
+        (folder / self.TOTALS).write_text(json.dumps({"n_tokens": value.stats.n_tokens, "n_prompts": value.stats.n_prompts}))
+
+    def load(self, folder: Path) -> MembershipResult:
+        memberships = self.load_memberships(folder)
+        table = pl.read_parquet(folder / self.FEATURES)
+        totals = json.loads((folder / self.TOTALS).read_text())
+        columns = (table[c].to_numpy() for c in ("firing_count", "max", "mean", "entropy", "varentropy"))
+        stats = FeatureStats(totals["n_tokens"], totals["n_prompts"], *columns)
+        return MembershipResult(memberships, stats, table["kept"].to_numpy(), table["reason"].to_numpy(),
+                                np.load(folder / self.SAMPLE_PROMPT))
+
+    def load_memberships(self, folder: Path) -> Memberships:
+        """Only the memberships (what coactivation and the merge read)."""
+        with np.load(folder / self.MEMBERSHIPS) as z:
+            n_samples, indptr, indices, ids = int(z["n_samples"]), z["indptr"], z["indices"], z["feature_ids"]
+        csc = sp.csc_array((np.ones(indices.size, bool), indices, indptr), shape=(n_samples, ids.size))
+        return Memberships(csc, ids)
+
+    def load_features(self, folder: Path) -> pl.DataFrame:
+        return pl.read_parquet(folder / self.FEATURES)
+
+
+# --- coactivation ---------------------------------------------------------------------------
+
+
+class CoactivationFormat(Format[np.ndarray]):
+    """Exact co-firing counts between kept features (features x features, int32/int64)."""
+
+    COACTIVATION = "coactivation.npy"
+
+    def save(self, folder: Path, value: np.ndarray) -> None:
+        np.save(folder / self.COACTIVATION, value)
+
+    def load(self, folder: Path) -> np.ndarray:
+        return np.load(folder / self.COACTIVATION)
+
+
+# --- merge_history --------------------------------------------------------------------------
+
+
+class MergeHistoryFormat(Format["MergeHistory | BaselineLabels"]):
+    """The clustering method's output: the MDL merge history (with a scipy linkage matrix), or
+    the baseline's labels."""
+
+    HISTORY = "merge_history.npz"
+    BASELINE = "baseline_labels.npz"
+
+    def save(self, folder: Path, value: MergeHistory | BaselineLabels) -> None:
+        if isinstance(value, MergeHistory):
+            _save_npz(folder / self.HISTORY, **value.to_arrays())
+        else:
+            _save_npz(folder / self.BASELINE, feature_ids=value.feature_ids, labels=value.labels)
+
+    def load(self, folder: Path) -> MergeHistory | BaselineLabels:
+        if (folder / self.BASELINE).exists():
+            with np.load(folder / self.BASELINE) as z:
+                return BaselineLabels(z["feature_ids"], z["labels"])
+        with np.load(folder / self.HISTORY) as z:
+            return MergeHistory.from_arrays(z)
+
+
+# --- clusters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """Clusters at the cut: ``labels`` (feature_id, cluster; -1 = baseline noise), one row per
+    cluster in ``clusters``, ``top_prompts`` (text and the [start, end) character spans of its active tokens),
+    ``correlation`` (k x k, prompt-level), ``heatmap`` (log co-firing of the largest clusters'
+    features, in cluster order) with ``heatmap_bounds`` (where each cluster's block ends) and
+    ``heatmap_clusters`` (which cluster each block is); ``extra``: further per-cluster tables."""
+
+    labels: pl.DataFrame
+    clusters: pl.DataFrame
+    top_prompts: pl.DataFrame
+    correlation: np.ndarray
+    heatmap: np.ndarray
+    heatmap_bounds: np.ndarray
+    heatmap_clusters: np.ndarray
+    extra: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+#: Features per cluster shown in the co-firing heatmap (the largest clusters, up to this many features).
+HEATMAP_FEATURES = 200
+NEURONPEDIA = "https://www.neuronpedia.org/{sae}/{feature}"
+
+
+def build_clusters(cut: Cut, analysis: ClusterAnalysis, cofiring: np.ndarray, activations: Activations,
+                   neuronpedia_id: str | None = None) -> Clusters:
+    """The stored tables of a clustering: clusters sorted by active tokens (largest first),
+    top prompts, labels, the correlation, the co-firing heatmap of the largest clusters, and
+    ``descriptions`` (what each cluster fires on: top tokens, token classes, position).
+    With a Neuronpedia id, each cluster row links every feature to its dashboard."""
+    table = pl.DataFrame(analysis.clusters).sort(["active_tokens", "cluster"], descending=[True, False])
+    if neuronpedia_id:
+        table = table.with_columns(feature_links=pl.col("feature_ids").list.eval(
+            pl.format(NEURONPEDIA.format(sae=neuronpedia_id, feature="{}"), pl.element())))
+    top = pl.DataFrame(analysis.top_prompts, schema={"cluster": pl.Int64, "rank": pl.Int64, "prompt_id": pl.Int64, "active_tokens": pl.Int64,
+                                                     "activation_mass": pl.Float64, "text": pl.String, "span_starts": pl.List(pl.Int64),
+                                                     "span_ends": pl.List(pl.Int64)})
+    position = {int(f): i for i, f in enumerate(cut.feature_ids.tolist())}  # coactivation rows follow the kept features
+    blocks, bounds, shown = [], [], []
+    for cluster, members in table.select("cluster", "feature_ids").iter_rows():
+        if sum(map(len, blocks)) + len(members) > HEATMAP_FEATURES or len(members) < 2:
+            continue
+        blocks.append([position[f] for f in members])
+        bounds.append(sum(map(len, blocks)))
+        shown.append(cluster)
+        if len(blocks) == 8:
+            break
+    order = np.array([p for b in blocks for p in b], dtype=np.int64)
+    heatmap = np.log1p(cofiring[np.ix_(order, order)].astype(np.float64)) if order.size else np.zeros((0, 0))
+    labels = pl.DataFrame({"feature_id": cut.feature_ids, "cluster": cut.labels})
+    tokens = activations.tokens
+    described = describe_clusters(analysis.token_clusters, tokens["token_id"].to_numpy(), tokens["position"].to_numpy(), activations.token_classes())
+    vocab = activations.vocabulary()
+    described["top_tokens"] = [[vocab[t] for t in ids] for ids in described["top_token_ids"]]
+    descriptions = pl.DataFrame(described)
+    return Clusters(labels, table, top, analysis.correlation, heatmap, np.asarray(bounds, np.int64), np.asarray(shown, np.int64),
+                    {"descriptions": descriptions})
+
+
+class ClustersFormat(Format[Clusters]):
+    version = 2  # v1 held bracket-marked prompt text and no heatmap bounds
+    LABELS = "labels.parquet"
+    CLUSTERS = "clusters.parquet"
+    TOP_PROMPTS = "top_prompts.parquet"
+    CORRELATION = "correlation.npy"
+    HEATMAP = "heatmap.npz"
+
+    def save(self, folder: Path, value: Clusters) -> None:
+        value.labels.write_parquet(folder / self.LABELS)
+        value.clusters.write_parquet(folder / self.CLUSTERS)
+        value.top_prompts.write_parquet(folder / self.TOP_PROMPTS)
+        np.save(folder / self.CORRELATION, value.correlation)
+        _save_npz(folder / self.HEATMAP, values=value.heatmap, bounds=value.heatmap_bounds, clusters=value.heatmap_clusters)
+        for name, table in value.extra.items():
+            table.write_parquet(folder / f"{name}.parquet")
+
+    def load(self, folder: Path) -> Clusters:
+        with np.load(folder / self.HEATMAP) as z:
+            heatmap, bounds, shown = z["values"], z["bounds"], z["clusters"]
+        known = {self.LABELS, self.CLUSTERS, self.TOP_PROMPTS}
+        extra = {p.stem: pl.read_parquet(p) for p in sorted(folder.glob("*.parquet")) if p.name not in known}
+        return Clusters(self.load_labels(folder), pl.read_parquet(folder / self.CLUSTERS), pl.read_parquet(folder / self.TOP_PROMPTS),
+                        np.load(folder / self.CORRELATION), heatmap, bounds, shown, extra)
+
+    def load_labels(self, folder: Path) -> pl.DataFrame:
+        return pl.read_parquet(folder / self.LABELS)
+
+
+# --- comparisons and the report ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Named tables and a JSON summary (what the comparison stages write)."""
+
+    tables: dict[str, pl.DataFrame]
+    summary: dict[str, Any]
+
+
+class TablesFormat(Format[Tables]):
+    SUMMARY = "summary.json"
+
+    def save(self, folder: Path, value: Tables) -> None:
+        for name, table in value.tables.items():
+            table.write_parquet(folder / f"{name}.parquet")
+        (folder / self.SUMMARY).write_text(json.dumps(value.summary, indent=2, default=str))
+
+    def load(self, folder: Path) -> Tables:
+        return Tables({p.stem: pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))},
+                      json.loads((folder / self.SUMMARY).read_text()))
+
+
+@dataclass(frozen=True)
+class Document:
+    """A markdown document and its PNG figures (referenced as ``figures/<name>``)."""
+
+    markdown: str
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    def inline(self) -> str:
+        """The markdown with its figures embedded as data URIs (for the UI)."""
+        return _inline(self.markdown, self.figures, DocumentFormat.FIGURES)
+
+
+def _inline(markdown: str, figures: dict[str, bytes], folder: str) -> str:
+    import base64
+
+    for name, png in figures.items():
+        markdown = markdown.replace(f"({folder}/{name})", f"(data:image/png;base64,{base64.b64encode(png).decode()})")
+    return markdown
+
+
+class DocumentFormat(Format[Document]):
+    MARKDOWN = "report.md"
+    FIGURES = "figures"
+
+    def save(self, folder: Path, value: Document) -> None:
+        (folder / self.FIGURES).mkdir(exist_ok=True)
+        for name, png in value.figures.items():
+            (folder / self.FIGURES / name).write_bytes(png)
+        (folder / self.MARKDOWN).write_text(value.markdown)
+
+    def load(self, folder: Path) -> Document:
+        figures = {p.name: p.read_bytes() for p in sorted((folder / self.FIGURES).glob("*.png"))}
+        return Document((folder / self.MARKDOWN).read_text(), figures)
+
+
+#: Metadata figures of any stage: PNG files under this folder of the artifact.
+FIGURES_DIR = "figures"

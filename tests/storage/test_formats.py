@@ -1,0 +1,46 @@
+"""Every stage format gives back what it saved (symmetric save/load), bit for bit."""
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, run_merge
+from cluster_assets.core.baseline import BaselineLabels
+from cluster_assets.storage import formats as fmt
+
+
+def test_memberships_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((400, 30)) < 0.2, rng.random((400, 30)), 0.0)
+    prompts = np.sort(rng.integers(0, 20, 400))
+    result = build_memberships(sp.csr_array(dense), prompts, MembershipConfig(threshold=0.1))
+    fmt.MembershipsFormat().save(tmp_path, result)
+    back = fmt.MembershipsFormat().load(tmp_path)
+    np.testing.assert_array_equal(back.memberships.to_csr().toarray(), result.memberships.to_csr().toarray())
+    np.testing.assert_array_equal(back.memberships.feature_ids, result.memberships.feature_ids)
+    for name in ("firing_count", "max", "mean", "entropy", "varentropy"):
+        np.testing.assert_array_equal(getattr(back.stats, name), getattr(result.stats, name))
+    assert (back.stats.n_tokens, back.stats.n_prompts) == (result.stats.n_tokens, result.stats.n_prompts)
+    np.testing.assert_array_equal(back.kept, result.kept)
+    np.testing.assert_array_equal(back.sample_prompt, result.sample_prompt)
+
+
+def test_merge_history_and_baseline_round_trip(tmp_path):
+    x = sp.csr_array(np.random.default_rng(1).random((200, 12)) < 0.3)
+    history = run_merge(x, MergeConfig(seed=3), feature_ids=np.arange(12) * 5)
+    fmt.MergeHistoryFormat().save(tmp_path, history)
+    assert fmt.MergeHistoryFormat().load(tmp_path) == history
+    labels = BaselineLabels(np.arange(5), np.array([0, -1, 1, 0, 1]))
+    (tmp_path / "b").mkdir()
+    fmt.MergeHistoryFormat().save(tmp_path / "b", labels)
+    back = fmt.MergeHistoryFormat().load(tmp_path / "b")
+    np.testing.assert_array_equal(back.labels, labels.labels)
+
+
+def test_activations_round_trip(tmp_path):
+    values = sp.csr_array(np.array([[0, 1.5, 0], [2.0, 0, 0.5]], dtype=np.float32))
+    tokens = pl.DataFrame({"prompt_id": [3, 3], "position": [0, 1], "token_id": [7, 9], "token": ["a", " b"]})
+    fmt.ActivationsFormat().save(tmp_path, fmt.Activations(values, tokens))
+    back = fmt.ActivationsFormat().load(tmp_path)
+    assert (back.values != values).nnz == 0 and back.values.dtype == np.float32 and back.tokens.equals(tokens)
+    assert back.vocabulary() == {7: "a", 9: " b"}
