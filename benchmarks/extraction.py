@@ -6,7 +6,9 @@ SmolLM2-135M, hook blocks.3.hook_mlp_out, a TopK SAE of the pipeline's default s
 (d_sae 4096, k 64; random weights: the cost does not depend on them).
 Prints tokens/s for each and their ratio (the extraction overhead).
 
-    python benchmarks/extraction.py [--prompts 256] [--max-tokens 64] [--batch-size 64] [--device auto]
+    python benchmarks/extraction.py [--prompts 256] [--max-tokens 64] [--batch-size 64] [--batch-tokens 4096] [--device auto]
+
+Both run the same batches (:func:`length_batches`); ``--batch-tokens 0`` batches by prompt count only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--d-sae", type=int, default=SAETraining().d_sae)
     parser.add_argument("--k", type=int, default=SAETraining().k)
     parser.add_argument("--repeats", type=int, default=5)
@@ -36,7 +39,7 @@ def main() -> None:
     from sae_lens import TopKSAE, TopKSAEConfig
 
     from cluster_assets.sources.corpora import kjv_passages
-    from cluster_assets.sources.extraction import hook_activations, iter_extraction, pad_batch
+    from cluster_assets.sources.extraction import hook_activations, iter_extraction, length_batches, pad_batch
     from cluster_assets.sources.model import default_device, load_embedded_model
 
     device = default_device() if args.device == "auto" else args.device
@@ -48,10 +51,11 @@ def main() -> None:
     lists = [ids[: args.max_tokens] for ids in model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
     n_tokens = sum(map(len, lists))
     hook = "blocks.3.hook_mlp_out"
+    batches = length_batches([len(ids) for ids in lists], args.batch_size, args.batch_tokens or None)
 
     def forward_only() -> None:
-        for start in range(0, len(lists), args.batch_size):
-            tokens, _ = pad_batch(lists[start : start + args.batch_size], 0)
+        for batch in batches:
+            tokens, _ = pad_batch([lists[i] for i in batch], 0)
             hook_activations(model, tokens, hook)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -60,7 +64,7 @@ def main() -> None:
 
     def full() -> None:
         split["forward"] = split["encode"] = 0.0
-        for batch in iter_extraction(model, sae, hook, lists, args.batch_size):
+        for batch in iter_extraction(model, sae, hook, lists, batches):
             assert batch.activations.nnz > 0
             split["forward"] += batch.forward_seconds
             split["encode"] += batch.encode_seconds
@@ -82,7 +86,7 @@ def main() -> None:
     t_forward, t_full = statistics.median(t_forward), statistics.median(t_full)
     print(
         f"device={device} threads={torch.get_num_threads()} prompts={len(lists)} tokens={n_tokens} "
-        f"batch={args.batch_size} d_sae={args.d_sae} k={args.k} repeats={args.repeats} (medians)"
+        f"batch={args.batch_size} batch_tokens={args.batch_tokens} d_sae={args.d_sae} k={args.k} repeats={args.repeats} (medians)"
     )
     print(f"{'forward alone':<34}{n_tokens / t_forward:>10.0f} tokens/s  ({t_forward:.3f} s)")
     print(f"{'full extraction':<34}{n_tokens / t_full:>10.0f} tokens/s  ({t_full:.3f} s)")

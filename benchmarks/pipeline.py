@@ -92,7 +92,7 @@ def forward_alone(source, prompts_path: Path, repeats: int) -> float:
     frame = PromptsFormat().load(prompts_path)
     lists = frame["token_ids"].to_list()
     model = source.model()
-    batches = [[lists[i] for i in b] for b in length_batches(frame["n_tokens"].to_numpy(), source.batch_size)]
+    batches = [[lists[i] for i in b] for b in length_batches(frame["n_tokens"].to_numpy(), source.batch_size, source.batch_tokens)]
     for _ in range(repeats):
         t0 = time.perf_counter()
         for batch in batches:

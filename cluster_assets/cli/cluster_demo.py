@@ -26,10 +26,8 @@ CHAIN = "prompts,activations,memberships,coactivation,merge_history,clusters"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cluster_assets.cli.instance import POSTGRES_ENV, write_instance_config
-    from cluster_assets.cli.local_cluster import DaskCluster, PostgresServer
     from cluster_assets.defs.project import Project
-    from cluster_assets.defs.resources import dagster_home
+    from cluster_assets.defs.resources import default_artifact_root
 
     project = Project.load()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,16 +43,27 @@ def main(argv: list[str] | None = None) -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="cluster-demo-"))
     env = {**os.environ, "DAGSTER_HOME": str(scratch / "home"), "CLUSTER_ASSETS_ARTIFACTS": str(scratch / "artifacts")}
-    existing_sae = dagster_home() / "artifacts" / "sae"
-    if existing_sae.is_dir():
-        shutil.copytree(existing_sae, scratch / "artifacts" / "sae")
+    existing_sae = default_artifact_root() / "sae"
+    try:
+        if existing_sae.is_dir():
+            shutil.copytree(existing_sae, scratch / "artifacts" / "sae")
+        return _run(args, env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, env: dict) -> int:
+    """Start PostgreSQL and the Dask cluster, materialise every run, stop what was started."""
+    from cluster_assets.cli.instance import POSTGRES_ENV, write_instance_config
+    from cluster_assets.cli.local_cluster import DaskCluster, PostgresServer
+
     with contextlib.ExitStack() as stack:
         try:
             pg = stack.enter_context(PostgresServer())
             env[POSTGRES_ENV] = os.environ[POSTGRES_ENV] = pg.url
             print(f"PostgreSQL on 127.0.0.1:{pg.port} (temporary)")
         except (FileNotFoundError, subprocess.SubprocessError) as err:
-            print(f"no PostgreSQL ({err}); the instance is sqlite in {scratch / 'home'}")
+            print(f"no PostgreSQL ({err}); the instance is sqlite in {env['DAGSTER_HOME']}")
         write_instance_config(env["DAGSTER_HOME"], postgres=POSTGRES_ENV in env)
         cluster = stack.enter_context(DaskCluster(workers=args.workers, env=env))
         print(f"Dask scheduler {cluster.address}, workers: {', '.join(sorted(w['name'] for w in cluster.workers().values()))}")
@@ -73,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         print(f"\nAll {len(runs)} runs in {time.perf_counter() - started:.0f} s. Where each step ran:")
         report_where(env)
-    shutil.rmtree(scratch, ignore_errors=True)
     print("Stopped the workers, the scheduler and PostgreSQL; removed the temporary instance and artifacts.")
     return 0
 

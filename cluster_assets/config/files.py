@@ -73,6 +73,16 @@ def _where(path: Path, lines: dict[tuple, int], *keys: Any) -> str:
     return str(path)
 
 
+def locate(path: str | Path, *keys: object) -> str:
+    """``file, line N`` of the deepest of ``keys`` (a path of mapping keys) that the file spells out."""
+    path = Path(path)
+    try:
+        lines = _key_lines(yaml.compose(path.read_text()))
+    except (OSError, yaml.YAMLError):
+        return str(path)
+    return _where(path, lines, *keys)
+
+
 def describe(err: ValidationError) -> list[tuple[tuple[str, ...], str]]:
     """(field path, plain message) of each problem, with no repeated field names or reprs."""
     out = []

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cluster_assets.core.ensemble import contingency
+
+def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Counts of items with label pair (a, b): dense (n_labels_a, n_labels_b) int64."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("label arrays must be 1-D and of equal length")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max(initial=-1) + 1, bi.max(initial=-1) + 1), dtype=np.int64)
+    np.add.at(table, (ai, bi), 1)
+    return table
 
 
 def _comb2(x: np.ndarray) -> np.ndarray:
@@ -127,9 +137,10 @@ def pair_metrics(
 
 
 def stable_clusters(
-    reference: str, clusterings: dict[str, tuple[np.ndarray, np.ndarray]], min_jaccard: float = 0.5
+    reference: str, clusterings: dict[str, tuple[np.ndarray, np.ndarray]], min_jaccard: float = 0.5, min_size: int = 1
 ) -> dict[int, dict[str, tuple[int, float]]]:
-    """Clusters of ``reference`` matched with Jaccard >= ``min_jaccard`` in every other clustering.
+    """Clusters of ``reference`` (of at least ``min_size`` features) matched with Jaccard >=
+    ``min_jaccard`` in every other clustering.
 
     ``clusterings`` maps a name to (feature ids, labels).  Returns
     {reference cluster: {name: (matched cluster, jaccard)}}.
@@ -137,63 +148,9 @@ def stable_clusters(
     ids_r, labels_r = clusterings[reference]
     others = [n for n in clusterings if n != reference]
     matches = {n: best_matches(ids_r, labels_r, *clusterings[n]) for n in others}
+    clusters, sizes = np.unique(labels_r[labels_r >= 0], return_counts=True)
     out = {}
-    for idx, c in enumerate(np.unique(labels_r[labels_r >= 0])):
-        if all(matches[n].jaccard[idx] >= min_jaccard for n in others):
+    for idx, (c, size) in enumerate(zip(clusters, sizes)):
+        if size >= min_size and all(matches[n].jaccard[idx] >= min_jaccard for n in others):
             out[int(c)] = {n: (int(matches[n].best[idx]), float(matches[n].jaccard[idx])) for n in others}
     return out
-
-
-def compare_clusterings(clusterings: dict[str, tuple[np.ndarray, np.ndarray]], min_jaccard: float = 0.5) -> dict[str, dict[str, list]]:
-    """All-pairs comparison of named clusterings (feature ids, labels).
-
-    Returns column dicts: ``pairs`` (features in each, common, ARI, NMI on the common
-    features), ``matches`` (each cluster's best match in each other clustering),
-    ``stable`` (clusters of the first clustering matched with Jaccard >= ``min_jaccard``
-    in every other) and ``specific`` (clusters with no such match in any other).
-    """
-    names = list(clusterings)
-    pairs: dict[str, list] = {k: [] for k in ("a", "b", "features_a", "features_b", "common", "ari", "nmi")}
-    matches: dict[str, list] = {k: [] for k in ("name", "cluster", "size", "other", "best", "jaccard")}
-    for i, a in enumerate(names):
-        ids_a, la = clusterings[a]
-        for b in names[i + 1 :]:
-            ids_b, lb = clusterings[b]
-            common, ca, cb = common_labels(ids_a, la, ids_b, lb)
-            for key, value in zip(
-                pairs,
-                (
-                    a,
-                    b,
-                    len(ids_a),
-                    len(ids_b),
-                    len(common),
-                    adjusted_rand_index(ca, cb) if len(common) else float("nan"),
-                    normalized_mutual_info(ca, cb) if len(common) else float("nan"),
-                ),
-            ):
-                pairs[key].append(value)
-        for b in names:
-            if b == a:
-                continue
-            m = best_matches(ids_a, la, *clusterings[b])
-            sizes = dict(zip(*np.unique(la, return_counts=True)))
-            for c, best, jac in zip(m.cluster, m.best, m.jaccard):
-                for key, value in zip(matches, (a, int(c), int(sizes[c]), b, int(best), float(jac))):
-                    matches[key].append(value)
-    stable: dict[str, list] = {"reference": [], "cluster": [], "matched": []}
-    specific: dict[str, list] = {"name": [], "cluster": [], "size": [], "best_jaccard": []}
-    if len(names) >= 2:
-        for c, matched in stable_clusters(names[0], clusterings, min_jaccard).items():
-            stable["reference"].append(names[0])
-            stable["cluster"].append(c)
-            stable["matched"].append({n: {"cluster": mc, "jaccard": j} for n, (mc, j) in matched.items()})
-        best_by_cluster: dict[tuple[str, int], tuple[int, float]] = {}
-        for name, c, size, jac in zip(matches["name"], matches["cluster"], matches["size"], matches["jaccard"]):
-            prev = best_by_cluster.get((name, c), (size, 0.0))
-            best_by_cluster[(name, c)] = (size, max(prev[1], jac))
-        for (name, c), (size, jac) in best_by_cluster.items():
-            if jac < min_jaccard and size > 1:
-                for key, value in zip(specific, (name, c, size, jac)):
-                    specific[key].append(value)
-    return {"pairs": pairs, "matches": matches, "stable": stable, "specific": specific}

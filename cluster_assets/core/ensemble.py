@@ -9,6 +9,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from cluster_assets.core.coactivation import coactivation
+from cluster_assets.core.comparison import contingency
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.merge import MergeConfig, run_merge
 from cluster_assets.core.params import SparseMatrix
@@ -18,18 +19,6 @@ def run_ensemble(activity: SparseMatrix, config: MergeConfig, seeds: Sequence[in
     """One history per seed on the same input (the coactivation is computed once)."""
     cofiring = coactivation(activity)
     return [run_merge(activity, replace(config, seed=int(s)), cofiring=cofiring) for s in seeds]
-
-
-def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Counts of items with label pair (a, b): dense (n_labels_a, n_labels_b) int64."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError("label arrays must be 1-D and of equal length")
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    table = np.zeros((ai.max(initial=-1) + 1, bi.max(initial=-1) + 1), dtype=np.int64)
-    np.add.at(table, (ai, bi), 1)
-    return table
 
 
 def hamming_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,14 +1,12 @@
-"""Compressed per-feature memberships: the set of samples on which a feature is active.
+"""Memberships: the set of samples on which each feature is active, and how they are built.
 
 A feature is *active* on a sample when its activation is strictly above the threshold.
-Each feature's sample set is stored as whichever form is smaller:
-
-- a sorted ``int64`` index array (``4``-``8`` bytes per active sample), or
-- a packed little-endian bitset over all ``n_samples`` samples (``n_samples / 8`` bytes).
-
-The switch point is :data:`DENSE_FRACTION`: a set holding more than that fraction of
-the samples is stored as a bitset.  Unions (group merges) re-choose the form, so a
-group that grows "upgrades" to a bitset by itself.
+:class:`Memberships` holds the kept features' sets as one boolean CSC matrix (samples x
+features; column j lists the samples of feature j) -- what the pipeline computes, stores and
+merges.  :class:`Membership` is one set in compressed form for set algebra on single groups:
+a sorted index array or, above :data:`DENSE_FRACTION` of the samples, a packed bitset,
+whichever is smaller; unions re-choose the form.  :func:`build_memberships` goes from sparse
+activations to the statistics of every feature, the filters and the kept features' memberships.
 """
 
 from __future__ import annotations
@@ -223,43 +221,17 @@ def activity_from_batches(batches: Iterable[SparseMatrix], threshold: float, n_f
 
 
 def prompt_activity(
-    activations: SparseMatrix,
-    prompt_ids: np.ndarray,
-    threshold: float,
-    reduce: str = "max",
+    activations: SparseMatrix, prompt_ids: np.ndarray, threshold: float, reduce: str = "max"
 ) -> tuple[sp.csr_array, np.ndarray]:
-    """Prompt-level activity: a feature is active on a prompt when ``reduce`` of its
-    activations over the prompt's tokens is strictly above ``threshold``.
-
-    ``reduce='max'`` means active on any token; ``'mean'`` averages over all the prompt's
-    tokens (zeros included).  Returns (prompts x features bool CSR, the prompt ids in row
-    order).
-    """
+    """Prompt-level activity of every feature: active on a prompt when ``reduce`` (``max``:
+    on any token; ``mean``: averaged over all the prompt's tokens, zeros included) of its
+    activations is strictly above ``threshold``.  Returns (prompts x features bool CSR, the
+    prompt ids in row order)."""
     if reduce not in ("max", "mean"):
         raise ValueError(f"unknown prompt reduce {reduce!r}; expected 'max' or 'mean'")
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
     csr = sp.csr_array(activations)
-    prompt_ids = np.asarray(prompt_ids)
-    if prompt_ids.shape != (csr.shape[0],):
-        raise ValueError("prompt_ids must have one entry per token row")
-    uniq, row_prompt = np.unique(prompt_ids, return_inverse=True)
-    coo = csr.tocoo()
-    rows = row_prompt[coo.row]
-    if reduce == "mean":
-        agg = sp.coo_array((coo.data.astype(np.float64), (rows, coo.col)), shape=(uniq.size, csr.shape[1])).tocsr()
-        agg.sum_duplicates()
-        n_tok = np.bincount(row_prompt, minlength=uniq.size).astype(np.float64)
-        agg = sp.csr_array(sp.diags_array(1.0 / n_tok) @ agg)
-    else:
-        # max over tokens: activations are >= 0 after an SAE's ReLU/TopK, but be exact for any sign
-        order = np.lexsort((coo.col, rows))
-        r, c, v = rows[order], coo.col[order], coo.data[order].astype(np.float64)
-        key = r.astype(np.int64) * csr.shape[1] + c
-        starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else np.zeros(0, np.int64)
-        vmax = np.maximum.reduceat(v, starts) if key.size else v
-        agg = sp.csr_array((vmax, (r[starts], c[starts])), shape=(uniq.size, csr.shape[1]))
-    return activity_from_batches([agg], threshold, csr.shape[1]), uniq
+    config = MembershipConfig(threshold=threshold, unit="prompt", prompt_reduce=reduce)  # type: ignore[arg-type]
+    return activity_of(csr, np.asarray(prompt_ids), np.arange(csr.shape[1]), config)
 
 
 @dataclass(frozen=True)
@@ -363,7 +335,7 @@ def build_memberships(activations: SparseMatrix, token_prompt: np.ndarray, confi
     """
     csr = canonical_csr(activations)
     if csr.shape[0] == 0:
-        raise ParameterError("n_prompts", "no tokens to analyse (empty corpus?)")
+        raise ValueError("no tokens to analyse (empty corpus?)")
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
     stats = feature_statistics(csr, token_prompt, config.threshold)
     if stats.firing_count.sum() == 0:

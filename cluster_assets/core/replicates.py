@@ -89,25 +89,18 @@ def within(values: Mapping[tuple[int, int], float], n: int, n_boot: int = N_BOOT
     return _estimate(values, resample, n_boot, seed)
 
 
-def verdict(effect: Estimate, floors: list[Estimate], higher_is_closer: bool = True) -> str:
-    """Whether a between-condition agreement lies beyond the replicates' own agreement.
-
-    For agreement statistics (ARI, NMI, Jaccard: ``higher_is_closer``), two conditions differ
-    beyond sampling noise when the effect's interval (or value) lies below every known floor's
-    interval (or value).
+def verdict(effect: Estimate, floors: list[Estimate]) -> str:
+    """Whether a between-condition agreement (ARI, NMI, Jaccard, stable fraction: higher means
+    more alike) lies beyond the replicates' own agreement: the conditions differ beyond sampling
+    noise when the effect's interval (or value) lies below every known floor's interval (or value).
     """
     known = [f for f in floors if f.known]
     if not effect.known:
         return "not measured"
     if not known:
         return "floor unknown (one replicate): cannot be told from sampling noise"
-    sign = 1.0 if higher_is_closer else -1.0
-    top, bottom = sign * effect.upper, sign * effect.lower
-    floor_lows = [sign * f.lower for f in known]
-    floor_highs = [sign * f.upper for f in known]
-    if sign < 0:
-        top, bottom = bottom, top
-        floor_lows, floor_highs = floor_highs, floor_lows
+    top, bottom = effect.upper, effect.lower
+    floor_lows, floor_highs = [f.lower for f in known], [f.upper for f in known]
     if top < min(floor_lows):
         return "differ beyond sampling noise"
     if bottom > max(floor_highs):

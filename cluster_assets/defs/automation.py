@@ -61,7 +61,7 @@ def sweep_files_sensor(project: Project) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Says when the sweep or registry file changed since the code location loaded: reload it so the "
-        "new partitions appear (missing_partitions_automation then materialises them).",
+        "new partitions appear (then backfill them, or turn on missing_partitions_automation).",
     )
     def sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         if project.files_digest() != loaded:

@@ -39,6 +39,8 @@ def resources_from_environment(project: Project) -> dict:
     if path:
         try:
             settings = yaml.safe_load(Path(path).read_text()) or {}
+            if "mode" in settings.get("source", {}):
+                raise ValueError("source.mode is set by CLUSTER_ASSETS_MODE (the partitions depend on it), not here")
             return {
                 "source": ActivationSource(**{"mode": project.mode, **settings.get("source", {})}),
                 "artifacts": ArtifactStoreResource(**settings.get("artifacts", {})),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from cluster_assets.config import ConfigFileError, DatasetEntry, Registry, SweepPoint, datasets_path, load_registry, load_sweep, sweep_path
+from cluster_assets.config.files import locate
 from cluster_assets.storage.hashing import content_hash
 
 MODES = ("embedded", "hub")
@@ -51,10 +52,14 @@ class Project:
         if mode not in MODES:
             raise ConfigFileError(f"CLUSTER_ASSETS_MODE={mode!r}: expected one of {', '.join(MODES)}")
         if mode == "embedded" and not registry.sae_training:
-            raise ConfigFileError(f"{registry_path}: sae_training names no dataset; the embedded SAE is trained on them")
+            raise ConfigFileError(
+                f"{locate(registry_path, 'sae_training')}: sae_training names no dataset; the embedded SAE is trained on them"
+            )
         for entry in registry.entries():
             for field, problem in entry_problems(entry):
-                raise ConfigFileError(f"{registry_path}: dataset {entry.name!r}, field {field}: {problem}")
+                raise ConfigFileError(
+                    f"{locate(registry_path, 'datasets', entry.name, field)}: dataset {entry.name!r}, field {field}: {problem}"
+                )
         project = cls(
             registry,
             points,
@@ -72,7 +77,8 @@ class Project:
                     continue  # a token budget is checked when the prompts are sampled (it needs the tokenizer)
                 shortfall = too_few_texts(n_prompts, point.prompts.replicates, usable, entry.name)
                 if shortfall:
-                    raise ConfigFileError(f"{sweep_file}: sweep point {point.point!r}, field prompts.n_prompts: {shortfall}")
+                    where = locate(sweep_file, "points", point.point, "prompts", "n_prompts")
+                    raise ConfigFileError(f"{where}: sweep point {point.point!r}, field prompts.n_prompts: {shortfall}")
         return project
 
     @property

@@ -21,6 +21,11 @@ def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home")
 
 
+def default_artifact_root() -> Path:
+    """``$CLUSTER_ASSETS_ARTIFACTS``, else ``$DAGSTER_HOME/artifacts``."""
+    return Path(os.environ.get(ARTIFACTS_ENV) or dagster_home() / "artifacts")
+
+
 class SAETraining(dg.Config):
     """How the embedded-mode SAE is trained (counts in tokens)."""
 
@@ -48,7 +53,10 @@ class ActivationSource(dg.ConfigurableResource):
     sae_release: str = "pythia-70m-deduped-mlp-sm"
     sae_id: str = "blocks.3.hook_mlp_out"
     device: str = Field(default="auto", description="'auto' picks CUDA when present, else CPU.")
-    batch_size: int = Field(default=64, gt=0, description="Prompts per forward pass.")
+    batch_size: int = Field(default=64, gt=0, description="Prompts per forward pass, at most.")
+    batch_tokens: int = Field(
+        default=4096, gt=0, description="Padded tokens (prompts x longest prompt) per forward pass, at most; a longer prompt runs alone."
+    )
     cache_dir: str | None = Field(default=None, description="Model and corpus cache; default $CLUSTER_ASSETS_CACHE or ./.cache.")
     sae_training: SAETraining = SAETraining()
 
@@ -123,7 +131,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     root: str | None = Field(default=None, description="Artifact root; default $CLUSTER_ASSETS_ARTIFACTS or $DAGSTER_HOME/artifacts.")
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.root or os.environ.get(ARTIFACTS_ENV) or dagster_home() / "artifacts")
+        return ArtifactStore(self.root or default_artifact_root())
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.store().clean_stale()

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from cluster_assets.config import DatasetEntry, SweepPoint
+from cluster_assets.config.models import SECTIONS
 from cluster_assets.core.params import ParameterError
 from cluster_assets.defs.metadata import PeakMemory, artifact_metadata, figure_markdown, plain_metadata, ran_on
 from cluster_assets.defs.project import Project
@@ -39,24 +40,27 @@ class Stage:
     name: str
     format: fmt.Format
     upstream: tuple[str, ...] = ()
-    sections: tuple[str, ...] = ()  # sweep sections the output depends on (merge_history: see method_sections)
+    sections: tuple[str, ...] = ()  # sweep sections the output depends on (see sections_for)
     partitioning: str = "dataset_point"  # "dataset_point", "hparams", "dataset" or "none"
     group: str = "clustering"
     kinds: frozenset[str] = frozenset()
     pool: str | None = None
     description: str = ""
 
+    def sections_for(self, point: SweepPoint) -> tuple[str, ...]:
+        """The sweep sections this stage reads for ``point`` (merge_history: also ``baseline`` for the baseline method)."""
+        if self.name == "merge_history" and point.merge.method == "umap_hdbscan":
+            return (*self.sections, "baseline")
+        return self.sections
+
     def params(self, point: SweepPoint) -> dict[str, Any]:
-        sections = method_sections(point) if self.name == "merge_history" else self.sections
-        out = {s: point.section(s) for s in sections}
+        """The sweep sections the output depends on, as they enter its address.  Unset (None)
+        fields are left out, so a new optional parameter changes no existing address."""
+        sections = self.sections_for(point)
+        out = {s: {k: v for k, v in point.section(s).items() if v is not None} for s in sections}
         if "prompts" in out:  # the replicate index, not the count: adding replicates leaves replicate 1 as it is
             out["prompts"] = {k: v for k, v in out["prompts"].items() if k != "replicates"} | {"replicate": point.replicate}
         return out
-
-
-def method_sections(point: SweepPoint) -> tuple[str, ...]:
-    """What merge_history reads: the merge section, and the baseline section for the baseline method."""
-    return ("merge", "baseline") if point.merge.method == "umap_hdbscan" else ("merge",)
 
 
 STAGES: dict[str, Stage] = {
@@ -109,7 +113,7 @@ STAGES: dict[str, Stage] = {
             "merge_history",
             fmt.MergeHistoryFormat(),
             ("coactivation",),
-            ("merge", "baseline"),
+            ("merge",),  # + baseline for the baseline method: sections_for
             kinds=frozenset({"numba", "scipy"}),
             description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
             "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan.",
@@ -295,11 +299,13 @@ class StageContext:
 
 def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
     """The failure for a parameter error: the sweep point, its section and field, the problem -- once."""
-    sections = method_sections(ctx.point) if ctx.stage.name == "merge_history" else ctx.stage.sections or ("prompts",)
     first = err.field.split(" / ")[0]
-    section = next((s for s in sections if first in ctx.point.section(s)), sections[0])
+    own = ctx.stage.sections_for(ctx.point)
+    ordered = (*own, *(s for s in SECTIONS if s not in own))  # the stage's own sections first
+    section = next((s for s in ordered if first in ctx.point.section(s)), None)
     where = ctx.point.point if ctx.point.replicate == 0 else f"{ctx.point.point} (replicate {ctx.point.replicate + 1})"
-    return dg.Failure(f"sweep point {where!r}, field {section}.{err.field}: {err.message}")
+    field = f"{section}.{err.field}" if section else err.field
+    return dg.Failure(f"sweep point {where!r}, field {field}: {err.message}")
 
 
 def run_stage(
@@ -329,7 +335,8 @@ def run_stage(
             "markdown": out.markdown,
             "recomputed_because": recomputed_because,
         }
-        with ctx.store.write(artifact, record) as folder:
+        writer = ctx.store.write(artifact, record)
+        with writer as folder:
             ctx.stage.format.save(folder, out.value)
             if out.figures:
                 (folder / fmt.FIGURES_DIR).mkdir(exist_ok=True)
@@ -341,7 +348,9 @@ def run_stage(
                 "write_seconds": time.perf_counter() - t1,
                 "peak_rss_mb": peak.peak_mb,
             }
-            record["timing"] = timing
+            record["timing"] = timing  # the manifest is written when the block ends
+    if not writer.won:  # another process finished the same artifact first: theirs stays, if it verifies
+        artifact.verify()
     return _result(ctx, artifact, reused=False)
 
 

@@ -7,15 +7,15 @@ several records); outputs are polars tables and a JSON summary (:class:`Tables`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from cluster_assets.core.comparison import best_matches, pair_metrics
+from cluster_assets.core.comparison import best_matches, pair_metrics, stable_clusters
 from cluster_assets.core.replicates import Estimate, between, verdict, within
-from cluster_assets.reporting.text import highlight
+from cluster_assets.reporting.text import highlight, markdown_table
 from cluster_assets.storage.formats import Tables
 
 #: The agreement statistics compared against their floors (higher = more alike).
@@ -155,11 +155,9 @@ def compare_datasets(
                 best[(a, c)] = max(best.get((a, c), 0.0), jac)
     if len(names) >= 2:
         ref = names[0]
-        matches = {b: best_matches(first[ref].feature_ids, first[ref].labels, first[b].feature_ids, first[b].labels) for b in names[1:]}
+        stable = stable_clusters(ref, {n: (first[n].feature_ids, first[n].labels) for n in names}, min_jaccard, min_size=2)
         sizes = dict(zip(*np.unique(first[ref].labels, return_counts=True)))
-        for idx, c in enumerate(matches[names[1]].cluster.tolist()):
-            if sizes[c] < 2 or not all(matches[b].jaccard[idx] >= min_jaccard for b in names[1:]):
-                continue
+        for c, matched in stable.items():
             row = {
                 "reference": ref,
                 "cluster": c,
@@ -168,11 +166,10 @@ def compare_datasets(
                 f"top_tokens[{ref}]": first[ref].top_tokens(c),
                 f"top_prompt[{ref}]": first[ref].top_prompt(c),
             }
-            for b in names[1:]:
-                other = int(matches[b].best[idx])
+            for b, (other, jaccard) in matched.items():
                 row |= {
                     f"cluster[{b}]": other,
-                    f"jaccard[{b}]": float(matches[b].jaccard[idx]),
+                    f"jaccard[{b}]": jaccard,
                     f"top_tokens[{b}]": first[b].top_tokens(other),
                     f"top_prompt[{b}]": first[b].top_prompt(other),
                 }
@@ -279,3 +276,47 @@ def compare_points(
     if len(names) < 2:
         summary["note"] = f"fewer than two sweep points have clusters for {dataset!r}: nothing to compare yet"
     return Tables(tables, summary)
+
+
+def estimate(row: dict, prefix: str) -> Estimate:
+    """The estimate stored in a table row as ``<prefix>``, ``<prefix>_low``, ``<prefix>_high``."""
+    return Estimate(row.get(prefix), row.get(f"{prefix}_low"), row.get(f"{prefix}_high"), int(row.get("pairs") or 0))
+
+
+def plot_row(label: str, effect: Estimate, floors: Sequence[Estimate] = ()) -> dict:
+    """One row of :func:`cluster_assets.reporting.plots.effect_vs_floor`: the effect with its
+    interval (or its value alone), beside the lowest known floor (the one a difference must clear)."""
+    row: dict = {"label": label, "value": effect.value, "low": effect.lower, "high": effect.upper}
+    known = [f for f in floors if f.known]
+    if known:
+        floor = min(known, key=lambda f: f.lower)
+        row |= {"floor": floor.value, "floor_low": floor.lower, "floor_high": floor.upper}
+    return row
+
+
+def effect_plot_rows(effects: pl.DataFrame, label: Callable[[dict], str] = lambda r: f"{r['a']} ~ {r['b']}") -> list[dict]:
+    """Plot rows of an ``effects`` table (already filtered to one metric); unmeasured rows left out."""
+    return [
+        plot_row(label(r), estimate(r, "value"), [estimate(r, "floor_a"), estimate(r, "floor_b")])
+        for r in effects.iter_rows(named=True)
+        if r["value"] is not None
+    ]
+
+
+def effects_markdown(effects: pl.DataFrame) -> str:
+    """An ``effects`` table for people: each number with its interval, and the verdict."""
+    if not effects.height:
+        return "_nothing to compare yet_"
+    rows = [
+        {
+            "a": r["a"],
+            "b": r["b"],
+            "metric": METRIC_NAMES[r["metric"]],
+            "between": estimate(r, "value").text(3),
+            "floor a": estimate(r, "floor_a").text(3),
+            "floor b": estimate(r, "floor_b").text(3),
+            "verdict": r["verdict"],
+        }
+        for r in effects.iter_rows(named=True)
+    ]
+    return markdown_table(pl.DataFrame(rows), width=80)

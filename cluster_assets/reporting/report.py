@@ -3,19 +3,23 @@ the figure to look at first and one-line statements that set every effect agains
 floor (the agreement between replicates).
 
 Input: the comparison tables (``dataset_comparison`` per sweep point, ``sweep_comparison``
-per dataset) and the project's sweep; output: a :class:`~cluster_assets.storage.formats.Document`.
+per dataset), the reference point's name and the sweep's points; output: a
+:class:`~cluster_assets.storage.formats.Document`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
 
+from cluster_assets.config.models import SweepPoint
 from cluster_assets.core.replicates import Estimate, between, verdict
 from cluster_assets.core.tokens import CLASSES
 from cluster_assets.reporting import plots
+from cluster_assets.reporting.comparisons import effect_plot_rows, estimate, plot_row
+from cluster_assets.reporting.text import markdown_table
 from cluster_assets.storage.formats import Document, Tables
 
 QUESTIONS = [
@@ -26,29 +30,8 @@ QUESTIONS = [
     "What do the clusters have in common? Does that vary by dataset, by hyperparameter?",
 ]
 
-
-def _est(row: dict, prefix: str) -> Estimate:
-    return Estimate(row.get(prefix), row.get(f"{prefix}_low"), row.get(f"{prefix}_high"), 0)
-
-
-def _md_table(frame: pl.DataFrame, width: int = 60) -> str:
-    if frame.height == 0:
-        return "_(no rows)_\n"
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:.3g}"
-        text = ", ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else str(v))
-        text = " ".join(text.split()).replace("|", "/")
-        return text if len(text) <= width else text[: width - 1] + "…"
-
-    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
-    return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in frame.iter_rows())
-
-
-def _gain_estimate(values: list[float]) -> Estimate:
-    """Mean over replicates with a bootstrap interval over them."""
-    return between({(i, 0): v for i, v in enumerate(values)}, len(values), 1)
+#: Held-out gains of one (point, dataset): vs every feature alone, vs a random partition of the same sizes.
+Gains = dict[tuple[str, str], tuple[Estimate, Estimate]]
 
 
 class _Builder:
@@ -66,261 +49,15 @@ class _Builder:
         if note:
             self.lines += [note, ""]
         if table is not None and table.height:
-            self.lines += [_md_table(table), ""]
-
-
-def _sweep_effects(sweeps: dict[str, Tables], points: list[str]) -> list[dict]:
-    rows = []
-    for dataset, t in sweeps.items():
-        effects = t.tables.get("effects", pl.DataFrame())
-        if not effects.height:
-            continue
-        for r in effects.filter((pl.col("metric") == "ari") & pl.col("a").is_in(points)).iter_rows(named=True):
-            rows.append({**r, "dataset": dataset})
-    return rows
+            self.lines += [markdown_table(table), ""]
 
 
 def _statement(a: str, b: str, row: dict, metric: str = "ARI") -> str:
-    effect, floor_a, floor_b = _est(row, "value"), _est(row, "floor_a"), _est(row, "floor_b")
+    effect, floor_a, floor_b = estimate(row, "value"), estimate(row, "floor_a"), estimate(row, "floor_b")
     return (
         f"{a} vs {b}: {metric} {effect.text()}; two samples of {row['a']}: {floor_a.text()}; of {row['b']}: {floor_b.text()} "
         f"— {verdict(effect, [floor_a, floor_b])}."
     )
-
-
-def build_report(datasets: dict[str, Tables], sweeps: dict[str, Tables], project: Any) -> Document:
-    """The report from whatever comparisons exist (``datasets``: per sweep point; ``sweeps``: per dataset)."""
-    reference = project.reference.point
-    points = {p.point: p for p in project.sweep.values() if p.replicate == 0}
-    b = _Builder()
-    b.lines += ["# cluster_assets research report", ""]
-    scale = datasets.get(reference) or next(iter(datasets.values()), None)
-    if scale is not None:
-        tokens, reps, kept = scale.summary.get("tokens", {}), scale.summary.get("replicates", {}), scale.summary.get("kept", {})
-        b.lines += [
-            f"**Scale:** {len(tokens)} datasets ({', '.join(tokens)}); tokens per sample (point `{reference}`): "
-            + ", ".join(f"{d} {n:,}" for d, n in tokens.items())
-            + "; replicates: "
-            + ", ".join(f"{d} {n}" for d, n in reps.items())
-            + "; kept features: "
-            + ", ".join(f"{d} {n:,}" for d, n in kept.items())
-            + ".",
-            "",
-        ]
-    b.lines += [
-        f"Reference point: `{reference}`. Agreement (ARI, NMI, best-match Jaccard) is measured on the SAE features both "
-        "clusterings kept. Each number is a mean over replicate pairs with a 95% bootstrap interval over replicates; a "
-        "*floor* is the same number between two replicates of one condition (independent prompt samples), i.e. what "
-        "sampling noise alone gives.",
-        "",
-    ]
-    missing = sorted({m for t in (*datasets.values(), *sweeps.values()) for m in t.summary.get("missing", [])})
-    if missing:
-        b.lines += [
-            f"**Not in these numbers** ({len(missing)} partitions without clusters yet): "
-            + ", ".join(missing[:12])
-            + (" …" if len(missing) > 12 else ""),
-            "",
-        ]
-
-    # Q1: preprocessing and prompts, against the reference's replicate floor
-    pre = [
-        n
-        for n, p in points.items()
-        if n != reference
-        and p.merge.method == "mdl_merge"
-        and p.changes_from(points[reference])
-        and all(k.split(".")[0] in ("memberships", "prompts") for k in p.changes_from(points[reference]))
-    ]
-    rows = _sweep_effects(sweeps, pre)
-    figure = (
-        plots.effect_vs_floor(
-            [
-                {
-                    "label": f"{r['a']} ({r['dataset']})",
-                    "value": r["value"],
-                    "low": r["value_low"] or r["value"],
-                    "high": r["value_high"] or r["value"],
-                    **_floor_band(r),
-                }
-                for r in rows
-            ],
-            f"ARI vs `{reference}`",
-            "Each preprocessing / prompt point vs the reference, against the replicate floor",
-        )
-        if rows
-        else None
-    )
-    b.section(0, figure, [_statement(f"`{r['a']}` ({r['dataset']})", f"`{reference}`", r) for r in rows])
-
-    # Q2 and Q3: the density baseline, scored by held-out description length
-    heldout = (
-        pl.concat(
-            [t.tables["heldout"].with_columns(dataset=pl.lit(d)) for d, t in sweeps.items() if "heldout" in t.tables],
-            how="diagonal_relaxed",
-        )
-        if any("heldout" in t.tables for t in sweeps.values())
-        else pl.DataFrame()
-    )
-    same = heldout.filter(pl.col("kind") == "same dataset") if heldout.height else heldout
-    gains = {}
-    if same.height:
-        for (point, dataset), group in same.group_by(["point", "dataset"], maintain_order=True):
-            gains[(point, dataset)] = (
-                _gain_estimate(group["gain_vs_singletons"].to_list()),
-                _gain_estimate(group["gain_vs_random"].to_list()),
-            )
-    base_points = [n for n, p in points.items() if p.merge.method == "umap_hdbscan"]
-    umap_pts = [n for n in base_points if points[n].baseline.umap]
-    raw_pts = [n for n in base_points if not points[n].baseline.umap]
-    q2 = []
-    for dataset in sweeps:
-        for u in umap_pts:
-            for r in raw_pts:
-                if (u, dataset) in gains and (r, dataset) in gains:
-                    gu, gr = gains[(u, dataset)][0], gains[(r, dataset)][0]
-                    q2.append(
-                        f"{dataset}: with UMAP (`{u}`) the clustering saves {_pct(gu)} of the held-out description length of "
-                        f"every feature alone; without (`{r}`) {_pct(gr)} — {_compare(gu, gr, 'UMAP helps', 'UMAP hurts')}."
-                    )
-    b.section(
-        1,
-        _gain_figure(gains, [*base_points, reference], "Held-out MDL saved vs every feature alone: baselines and the MDL merge"),
-        q2,
-        note="Held-out description length: a clustering found on one sample, scored by the MDL (bits per sample, same "
-        "alpha) on a disjoint sample of the same dataset; noise features count as singletons.",
-    )
-    q3 = []
-    for dataset in sweeps:
-        best = max((n for n in base_points if (n, dataset) in gains), key=lambda n: gains[(n, dataset)][1].value or -1, default=None)
-        if best is None:
-            continue
-        merge = gains.get((reference, dataset))
-        noise = _points_value(sweeps[dataset], best, "noise_fraction")
-        line = (
-            f"{dataset}: the best baseline is `{best}` ({_pct(gains[(best, dataset)][1])} saved vs a random partition of the same "
-            f"sizes, noise {noise:.0%})"
-            if noise is not None
-            else f"{dataset}: the best baseline is `{best}`"
-        )
-        if merge is not None:
-            line += f"; the MDL merge `{reference}` saves {_pct(merge[1])} — {_compare(merge[1], gains[(best, dataset)][1], 'the MDL merge describes held-out data better', 'the baseline describes held-out data better')}"
-        q3.append(line + ".")
-    table = (
-        pl.DataFrame(
-            [
-                {
-                    "point": p,
-                    "dataset": d,
-                    "gain_vs_singletons": g[0].value,
-                    "gain_vs_random": g[1].value,
-                    "noise_fraction": _points_value(sweeps[d], p, "noise_fraction"),
-                    "k": _points_value(sweeps[d], p, "k"),
-                }
-                for (p, d), g in gains.items()
-                if p in base_points or p == reference
-            ]
-        )
-        if gains
-        else None
-    )
-    b.section(
-        2, _gain_figure(gains, [*base_points, reference], "Held-out MDL saved vs a random partition of the same sizes", index=1), q3, table
-    )
-
-    # Q4: across datasets at the reference point
-    ref_cmp = datasets.get(reference)
-    effects = (
-        ref_cmp.tables["effects"].filter(pl.col("metric") == "ari")
-        if ref_cmp is not None and "effects" in ref_cmp.tables and ref_cmp.tables["effects"].height
-        else pl.DataFrame()
-    )
-    q4 = [_statement(r["a"], r["b"], r) for r in effects.iter_rows(named=True)] if effects.height else []
-    transfer = heldout.filter(pl.col("kind") == "transfer") if heldout.height else heldout
-    for r in transfer.iter_rows(named=True) if transfer.height else []:
-        own = gains.get((r["point"], r["dataset"]))
-        q4.append(
-            f"clusters of {r['dataset']} saved {r['gain_vs_singletons']:.1%} of {r['measured_on']}'s description length "
-            f"(vs {_pct(own[0]) if own else 'unknown'} on held-out {r['dataset']})."
-        )
-    figure = (
-        plots.effect_vs_floor(_rows_for_plot(effects), "ARI", f"ARI between datasets at `{reference}` vs replicate floors")
-        if effects.height
-        else None
-    )
-    b.section(3, figure, q4)
-
-    # Q5: what clusters have in common
-    q5, shares = [], {}
-    for point, t in datasets.items():
-        stable, specific = t.tables.get("stable", pl.DataFrame()), t.tables.get("specific", pl.DataFrame())
-        floors = t.tables.get("floors", pl.DataFrame())
-        stable_floor = floors.filter(pl.col("metric") == "stable") if floors.height else floors
-        if point == reference:
-            for name, frame in (("stable", stable), ("dataset-specific", specific)):
-                if frame.height and "class" in frame.columns:
-                    shares[name] = {c: float(np.mean(frame["class"].to_numpy() == c)) for c in CLASSES}
-                    kinds = frame["kind"].value_counts().sort("count", descending=True) if "kind" in frame.columns else pl.DataFrame()
-                    top_class = max(shares[name], key=lambda c: shares[name][c])
-                    kind_text = f"; {kinds.row(0)[1]} of {frame.height} are {kinds.row(0)[0]}" if kinds.height else ""
-                    q5.append(
-                        f"At `{point}`, {frame.height} {name} clusters: mostly {top_class} tokens ({shares[name][top_class]:.0%}){kind_text}."
-                    )
-        floor_text = (
-            ", ".join(f"{r['condition']} {_est(r, 'value').text()}" for r in stable_floor.iter_rows(named=True))
-            if stable_floor.height
-            else "unknown"
-        )
-        q5.append(
-            f"`{point}`: {t.summary.get('stable', 0)} clusters of {t.summary['available'][0] if t.summary.get('available') else '?'} "
-            f"matched (Jaccard >= 0.5) in every other dataset; stable fraction between replicates: {floor_text}."
-        )
-    figure = (
-        plots.grouped_bars(
-            list(CLASSES),
-            {k: [v[c] for c in CLASSES] for k, v in shares.items()},
-            "share of clusters (dominant token class)",
-            f"What stable and dataset-specific clusters fire on (`{reference}`)",
-        )
-        if shares
-        else None
-    )
-    stable_table = (
-        ref_cmp.tables["stable"].drop([c for c in ref_cmp.tables["stable"].columns if c.startswith("top_prompt")]).head(15)
-        if ref_cmp is not None and "stable" in ref_cmp.tables and ref_cmp.tables["stable"].height
-        else None
-    )
-    b.section(
-        4,
-        figure,
-        q5,
-        stable_table,
-        note="Stable clusters with their top tokens per dataset side by side (top prompts are in "
-        "`dataset_comparison/<hash>/stable.parquet`); each cluster's activity on every dataset is in `activity.parquet`.",
-    )
-    b.lines.append(f"_Numbers from {len(sweeps)} datasets and {len(datasets)} sweep points._")
-    return Document("\n".join(b.lines) + "\n", b.figures)
-
-
-def _floor_band(row: dict) -> dict:
-    floors = [(row[f"floor_{s}"], row[f"floor_{s}_low"], row[f"floor_{s}_high"]) for s in ("a", "b") if row.get(f"floor_{s}") is not None]
-    if not floors:
-        return {}
-    f = min(floors, key=lambda x: x[0])
-    return {"floor": f[0], "floor_low": f[1] if f[1] is not None else f[0], "floor_high": f[2] if f[2] is not None else f[0]}
-
-
-def _rows_for_plot(effects: pl.DataFrame) -> list[dict]:
-    return [
-        {
-            "label": f"{r['a']} ~ {r['b']}",
-            "value": r["value"],
-            "low": r["value_low"] if r["value_low"] is not None else r["value"],
-            "high": r["value_high"] if r["value_high"] is not None else r["value"],
-            **_floor_band(r),
-        }
-        for r in effects.iter_rows(named=True)
-    ]
 
 
 def _pct(e: Estimate) -> str:
@@ -331,17 +68,51 @@ def _pct(e: Estimate) -> str:
     return f"{e.value:.1%} [{e.low:.1%}, {e.high:.1%}]"
 
 
-def _compare(a: Estimate, b: Estimate, better: str, worse: str) -> str:
-    """Whether ``a`` exceeds ``b`` beyond their replicate intervals."""
-    if a.value is None or b.value is None:
+def _compare(a: Estimate, b: Estimate, names: tuple[str, str], better: str, worse: str) -> str:
+    """Whether ``a`` lies above or below ``b`` beyond their intervals.  Where only one side has
+    an interval the other's value is set against it, and the statement says whose noise is unmeasured."""
+    if not (a.known and b.known):
         return "not measured"
-    if a.low is None or a.high is None or b.low is None or b.high is None:
-        return "one replicate: cannot be told from sampling noise"
-    if a.low > b.high:
-        return f"{better}, beyond sampling noise"
-    if a.high < b.low:
-        return f"{worse}, beyond sampling noise"
-    return "no difference beyond sampling noise"
+    single = [n for n, e in zip(names, (a, b)) if e.low is None or e.high is None]
+    if len(single) == 2:
+        return "one replicate each: cannot be told from sampling noise"
+    if a.lower > b.upper:
+        text = f"{better}, beyond sampling noise"
+    elif a.upper < b.lower:
+        text = f"{worse}, beyond sampling noise"
+    else:
+        return "no difference beyond sampling noise"
+    return text + (f" (as far as one interval shows: `{single[0]}` has one replicate, its own noise is unmeasured)" if single else "")
+
+
+def _gain_estimate(values: list[float]) -> Estimate:
+    """Mean over replicates with a bootstrap interval over them."""
+    return between({(i, 0): v for i, v in enumerate(values)}, len(values), 1)
+
+
+def heldout_gains(sweeps: Mapping[str, Tables]) -> Gains:
+    """Each (point, dataset)'s held-out description length saved, over its replicates."""
+    gains: Gains = {}
+    for dataset, t in sweeps.items():
+        heldout = t.tables.get("heldout")
+        if heldout is None or not heldout.height:
+            continue
+        for (point,), group in heldout.filter(pl.col("kind") == "same dataset").group_by(["point"], maintain_order=True):
+            gains[(str(point), dataset)] = (
+                _gain_estimate(group["gain_vs_singletons"].to_list()),
+                _gain_estimate(group["gain_vs_random"].to_list()),
+            )
+    return gains
+
+
+def _sweep_effects(sweeps: Mapping[str, Tables], points: list[str]) -> pl.DataFrame:
+    """The ARI effects of ``points`` against the reference, every dataset's, with a ``dataset`` column."""
+    frames = [
+        t.tables["effects"].filter((pl.col("metric") == "ari") & pl.col("a").is_in(points)).with_columns(dataset=pl.lit(d))
+        for d, t in sweeps.items()
+        if "effects" in t.tables and t.tables["effects"].height
+    ]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def _points_value(t: Tables, point: str, column: str):
@@ -349,15 +120,222 @@ def _points_value(t: Tables, point: str, column: str):
     return rows[column][0] if rows.height and column in rows.columns else None
 
 
-def _gain_figure(gains: dict, points: list[str], title: str, index: int = 0) -> bytes | None:
-    rows = [
-        {
-            "label": f"{p} ({d})",
-            "value": g[index].value,
-            "low": g[index].low if g[index].low is not None else g[index].value,
-            "high": g[index].high if g[index].high is not None else g[index].value,
-        }
-        for (p, d), g in gains.items()
-        if p in points and g[index].value is not None
-    ]
+def _gain_figure(gains: Gains, points: list[str], title: str, index: int) -> bytes | None:
+    rows = [plot_row(f"{p} ({d})", g[index]) for (p, d), g in gains.items() if p in points and g[index].known]
     return plots.effect_vs_floor(rows, "fraction of held-out description length saved", title) if rows else None
+
+
+def _scale(datasets: Mapping[str, Tables], reference: str) -> list[str]:
+    scale = datasets.get(reference) or next(iter(datasets.values()), None)
+    if scale is None:
+        return []
+    tokens, reps, kept = scale.summary.get("tokens", {}), scale.summary.get("replicates", {}), scale.summary.get("kept", {})
+    return [
+        f"**Scale:** {len(tokens)} datasets ({', '.join(tokens)}); tokens per sample (point `{scale.summary.get('point', reference)}`): "
+        + ", ".join(f"{d} {n:,}" for d, n in tokens.items())
+        + "; replicates: "
+        + ", ".join(f"{d} {n}" for d, n in reps.items())
+        + "; kept features: "
+        + ", ".join(f"{d} {n:,}" for d, n in kept.items())
+        + ".",
+        "",
+    ]
+
+
+def build_report(
+    datasets: Mapping[str, Tables], sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint]
+) -> Document:
+    """The report from whatever comparisons exist.
+
+    ``datasets``: the dataset comparison per sweep point; ``sweeps``: the sweep comparison per
+    dataset; ``reference``: the reference point; ``points``: the sweep's points by name (one
+    entry per point, not per replicate).
+    """
+    b = _Builder()
+    b.lines += ["# cluster_assets research report", "", *_scale(datasets, reference)]
+    b.lines += [
+        (
+            f"Reference point: `{reference}`. Agreement (ARI, NMI, best-match Jaccard) is measured on the SAE features both "
+            "clusterings kept. Each number is a mean over replicate pairs with a 95% bootstrap interval over replicates; a "
+            "*floor* is the same number between two replicates of one condition (independent prompt samples), i.e. what "
+            "sampling noise alone gives."
+        ),
+        "",
+    ]
+    missing = sorted({m for t in (*datasets.values(), *sweeps.values()) for m in t.summary.get("missing", [])})
+    if missing:
+        b.lines += [
+            f"**Not in these numbers** ({len(missing)} partitions without clusters yet): "
+            + ", ".join(missing[:12])
+            + (" …" if len(missing) > 12 else ""),
+            "",
+        ]
+    gains = heldout_gains(sweeps)
+    _preprocessing(b, sweeps, reference, points)
+    _baselines(b, sweeps, reference, points, gains)
+    _datasets(b, datasets.get(reference), reference, gains)
+    _in_common(b, datasets, reference)
+    b.lines.append(f"_Numbers from {len(sweeps)} datasets and {len(datasets)} sweep points._")
+    return Document("\n".join(b.lines) + "\n", b.figures)
+
+
+def _preprocessing(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint]) -> None:
+    """Q1: each preprocessing or prompt point against the reference, and the replicate floor."""
+    ref = points[reference]
+    changed = [
+        n
+        for n, p in points.items()
+        if n != reference
+        and p.merge.method == "mdl_merge"
+        and p.changes_from(ref)
+        and all(k.split(".")[0] in ("memberships", "prompts") for k in p.changes_from(ref))
+    ]
+    effects = _sweep_effects(sweeps, changed)
+    rows = list(effects.iter_rows(named=True)) if effects.height else []
+    figure = (
+        plots.effect_vs_floor(
+            effect_plot_rows(effects, lambda r: f"{r['a']} ({r['dataset']})"),
+            f"ARI vs `{reference}`",
+            "Each preprocessing / prompt point vs the reference, against the replicate floor",
+        )
+        if rows
+        else None
+    )
+    b.section(0, figure, [_statement(f"`{r['a']}` ({r['dataset']})", f"`{reference}`", r) for r in rows])
+
+
+def _baselines(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint], gains: Gains) -> None:
+    """Q2 and Q3: the density baseline, scored by held-out description length."""
+    base_points = [n for n, p in points.items() if p.merge.method == "umap_hdbscan"]
+    umap_points = [n for n in base_points if points[n].baseline.umap]
+    raw_points = [n for n in base_points if not points[n].baseline.umap]
+    q2 = []
+    for dataset in sweeps:
+        for u in umap_points:
+            for r in raw_points:
+                if (u, dataset) in gains and (r, dataset) in gains:
+                    gu, gr = gains[(u, dataset)][0], gains[(r, dataset)][0]
+                    q2.append(
+                        f"{dataset}: with UMAP (`{u}`) the clustering saves {_pct(gu)} of the held-out description length of "
+                        f"every feature alone; without (`{r}`) {_pct(gr)} — {_compare(gu, gr, (u, r), 'UMAP helps', 'UMAP hurts')}."
+                    )
+    shown = [*base_points, reference]
+    b.section(
+        1,
+        _gain_figure(gains, shown, "Held-out MDL saved vs every feature alone: baselines and the MDL merge", 0),
+        q2,
+        note="Held-out description length: a clustering found on one sample, scored by the MDL (bits per sample, same "
+        "alpha) on a disjoint sample of the same dataset; noise features count as singletons.",
+    )
+    q3 = []
+    for dataset, t in sweeps.items():
+        scored = [n for n in base_points if (n, dataset) in gains and gains[(n, dataset)][1].known]
+        if not scored:
+            continue
+        best = max(scored, key=lambda n: gains[(n, dataset)][1].lower)
+        noise = _points_value(t, best, "noise_fraction")
+        line = f"{dataset}: the best baseline is `{best}` ({_pct(gains[(best, dataset)][1])} saved vs a random partition of the same sizes"
+        line += f", noise {noise:.0%})" if noise is not None else ")"
+        merge = gains.get((reference, dataset))
+        if merge is not None:
+            line += f"; the MDL merge `{reference}` saves {_pct(merge[1])} — " + _compare(
+                merge[1],
+                gains[(best, dataset)][1],
+                (reference, best),
+                "the MDL merge describes held-out data better",
+                "the baseline describes held-out data better",
+            )
+        q3.append(line + ".")
+    table = pl.DataFrame(
+        [
+            {
+                "point": p,
+                "dataset": d,
+                "gain_vs_singletons": g[0].value,
+                "gain_vs_random": g[1].value,
+                "noise_fraction": _points_value(sweeps[d], p, "noise_fraction"),
+                "k": _points_value(sweeps[d], p, "k"),
+            }
+            for (p, d), g in gains.items()
+            if p in shown
+        ]
+    )
+    b.section(2, _gain_figure(gains, shown, "Held-out MDL saved vs a random partition of the same sizes", 1), q3, table)
+
+
+def _datasets(b: _Builder, ref_cmp: Tables | None, reference: str, gains: Gains) -> None:
+    """Q4: across datasets at the reference point, and how each dataset's clusters transfer."""
+    tables = ref_cmp.tables if ref_cmp is not None else {}
+    effects = tables.get("effects", pl.DataFrame())
+    ari = effects.filter(pl.col("metric") == "ari") if effects.height else effects
+    q4 = [_statement(r["a"], r["b"], r) for r in ari.iter_rows(named=True)]
+    transfer = tables.get("transfer", pl.DataFrame())
+    for r in transfer.iter_rows(named=True):
+        own = gains.get((r["point"], r["clustered_on"]), (Estimate(None, None, None, 0),))[0]
+        moved = Estimate(r["gain_vs_singletons"], None, None, 1)
+        q4.append(
+            f"clusters of {r['clustered_on']} save {r['gain_vs_singletons']:.1%} of {r['measured_on']}'s description length "
+            f"vs {_pct(own)} on a held-out sample of {r['clustered_on']} — "
+            + _compare(
+                moved,
+                own,
+                (f"{r['clustered_on']} on {r['measured_on']}", f"{r['clustered_on']} held out"),
+                "transfer fully",
+                "partly dataset-specific",
+            )
+            + "."
+        )
+    figure = (
+        plots.effect_vs_floor(effect_plot_rows(ari), "ARI", f"ARI between datasets at `{reference}` vs replicate floors")
+        if ari.height
+        else None
+    )
+    b.section(3, figure, q4)
+
+
+def _in_common(b: _Builder, datasets: Mapping[str, Tables], reference: str) -> None:
+    """Q5: what stable and dataset-specific clusters fire on, and whether their number stands out of noise."""
+    q5, shares = [], {}
+    for point, t in datasets.items():
+        if point == reference:
+            for name, frame in (
+                ("stable", t.tables.get("stable", pl.DataFrame())),
+                ("dataset-specific", t.tables.get("specific", pl.DataFrame())),
+            ):
+                if frame.height and "class" in frame.columns:
+                    shares[name] = {c: float(np.mean(frame["class"].to_numpy() == c)) for c in CLASSES}
+                    kinds = frame["kind"].value_counts().sort("count", descending=True) if "kind" in frame.columns else pl.DataFrame()
+                    top_class = max(shares[name], key=lambda c: shares[name][c])
+                    kind_text = f"; {kinds.row(0)[1]} of {frame.height} are {kinds.row(0)[0]}" if kinds.height else ""
+                    q5.append(
+                        f"At `{point}`, {frame.height} {name} clusters: mostly {top_class} tokens ({shares[name][top_class]:.0%}){kind_text}."
+                    )
+            effects = t.tables.get("effects", pl.DataFrame())
+            stable = effects.filter(pl.col("metric") == "stable") if effects.height else effects
+            q5 += [
+                _statement(f"`{point}`: {r['a']}", r["b"], r, "fraction of clusters matched (Jaccard >= 0.5)")
+                for r in stable.iter_rows(named=True)
+            ]
+        if t.summary.get("available"):
+            q5.append(
+                f"`{point}`: {t.summary.get('stable', 0)} clusters of {t.summary['available'][0]} are matched in every other dataset."
+            )
+    figure = (
+        plots.grouped_bars(
+            list(CLASSES),
+            {k: [v[c] for c in CLASSES] for k, v in shares.items()},
+            "share of clusters (dominant token class)",
+            f"What stable and dataset-specific clusters fire on (`{reference}`)",
+        )
+        if shares
+        else None
+    )
+    stable_table = datasets[reference].tables.get("stable") if reference in datasets else None
+    b.section(
+        4,
+        figure,
+        q5,
+        stable_table.drop([c for c in stable_table.columns if c.startswith("top_prompt")]).head(15) if stable_table is not None else None,
+        note="Stable clusters with their top tokens per dataset side by side (top prompts are in "
+        "`dataset_comparison/<hash>/stable.parquet`); each cluster's activity on every dataset is in `activity.parquet`.",
+    )

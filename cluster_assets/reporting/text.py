@@ -1,8 +1,11 @@
-"""Prompt text with its active tokens highlighted, for the UI (markdown), a terminal, or plain text."""
+"""Text for people: prompt text with its active tokens highlighted (for the UI, a terminal, or
+plain text), and tables as markdown."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import polars as pl
 
 ANSI_ON, ANSI_OFF = "\x1b[1;4;33m", "\x1b[0m"  # bold, underlined, yellow
 
@@ -36,3 +39,20 @@ def highlight(text: str, starts: Sequence[int], ends: Sequence[int], style: str 
             out.append("…")
             break
     return " ".join("".join(out).split()) if style != "ansi" else "".join(out)
+
+
+def markdown_table(frame: pl.DataFrame, width: int = 60) -> str:
+    """A polars frame as a markdown table: floats to 3 significant digits, lists comma-joined,
+    whitespace collapsed, ``|`` escaped, cells cut at ``width`` characters."""
+    if frame.height == 0:
+        return "_(no rows)_\n"
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.3g}"  # NaN shows as empty
+        text = ", ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else str(v))
+        text = " ".join(text.split()).replace("|", "/")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in frame.iter_rows())

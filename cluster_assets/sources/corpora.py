@@ -21,7 +21,7 @@ import polars as pl
 
 from cluster_assets.config.models import DatasetEntry
 from cluster_assets.storage.atomic import atomic_path
-from cluster_assets.storage.hashing import content_hash
+from cluster_assets.storage.hashing import CHECKSUM, content_hash, file_checksum
 
 #: Texts whose crc32 falls in this residue class (mod 10) are reserved for SAE training;
 #: the analysis prompts never use them, so the SAE never saw the prompts it explains.
@@ -157,17 +157,24 @@ def load_texts(entry: DatasetEntry, cache_dir: str | Path | None = None) -> list
         raise ValueError(f"dataset {entry.name!r}, field {field}: {problem}")
     loader = LOADERS[entry.loader]
     cache = _cache_file(entry, cache_dir) if cache_dir is not None and entry.offline else None
-    if cache is not None and cache.exists():
-        texts = pl.read_parquet(cache)["text"].to_list()
-    else:
-        texts = list(loader(**entry.params))
-        if cache is not None:
-            with atomic_path(cache) as tmp:
-                pl.DataFrame({"text": texts}, schema={"text": pl.String}).write_parquet(tmp)
-    if cache is not None and not cache.with_suffix(".json").exists():
-        with atomic_path(cache.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps({"usable": usable_texts(texts)[1].n_usable}))
+    sidecar = cache.with_suffix(".json") if cache is not None else None
+    if cache is not None and sidecar is not None and _cache_intact(cache, sidecar):
+        return pl.read_parquet(cache)["text"].to_list()
+    texts = list(loader(**entry.params))
+    if cache is not None and sidecar is not None:
+        with atomic_path(cache) as tmp:
+            pl.DataFrame({"text": texts}, schema={"text": pl.String}).write_parquet(tmp)
+        with atomic_path(sidecar) as tmp:
+            tmp.write_text(json.dumps({"usable": usable_texts(texts)[1].n_usable, CHECKSUM: file_checksum(cache)}))
     return texts
+
+
+def _cache_intact(cache: Path, sidecar: Path) -> bool:
+    """The cached corpus exists and has the checksum recorded when it was written (else it is rebuilt)."""
+    try:
+        return cache.exists() and json.loads(sidecar.read_text())[CHECKSUM] == file_checksum(cache)
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _cache_file(entry: DatasetEntry, cache_dir: str | Path) -> Path:

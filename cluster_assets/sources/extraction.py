@@ -131,18 +131,19 @@ def iter_extraction(
     sae,
     hook_name: str,
     token_lists: Sequence[Sequence[int]],
-    batch_size: int,
+    batches: Sequence[np.ndarray],
     dtype: np.dtype = np.float32,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ExtractionBatch]:
-    """Yield sparse SAE activations batch by batch (prompts in input order)."""
+    """Yield sparse SAE activations batch by batch; ``batches`` holds indices into ``token_lists``
+    (e.g. :func:`length_batches`) and ``prompt_index`` refers back to ``token_lists``."""
     if not token_lists:
         raise ValueError("no prompts to extract")
     pad_id = _pad_id(model)
-    n = len(token_lists)
-    for start in range(0, n, batch_size):
-        chunk = token_lists[start : start + batch_size]
-        tokens, mask = pad_batch(chunk, pad_id)
+    done, n = 0, len(token_lists)
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.int64)
+        tokens, mask = pad_batch([token_lists[i] for i in batch], pad_id)
         t0 = time.perf_counter()
         acts = hook_activations(model, tokens, hook_name)
         t1 = time.perf_counter()
@@ -154,14 +155,15 @@ def iter_extraction(
         rows, cols = torch.nonzero(mask, as_tuple=True)
         yield ExtractionBatch(
             activations=csr,
-            prompt_index=(rows.numpy() + start).astype(np.int64),
+            prompt_index=batch[rows.numpy()],
             position=cols.numpy().astype(np.int32),
             token_ids=tokens[mask].numpy().astype(np.int64),
             forward_seconds=t1 - t0,
             encode_seconds=t2 - t1,
         )
+        done += batch.size
         if progress is not None:
-            progress(min(start + batch_size, n), n)
+            progress(done, n)
 
 
 @dataclass(frozen=True)
@@ -183,10 +185,21 @@ def stack_rows(parts: Sequence[sp.csr_array], rows: np.ndarray) -> sp.csr_array:
     return sp.csr_array((data[source], indices[source], out_indptr), shape=(rows.size, parts[0].shape[1]))
 
 
-def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Batches of prompt indices, longest prompts first, so each batch pads to similar lengths."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[s : s + batch_size] for s in range(0, order.size, batch_size)]
+def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, batch_tokens: int | None = None) -> list[np.ndarray]:
+    """Batches of prompt indices, longest prompts first, so each batch pads to similar lengths.
+
+    A batch holds at most ``batch_size`` prompts and, with ``batch_tokens``, at most that many
+    padded tokens (prompts x its longest prompt; a longer prompt runs alone): on a CPU the
+    forward of 16 prompts of 256 tokens runs ~2.5x faster per token than one batch of 64.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    out, start = [], 0
+    while start < order.size:
+        size = batch_size if batch_tokens is None else min(batch_size, max(1, batch_tokens // max(int(lengths[order[start]]), 1)))
+        out.append(order[start : start + size])
+        start += size
+    return out
 
 
 def token_texts(tokenizer, token_ids: np.ndarray) -> list[str]:
@@ -203,27 +216,27 @@ def extract_activations(
     token_lists: Sequence[Sequence[int]],
     prompt_ids: np.ndarray,
     batch_size: int,
+    batch_tokens: int | None = None,
     dtype: np.dtype = np.float32,
     progress: Callable[[int, int], None] | None = None,
 ):
     """Sparse SAE activations of every real token, in prompt then position order, and the token table.
 
-    Prompts run in batches of similar length (longest first: padding is what a batch of mixed
-    lengths wastes); rows are put back in prompt order at the end.  Returns
-    (CSR (tokens, d_sae), token table columns, timings).
+    Prompts run in :func:`length_batches` (padding is what a batch of mixed lengths wastes);
+    rows are put back in prompt order at the end.  Returns (CSR (tokens, d_sae), token table
+    columns, timings).
     """
     if not len(token_lists):
         raise ValueError("no prompts to extract")
-    lengths = np.array([len(t) for t in token_lists])
-    order = np.concatenate(length_batches(lengths, batch_size))
+    batches = length_batches([len(t) for t in token_lists], batch_size, batch_tokens)
     forward = encode = 0.0
     parts = []
-    for batch in iter_extraction(model, sae, hook_name, [token_lists[i] for i in order], batch_size, dtype, progress):
+    for batch in iter_extraction(model, sae, hook_name, token_lists, batches, dtype, progress):
         forward += batch.forward_seconds
         encode += batch.encode_seconds
         parts.append(batch)
     t0 = time.perf_counter()
-    prompt_index = order[np.concatenate([b.prompt_index for b in parts])]
+    prompt_index = np.concatenate([b.prompt_index for b in parts])
     position = np.concatenate([b.position for b in parts])
     rows = np.lexsort((position, prompt_index))  # back to prompt order, then position
     values = stack_rows([b.activations for b in parts], rows)
@@ -237,12 +250,17 @@ def extract_activations(
     return values, tokens, ExtractionTimings(forward, encode, time.perf_counter() - t0)
 
 
-def collect_hook_activations(model, hook_name: str, token_lists: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
-    """(real tokens, d_model) float32 activations at the hook, pads dropped (for SAE training)."""
+def collect_hook_activations(
+    model, hook_name: str, token_lists: Sequence[Sequence[int]], batch_size: int, batch_tokens: int | None = None
+) -> torch.Tensor:
+    """(real tokens, d_model) float32 activations at the hook, pads dropped, in prompt then
+    position order (for SAE training); the forward runs in :func:`length_batches`."""
     pad_id = _pad_id(model)
-    out = []
-    for start in range(0, len(token_lists), batch_size):
-        tokens, mask = pad_batch(token_lists[start : start + batch_size], pad_id)
-        acts = hook_activations(model, tokens, hook_name)
-        out.append(acts[mask.to(acts.device)].float().cpu())
-    return torch.cat(out) if out else torch.zeros((0, model.cfg.d_model))
+    per_prompt: list[torch.Tensor | None] = [None] * len(token_lists)
+    for batch in length_batches([len(t) for t in token_lists], batch_size, batch_tokens):
+        tokens, _ = pad_batch([token_lists[i] for i in batch], pad_id)
+        acts = hook_activations(model, tokens, hook_name).float().cpu()
+        for row, i in enumerate(batch.tolist()):
+            per_prompt[i] = acts[row, : len(token_lists[i])]
+    rows = [a for a in per_prompt if a is not None]
+    return torch.cat(rows) if rows else torch.zeros((0, model.cfg.d_model))

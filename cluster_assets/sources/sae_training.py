@@ -1,9 +1,9 @@
-"""The embedded-mode SAE: trained on a token mix from every offline corpus.
+"""The SAE of a deployment: trained on the registry's ``sae_training`` datasets (embedded mode), or
+the pretrained hub SAE evaluated on them (hub mode).
 
-Texts come from the SAE-training split of each corpus (disjoint from the analysis
-prompts, see ``corpora.is_sae_training_text``), cut to ``max_tokens`` tokens; an equal
-token budget per corpus; the last 5% of the shuffled tokens are held out for the
-quality figures.
+Texts come from the SAE-training split of each corpus (disjoint from the analysis prompts, see
+``corpora.is_sae_training_text``), cut to ``max_tokens`` tokens, an equal token budget per
+corpus; the first 5% of the shuffled tokens are held out for the quality figures.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def sae_split_activations(
     datasets: Sequence[DatasetEntry],
     tokens_per_dataset: int,
     batch_size: int,
+    batch_tokens: int | None,
     corpus_cache: str | Path | None,
     log: Callable[[str], None] = print,
 ) -> tuple[torch.Tensor, dict[str, int]]:
@@ -65,7 +66,7 @@ def sae_split_activations(
     parts, per_dataset = [], {}
     for entry in datasets:
         lists = training_token_lists(load_texts(entry, corpus_cache), model.tokenizer, tokens_per_dataset)
-        acts = collect_hook_activations(model, hook_name, lists, batch_size)
+        acts = collect_hook_activations(model, hook_name, lists, batch_size, batch_tokens)
         per_dataset[entry.name] = int(acts.shape[0])
         log(f"collected {acts.shape[0]} SAE-split tokens from {entry.name}")
         parts.append(acts)
@@ -78,6 +79,7 @@ def train_embedded_sae(
     datasets: Sequence[DatasetEntry],
     training: Mapping[str, Any],
     batch_size: int,
+    batch_tokens: int | None,
     corpus_cache: str | Path | None,
     device: str,
     log: Callable[[str], None] = print,
@@ -85,14 +87,15 @@ def train_embedded_sae(
     """Collect hook activations from each dataset's SAE split and train a TopK SAE on them.
 
     ``training``: the keyword arguments of :func:`train_topk_sae` plus ``tokens_per_dataset``
-    (distinct tokens collected from each corpus); ``batch_size``: prompts per forward pass.
+    (distinct tokens collected from each corpus); ``batch_size``, ``batch_tokens``: the forward
+    batches (:func:`~cluster_assets.sources.extraction.length_batches`).
     """
     if not datasets:
         raise ValueError("no SAE training datasets named (the registry's sae_training list is empty)")
     training = dict(training)
     tokens_per_dataset = training.pop("tokens_per_dataset")
     t0 = time.perf_counter()
-    acts, per_dataset = sae_split_activations(model, hook_name, datasets, tokens_per_dataset, batch_size, corpus_cache, log)
+    acts, per_dataset = sae_split_activations(model, hook_name, datasets, tokens_per_dataset, batch_size, batch_tokens, corpus_cache, log)
     if acts.shape[0] < training["batch_size"]:
         raise ValueError(
             f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {training['batch_size']}"
@@ -114,6 +117,7 @@ def prepare_sae(
     datasets: Sequence[DatasetEntry],
     training: Mapping[str, Any],
     batch_size: int,
+    batch_tokens: int | None,
     corpus_cache: str | Path | None,
     device: str,
     load_hub_sae: Callable[[], Any],
@@ -122,8 +126,8 @@ def prepare_sae(
     """The SAE of a deployment: trained on ``datasets`` (embedded mode), or the pretrained hub
     SAE evaluated on the same datasets' SAE split (hub mode)."""
     if mode == "embedded":
-        return train_embedded_sae(model, hook_name, datasets, training, batch_size, corpus_cache, device, log)
+        return train_embedded_sae(model, hook_name, datasets, training, batch_size, batch_tokens, corpus_cache, device, log)
     t0 = time.perf_counter()
     sae = load_hub_sae()
-    acts, per_dataset = sae_split_activations(model, hook_name, datasets, HUB_EVAL_TOKENS, batch_size, corpus_cache, log)
+    acts, per_dataset = sae_split_activations(model, hook_name, datasets, HUB_EVAL_TOKENS, batch_size, batch_tokens, corpus_cache, log)
     return TrainedSAE(sae, evaluate_sae(sae, acts), 0, per_dataset, time.perf_counter() - t0, 0.0)

@@ -28,7 +28,7 @@ _verified: dict[str, tuple[int, int, int, str]] = {}
 class VerificationError(RuntimeError):
     """An artifact's files do not match its manifest; ``problems`` name each file."""
 
-    def __init__(self, artifact: "Artifact", problems: list[str]):
+    def __init__(self, artifact: Artifact, problems: list[str]):
         self.artifact, self.problems = artifact, problems
         super().__init__(f"artifact {artifact.stage}/{artifact.hash} at {artifact.path} failed verification: " + "; ".join(problems))
 
@@ -84,7 +84,7 @@ class Artifact:
                 problems.append(f"{name}: content changed ({CHECKSUM} {found}, expected {expected[CHECKSUM]})")
         return problems
 
-    def verify(self) -> "Artifact":
+    def verify(self) -> Artifact:
         """This artifact, after checking every file; raises :class:`VerificationError` naming the bad files."""
         problems = self.problems()
         if problems:
@@ -105,7 +105,7 @@ class ArtifactStore:
         digest = content_hash(stage, *key_parts)
         return Artifact(stage, digest, self.root / stage / digest)
 
-    def write(self, artifact: Artifact, record: dict[str, Any]) -> "ArtifactWriter":
+    def write(self, artifact: Artifact, record: dict[str, Any]) -> ArtifactWriter:
         """Context manager: a temporary folder to fill; on success its files are checksummed,
         ``manifest.json`` (``record`` + the checksums) is written last and the folder is renamed
         onto ``artifact.path``.  If another writer finished the same artifact first, theirs stays

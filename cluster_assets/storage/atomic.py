@@ -15,9 +15,9 @@ import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 HOST = socket.gethostname()
 #: Kinds of owned temporaries: ``tmp`` (being written) and ``trash`` (being deleted).
@@ -25,13 +25,18 @@ KINDS = ("tmp", "trash")
 _SEP = "~"
 
 
-def process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot), or None if there is none."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), or None if it cannot be read."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
 
 
 def owner_tag(pid: int | None = None) -> str:
@@ -41,14 +46,28 @@ def owner_tag(pid: int | None = None) -> str:
 
 
 def owner_alive(tag: str) -> bool | None:
-    """Whether the process named by an :func:`owner_tag` runs; None when it is on another host."""
+    """Whether the process named by an :func:`owner_tag` runs; None when that cannot be told
+    (another host).  A process that exists counts as alive unless its start time is known and
+    differs (its pid was reused)."""
     try:
-        host, pid, start = tag.split(_SEP)[:3]
+        host, pid_text, start = tag.split(_SEP)[:3]
+        pid = int(pid_text)
     except ValueError:
         return None
-    if host != HOST or not pid.isdigit():
+    if host != HOST:
         return None
-    return process_start(int(pid)) == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    fields = _stat(pid)
+    if fields is None:  # no /proc (not Linux), or hidden: it exists, so it counts as alive
+        return True
+    if fields[0] == "Z":  # killed, not yet reaped by its parent
+        return False
+    return start == "0" or fields[19] == start
 
 
 def current_umask() -> int:

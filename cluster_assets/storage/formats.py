@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from cluster_assets.core.analysis import ClusterAnalysis, Cut, describe_clusters
 from cluster_assets.core.baseline import BaselineLabels
 from cluster_assets.core.features import FeatureStats, quadrants
 from cluster_assets.core.history import MergeHistory
@@ -156,8 +155,13 @@ class MembershipsFormat(Format[MembershipResult]):
 
     def save(self, folder: Path, value: MembershipResult) -> None:
         csc = value.memberships.activity
-        _save_npz(folder / self.MEMBERSHIPS, n_samples=np.int64(csc.shape[0]), indptr=csc.indptr, indices=csc.indices,
-                  feature_ids=value.memberships.feature_ids)
+        _save_npz(
+            folder / self.MEMBERSHIPS,
+            n_samples=np.int64(csc.shape[0]),
+            indptr=csc.indptr,
+            indices=csc.indices,
+            feature_ids=value.memberships.feature_ids,
+        )
         table = features_table(value)
         table.write_parquet(folder / self.FEATURES)
         np.save(folder / self.SAMPLE_PROMPT, value.sample_prompt)
@@ -169,8 +173,9 @@ class MembershipsFormat(Format[MembershipResult]):
         totals = json.loads((folder / self.TOTALS).read_text())
         columns = (table[c].to_numpy() for c in ("firing_count", "max", "mean", "entropy", "varentropy"))
         stats = FeatureStats(totals["n_tokens"], totals["n_prompts"], *columns)
-        return MembershipResult(memberships, stats, table["kept"].to_numpy(), table["reason"].to_numpy(),
-                                np.load(folder / self.SAMPLE_PROMPT))
+        return MembershipResult(
+            memberships, stats, table["kept"].to_numpy(), table["reason"].to_numpy(), np.load(folder / self.SAMPLE_PROMPT)
+        )
 
     def load_memberships(self, folder: Path) -> Memberships:
         """Only the memberships (what coactivation and the merge read)."""
@@ -243,48 +248,9 @@ class Clusters:
     extra: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-#: Features per cluster shown in the co-firing heatmap (the largest clusters, up to this many features).
-HEATMAP_FEATURES = 200
-NEURONPEDIA = "https://www.neuronpedia.org/{sae}/{feature}"
-
-
-def build_clusters(cut: Cut, analysis: ClusterAnalysis, cofiring: np.ndarray, activations: Activations,
-                   neuronpedia_id: str | None = None) -> Clusters:
-    """The stored tables of a clustering: clusters sorted by active tokens (largest first),
-    top prompts, labels, the correlation, the co-firing heatmap of the largest clusters, and
-    ``descriptions`` (what each cluster fires on: top tokens, token classes, position).
-    With a Neuronpedia id, each cluster row links every feature to its dashboard."""
-    table = pl.DataFrame(analysis.clusters).sort(["active_tokens", "cluster"], descending=[True, False])
-    if neuronpedia_id:
-        table = table.with_columns(feature_links=pl.col("feature_ids").list.eval(
-            pl.format(NEURONPEDIA.format(sae=neuronpedia_id, feature="{}"), pl.element())))
-    top = pl.DataFrame(analysis.top_prompts, schema={"cluster": pl.Int64, "rank": pl.Int64, "prompt_id": pl.Int64, "active_tokens": pl.Int64,
-                                                     "activation_mass": pl.Float64, "text": pl.String, "span_starts": pl.List(pl.Int64),
-                                                     "span_ends": pl.List(pl.Int64)})
-    position = {int(f): i for i, f in enumerate(cut.feature_ids.tolist())}  # coactivation rows follow the kept features
-    blocks, bounds, shown = [], [], []
-    for cluster, members in table.select("cluster", "feature_ids").iter_rows():
-        if sum(map(len, blocks)) + len(members) > HEATMAP_FEATURES or len(members) < 2:
-            continue
-        blocks.append([position[f] for f in members])
-        bounds.append(sum(map(len, blocks)))
-        shown.append(cluster)
-        if len(blocks) == 8:
-            break
-    order = np.array([p for b in blocks for p in b], dtype=np.int64)
-    heatmap = np.log1p(cofiring[np.ix_(order, order)].astype(np.float64)) if order.size else np.zeros((0, 0))
-    labels = pl.DataFrame({"feature_id": cut.feature_ids, "cluster": cut.labels})
-    tokens = activations.tokens
-    described = describe_clusters(analysis.token_clusters, tokens["token_id"].to_numpy(), tokens["position"].to_numpy(), activations.token_classes())
-    vocab = activations.vocabulary()
-    described["top_tokens"] = [[vocab[t] for t in ids] for ids in described["top_token_ids"]]
-    descriptions = pl.DataFrame(described)
-    return Clusters(labels, table, top, analysis.correlation, heatmap, np.asarray(bounds, np.int64), np.asarray(shown, np.int64),
-                    {"descriptions": descriptions})
-
-
 class ClustersFormat(Format[Clusters]):
     version = 2  # v1 held bracket-marked prompt text and no heatmap bounds
+    EXTRA = ("descriptions",)  # the per-cluster tables besides the main ones (``<name>.parquet``)
     LABELS = "labels.parquet"
     CLUSTERS = "clusters.parquet"
     TOP_PROMPTS = "top_prompts.parquet"
@@ -298,15 +264,24 @@ class ClustersFormat(Format[Clusters]):
         np.save(folder / self.CORRELATION, value.correlation)
         _save_npz(folder / self.HEATMAP, values=value.heatmap, bounds=value.heatmap_bounds, clusters=value.heatmap_clusters)
         for name, table in value.extra.items():
+            if name not in self.EXTRA:
+                raise ValueError(f"unknown per-cluster table {name!r}; known: {', '.join(self.EXTRA)}")
             table.write_parquet(folder / f"{name}.parquet")
 
     def load(self, folder: Path) -> Clusters:
         with np.load(folder / self.HEATMAP) as z:
             heatmap, bounds, shown = z["values"], z["bounds"], z["clusters"]
-        known = {self.LABELS, self.CLUSTERS, self.TOP_PROMPTS}
-        extra = {p.stem: pl.read_parquet(p) for p in sorted(folder.glob("*.parquet")) if p.name not in known}
-        return Clusters(self.load_labels(folder), pl.read_parquet(folder / self.CLUSTERS), pl.read_parquet(folder / self.TOP_PROMPTS),
-                        np.load(folder / self.CORRELATION), heatmap, bounds, shown, extra)
+        extra = {name: pl.read_parquet(folder / f"{name}.parquet") for name in self.EXTRA if (folder / f"{name}.parquet").exists()}
+        return Clusters(
+            self.load_labels(folder),
+            pl.read_parquet(folder / self.CLUSTERS),
+            pl.read_parquet(folder / self.TOP_PROMPTS),
+            np.load(folder / self.CORRELATION),
+            heatmap,
+            bounds,
+            shown,
+            extra,
+        )
 
     def load_labels(self, folder: Path) -> pl.DataFrame:
         return pl.read_parquet(folder / self.LABELS)
@@ -324,16 +299,23 @@ class Tables:
 
 
 class TablesFormat(Format[Tables]):
+    """``<name>.parquet`` per table, ``tables.json`` naming them, ``summary.json``."""
+
+    version = 2  # v1 had no index of its tables
     SUMMARY = "summary.json"
+    INDEX = "tables.json"
 
     def save(self, folder: Path, value: Tables) -> None:
         for name, table in value.tables.items():
             table.write_parquet(folder / f"{name}.parquet")
+        (folder / self.INDEX).write_text(json.dumps(list(value.tables)))
         (folder / self.SUMMARY).write_text(json.dumps(value.summary, indent=2, default=str))
 
     def load(self, folder: Path) -> Tables:
-        return Tables({p.stem: pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))},
-                      json.loads((folder / self.SUMMARY).read_text()))
+        names = json.loads((folder / self.INDEX).read_text())
+        return Tables(
+            {name: pl.read_parquet(folder / f"{name}.parquet") for name in names}, json.loads((folder / self.SUMMARY).read_text())
+        )
 
 
 @dataclass(frozen=True)

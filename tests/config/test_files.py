@@ -86,7 +86,7 @@ def test_bad_registry_entries(tmp_path, text, expected):
 def test_unknown_loader_and_bad_params_fail_when_the_code_location_loads(tmp_path):
     registry = _write(tmp_path, REGISTRY_HEAD + "  code: {loader: python_sources, offline: true, licence: PSF}\n", "datasets.yaml")
     with pytest.raises(
-        ConfigFileError, match=r"datasets\.yaml: dataset 'code', field loader: unknown loader 'python_sources'; valid: kjv_passages"
+        ConfigFileError, match=r"datasets\.yaml, line 4: dataset 'code', field loader: unknown loader 'python_sources'; valid: kjv_passages"
     ):
         fixture_project(datasets=registry)
     registry = _write(
@@ -104,7 +104,7 @@ def test_replicates_that_cannot_be_disjoint_fail_at_load(tmp_path, cache_dir):
     sweep = _write(tmp_path, "points:\n  big:\n    prompts: {n_prompts: 100, replicates: 3}\n", "sweep.yaml")
     with pytest.raises(
         ConfigFileError,
-        match=r"sweep\.yaml: sweep point 'big', field prompts\.n_prompts: 100 prompts x 3 disjoint "
+        match=r"sweep\.yaml, line 3: sweep point 'big', field prompts\.n_prompts: 100 prompts x 3 disjoint "
         r"replicates = 300 is more than the \d+ usable texts of dataset 'json_docstrings'",
     ):
         fixture_project(sweep=sweep)

@@ -1,4 +1,5 @@
 import numpy as np
+import polars as pl
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -44,15 +45,25 @@ def test_jaccard_uses_full_member_sets_and_common_labels():
     assert stable_clusters("a", {"a": (ids_a, la), "b": (ids_b, lb)}) == {0: {"b": (5, 0.5)}}
 
 
-def test_compare_clusterings_identical_copies_are_all_stable():
-    from cluster_assets.core.comparison import compare_clusterings
+def test_dataset_comparison_identical_copies_are_all_stable():
+    from cluster_assets.reporting.comparisons import PartitionClustering, compare_datasets
 
     ids = np.arange(10, 20)
     labels = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3])
-    out = compare_clusterings({"x": (ids, labels), "y": (ids, labels.copy()), "z": (ids, (labels + 5) % 7)})
-    assert out["pairs"]["ari"] == [1.0, 1.0, 1.0]
-    assert sorted(out["stable"]["cluster"]) == [0, 1, 2, 3]
-    assert out["specific"]["cluster"] == []
-    other = compare_clusterings({"x": (ids, labels), "w": (ids, np.zeros(10, dtype=int))})
+
+    def part(name, lab):
+        no_prompts = pl.DataFrame({"cluster": []}, schema={"cluster": pl.Int64})
+        return [
+            PartitionClustering(
+                name, "p", 0, "p", "h", "m", "mdl_merge", ids, lab, int(lab.max()) + 1, 0, None, 10, pl.DataFrame(), no_prompts
+            )
+        ]
+
+    out = compare_datasets("p", {"x": part("x", labels), "y": part("y", labels.copy()), "z": part("z", (labels + 5) % 7)}, [])
+    ari = out.tables["effects"].filter(out.tables["effects"]["metric"] == "ari")
+    assert ari["value"].to_list() == [1.0, 1.0, 1.0]
+    assert sorted(out.tables["stable"]["cluster"].to_list()) == [0, 1, 2, 3]
+    assert out.tables["specific"].height == 0
+    other = compare_datasets("p", {"x": part("x", labels), "w": part("w", np.zeros(10, dtype=int))}, [])
     # every cluster of x overlaps w's single cluster with Jaccard <= 0.4, and w's with at most 0.4
-    assert other["stable"]["cluster"] == [] and len(other["specific"]["cluster"]) == 5
+    assert other.tables["stable"].height == 0 and other.tables["specific"].height == 5

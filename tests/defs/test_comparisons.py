@@ -57,6 +57,13 @@ def test_dataset_comparison_identical_datasets_and_missing(setup):
     # every dataset's clusters measured on every dataset
     activity = tables.tables["activity"]
     assert set(activity["measured_on"]) == set(DATASETS) and set(activity["clustered_on"]) == set(DATASETS)
+    # each dataset's first-replicate clusters scored on every other dataset's first sample
+    transfer = tables.tables["transfer"]
+    assert set(zip(transfer["clustered_on"], transfer["measured_on"])) == {(a, b) for a in DATASETS for b in DATASETS if a != b}
+    # kjv_again is the same corpus: kjv's clusters describe it exactly as they describe kjv's own first sample
+    twin = transfer.filter((pl.col("clustered_on") == "kjv") & (pl.col("measured_on") == "kjv_again"))
+    other = transfer.filter((pl.col("clustered_on") == "kjv") & (pl.col("measured_on") == "python_stdlib"))
+    assert twin["gain_vs_singletons"].item() > other["gain_vs_singletons"].item()
 
 
 def test_comparison_with_fewer_than_two_partitions_says_so(setup):
@@ -86,10 +93,10 @@ def test_sweep_comparison_and_method_comparison(setup):
     assert set(points["point"]) == {"base", "hdbscan_umap", "hdbscan_raw"}
     assert points.filter(pl.col("point") == "base")["replicates"].item() == 2
     heldout = tables.tables["heldout"]
-    same = heldout.filter(pl.col("kind") == "same dataset")
-    # every clustering scored on a sample it never saw: base's replicates on each other, the baselines on a base replicate
-    assert set(zip(same["point"], same["replicate"])) == {("base", 1), ("base", 2), ("hdbscan_umap", 1), ("hdbscan_raw", 1)}
-    assert set(heldout.filter(pl.col("kind") == "transfer")["measured_on"]) == {"python_stdlib", "kjv_again"}
+    # every clustering scored on a sample of its own dataset it never saw: base's replicates on each
+    # other, the baselines on a base replicate (scores on other datasets are the dataset comparison's)
+    assert set(heldout["kind"]) == {"same dataset"} and set(heldout["measured_on"]) == {"kjv"}
+    assert set(zip(heldout["point"], heldout["replicate"])) == {("base", 1), ("base", 2), ("hdbscan_umap", 1), ("hdbscan_raw", 1)}
     effects = tables.tables["effects"].filter(pl.col("metric") == "ari")
     assert set(effects["a"]) == {"hdbscan_umap", "hdbscan_raw"} and set(effects["b"]) == {"base"}
     assert "merge.method=umap_hdbscan" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()

@@ -4,7 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from cluster_assets.sources.extraction import encode_sparse, hook_activations, iter_extraction, pad_batch
+from cluster_assets.sources.extraction import (
+    collect_hook_activations,
+    encode_sparse,
+    extract_activations,
+    hook_activations,
+    iter_extraction,
+    length_batches,
+    pad_batch,
+)
+
+
+def consecutive(n: int, batch_size: int) -> list[np.ndarray]:
+    return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +50,7 @@ def test_sparse_extraction_equals_dense_reference(tiny_model, kind, batch_size):
     sae = _saes()[kind]
     rng = np.random.default_rng(0)
     token_lists = [rng.integers(1, 50, size=int(n)).tolist() for n in rng.integers(1, 20, size=9)]
-    batches = list(iter_extraction(tiny_model, sae, "blocks.1.hook_mlp_out", token_lists, batch_size))
+    batches = list(iter_extraction(tiny_model, sae, "blocks.1.hook_mlp_out", token_lists, consecutive(len(token_lists), batch_size)))
     # dense reference: same padded batches and real-token rows, full dense sae.encode, then compare every entry
     for b, start in zip(batches, range(0, len(token_lists), batch_size)):
         tokens, mask = pad_batch(token_lists[start : start + batch_size], 0)
@@ -61,8 +73,8 @@ def test_sparse_extraction_equals_dense_reference(tiny_model, kind, batch_size):
 def test_padding_does_not_change_real_token_activations(tiny_model):
     sae = _saes()["topk"]
     lists = [[5, 6, 7, 8, 9, 10], [11, 12]]
-    batched = next(iter_extraction(tiny_model, sae, "blocks.2.hook_mlp_out", lists, 2)).activations.toarray()
-    alone = next(iter_extraction(tiny_model, sae, "blocks.2.hook_mlp_out", lists[1:], 1)).activations.toarray()
+    batched = next(iter_extraction(tiny_model, sae, "blocks.2.hook_mlp_out", lists, [np.arange(2)])).activations.toarray()
+    alone = next(iter_extraction(tiny_model, sae, "blocks.2.hook_mlp_out", lists[1:], [np.arange(1)])).activations.toarray()
     np.testing.assert_allclose(batched[6:], alone, rtol=1e-5, atol=1e-6)
 
 
@@ -74,7 +86,7 @@ def test_topk_shortcut_matches_encode_on_random_inputs():
 
 def test_bad_hook_name(tiny_model):
     with pytest.raises(ValueError, match="hook name"):
-        list(iter_extraction(tiny_model, _saes()["topk"], "mlp_out", [[1, 2]], 1))
+        list(iter_extraction(tiny_model, _saes()["topk"], "mlp_out", [[1, 2]], [np.arange(1)]))
 
 
 @pytest.mark.parametrize("rescale", [False, True])
@@ -118,3 +130,49 @@ def test_stack_rows_equals_vstack_then_row_indexing():
     got = stack_rows(parts, rows)
     np.testing.assert_array_equal(got.toarray(), want.toarray())
     assert got.dtype == np.float32 and got.has_sorted_indices
+
+
+@pytest.mark.parametrize(("batch_size", "batch_tokens"), [(4, None), (4, 30), (100, 12), (1, 1)])
+def test_length_batches_cover_every_prompt_once_within_the_budget(batch_size, batch_tokens):
+    lengths = np.random.default_rng(0).integers(1, 20, size=23)
+    batches = length_batches(lengths, batch_size, batch_tokens)
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(lengths.size))
+    for b in batches:
+        assert 1 <= b.size <= batch_size
+        padded = b.size * lengths[b].max()
+        assert batch_tokens is None or padded <= batch_tokens or b.size == 1  # a prompt longer than the budget runs alone
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts == sorted(firsts, reverse=True)  # longest first: similar lengths share a batch
+
+
+class _IdTokenizer:
+    """Token texts for a model built from a config (it has no tokenizer): ``<id>``."""
+
+    pad_token_id = 0
+    padding_side = "right"
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(f"<{i}>" for i in ids)
+
+
+def test_extraction_and_collection_do_not_depend_on_the_batching(tiny_model, monkeypatch):
+    """Whatever the batches, the rows come back in prompt then position order with the same values
+    (up to the rounding of differently shaped matmuls) -- checked against one prompt at a time."""
+    monkeypatch.setattr(tiny_model, "tokenizer", _IdTokenizer())
+    sae = _saes()["topk"]
+    rng = np.random.default_rng(5)
+    lists = [rng.integers(1, 50, size=int(n)).tolist() for n in rng.integers(1, 20, size=11)]
+    hook = "blocks.1.hook_mlp_out"
+    alone = [hook_activations(tiny_model, pad_batch([ids], 0)[0], hook)[0] for ids in lists]
+    reference = torch.cat(alone)
+    want_positions = np.concatenate([np.arange(len(ids)) for ids in lists])
+    want_prompts = np.repeat(np.arange(len(lists)) * 10, [len(ids) for ids in lists])
+    for batch_size, batch_tokens in [(1, None), (4, None), (8, 24), (64, 4096)]:
+        collected = collect_hook_activations(tiny_model, hook, lists, batch_size, batch_tokens)
+        np.testing.assert_allclose(collected.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+        values, tokens, _ = extract_activations(tiny_model, sae, hook, lists, np.arange(len(lists)) * 10, batch_size, batch_tokens)
+        np.testing.assert_array_equal(tokens["prompt_id"], want_prompts)
+        np.testing.assert_array_equal(tokens["position"], want_positions)
+        np.testing.assert_array_equal(tokens["token_id"], np.concatenate(lists))
+        assert tokens["token"][:2] == [f"<{i}>" for i in lists[0][:2]]
+        np.testing.assert_allclose(values.toarray(), sae.encode(reference).detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from cluster_assets.storage import ArtifactStore, VerificationError
@@ -32,11 +31,14 @@ def test_manifest_records_every_file_and_verifies(tmp_path):
     assert art.problems() == [] and art.verify() is art
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda p: p.write_bytes(b"y" + p.read_bytes()[1:]), "data.bin: content changed"),
-    (lambda p: p.write_bytes(p.read_bytes()[:500]), "data.bin: 500 bytes, expected 1000"),
-    (lambda p: p.unlink(), "data.bin: missing"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda p: p.write_bytes(b"y" + p.read_bytes()[1:]), "data.bin: content changed"),
+        (lambda p: p.write_bytes(p.read_bytes()[:500]), "data.bin: 500 bytes, expected 1000"),
+        (lambda p: p.unlink(), "data.bin: missing"),
+    ],
+)
 def test_damaged_files_are_named(tmp_path, damage, expected):
     art = _write(ArtifactStore(tmp_path))
     art.verify()  # cached as good ...
@@ -120,7 +122,10 @@ def test_two_writers_of_one_artifact_at_once(tmp_path):
     import time
 
     start = str(time.time() + 3)
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert outs[0][0] == outs[1][0]

@@ -1,6 +1,6 @@
 """Greedy MDL merge of features into groups, with exact incremental co-firing updates.
 
-Reference semantics (``shared/design.md``): with ``N`` samples, ``k`` groups, counts
+Reference semantics (the README's "The MDL merge"): with ``N`` samples, ``k`` groups, counts
 ``s_i``, co-firing ``c_ij`` and group sizes ``r_i`` (features), the MDL of a grouping is
 ``sum_i (s_i/N) (log2 k + alpha r_i)`` bits per sample and merging ``i`` and ``j`` costs
 the change in MDL.  Expanding the design's formula, the ``p_i + p_j`` terms cancel::

@@ -46,33 +46,22 @@ def materialize(
 ) -> dg.MaterializeResult:
     ctx = stage_context(context, project, stage, source, artifacts)
     body = BODIES[stage.name]
-    if stage.partitioning in ("dataset_point", "none") and stage.name != "research_report":
-        return run_stage(ctx, ctx.lineage.artifact(stage.name), body)
     if stage.name == "research_report":
-        found, inputs = report_inputs(ctx)
-        artifact = ctx.store.artifact(stage.name, f"format-v{stage.format.version}", sorted(inputs))
-        return run_stage(ctx, artifact, functools.partial(body, comparisons=found), inputs={"comparisons": sorted(inputs)})
-    have, missing = comparison_inputs(ctx, stage.name, ctx.key)
-    if missing:
-        ctx.log.info(f"{len(missing)} partitions have no clusters yet; comparing {len(have)}")
-    artifact = comparisons.comparison_artifact(ctx, have)
-    inputs = {"clusters": sorted(lin.artifact("clusters").hash for lin in have)}
-    return run_stage(ctx, artifact, functools.partial(body, have=have, missing=missing), inputs=inputs)
+        found, parts = report_inputs(ctx)
+        artifact = ctx.store.artifact(stage.name, *parts)
+        return run_stage(ctx, artifact, functools.partial(body, comparisons=found), inputs={"address": parts})
+    if stage.partitioning in ("dataset_point", "none"):
+        return run_stage(ctx, ctx.lineage.artifact(stage.name), body)
+    inputs = comparisons.gather(ctx, stage.name, ctx.key)
+    if inputs.missing:
+        ctx.log.info(f"{len(inputs.missing)} partitions have no clusters yet; comparing {len(inputs.have)}")
+    parts = comparisons.address_parts(ctx, stage.name, ctx.key, inputs)
+    return run_stage(ctx, ctx.store.artifact(stage.name, *parts), functools.partial(body, inputs=inputs), inputs={"address": parts})
 
 
-def comparison_inputs(ctx: StageContext, stage: str, key: str):
-    """The clusters partitions a comparison reads: every replicate of a point over the datasets,
-    or every partition of one dataset."""
-    project = ctx.project
-    if stage == "dataset_comparison":
-        pairs = [(d.name, p) for d in project.datasets for p in project.replicates_of(key)]
-    else:
-        pairs = [(key, p) for p in project.sweep.values()]
-    return comparisons.inputs_of(ctx, pairs)
-
-
-def report_inputs(ctx: StageContext):
-    """The comparison artifacts that exist for the current partitions, by stage and key."""
+def report_inputs(ctx: StageContext) -> tuple[dict[str, dict], list]:
+    """The comparison artifacts that exist for the current partitions (by stage and key), and the
+    report's address parts: those artifacts and the sweep points the report reads."""
     found: dict[str, dict] = {"dataset_comparison": {}, "sweep_comparison": {}}
     keys = {
         "dataset_comparison": list(dict.fromkeys(p.point for p in ctx.project.sweep.values())),
@@ -81,29 +70,29 @@ def report_inputs(ctx: StageContext):
     for stage, stage_keys in keys.items():
         for key in stage_keys:
             sub = StageContext(STAGES[stage], ctx.project, ctx.source, ctx.store, ctx.log, key=key)
-            have, _ = comparison_inputs(sub, stage, key)
-            artifact = comparisons.comparison_artifact(sub, have)
-            if have and artifact.exists:
+            inputs = comparisons.gather(sub, stage, key)
+            artifact = ctx.store.artifact(stage, *comparisons.address_parts(sub, stage, key, inputs))
+            if inputs.have and artifact.exists:
                 found[stage][key] = ctx.require(artifact, f"{stage}[{key}]")
-    return found, [a.hash for arts in found.values() for a in arts.values()]
+    points = [p.model_dump(mode="json") for p in ctx.project.sweep.values() if p.replicate == 0]
+    hashes = sorted(a.hash for arts in found.values() for a in arts.values())
+    return found, [f"format-v{STAGES['research_report'].format.version}", hashes, points]
 
 
 def build_assets(project: Project, partitions: Partitions) -> list[dg.AssetsDefinition]:
     """One asset per row of the stage table."""
-    deps: dict[str, list] = {
-        "prompts": [],
-        "sae": [],
-        "activations": ["prompts", "sae"],
-        "memberships": ["activations"],
-        "coactivation": ["memberships"],
-        "merge_history": ["coactivation"],
-        "clusters": ["merge_history"],
-        "dataset_comparison": [dg.AssetDep("clusters", partition_mapping=dg.AllPartitionMapping())],
-        "sweep_comparison": [
-            dg.AssetDep("clusters", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset"))
-        ],
-        "research_report": ["dataset_comparison", "sweep_comparison"],
+    # how a comparison's partition reads the 2-D clusters partitions: a sweep point's comparison reads
+    # every dataset and replicate of it (replicates are other hparams keys), a dataset's reads its own
+    mappings = {
+        "hparams": dg.AllPartitionMapping(),
+        "dataset": dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset"),
     }
+
+    def deps(stage: Stage) -> list:
+        return [
+            dg.AssetDep(u, partition_mapping=mappings[stage.partitioning]) if stage.partitioning in mappings else u for u in stage.upstream
+        ]
+
     partitions_of = {"dataset_point": partitions.both, "hparams": partitions.points, "dataset": partitions.datasets, "none": None}
 
     def make(stage: Stage) -> dg.AssetsDefinition:
@@ -114,7 +103,7 @@ def build_assets(project: Project, partitions: Partitions) -> list[dg.AssetsDefi
         @dg.asset(
             name=stage.name,
             partitions_def=partitions_of[stage.partitioning],
-            deps=deps[stage.name],
+            deps=deps(stage),
             group_name=stage.group,
             kinds=set(stage.kinds) or None,
             pool=stage.pool,

@@ -11,8 +11,9 @@ from cluster_assets.core.analysis import analyse_clusters, labels_at_cut
 from cluster_assets.core.baseline import BaselineLabels, activation_profiles, umap_hdbscan
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting import plots
+from cluster_assets.reporting.clusters import build_clusters
 from cluster_assets.reporting.text import highlight
-from cluster_assets.storage.formats import build_clusters, features_table
+from cluster_assets.storage.formats import features_table
 
 
 def memberships(ctx: StageContext) -> Output:

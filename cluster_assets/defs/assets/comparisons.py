@@ -3,22 +3,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import polars as pl
 
-from cluster_assets.config import SweepPoint
 from cluster_assets.core.analysis import cluster_activity
 from cluster_assets.core.heldout import heldout_score
 from cluster_assets.core.memberships import activity_of
 from cluster_assets.defs.stages import STAGES, Lineage, Output, StageContext
 from cluster_assets.reporting import plots
-from cluster_assets.reporting.comparisons import METRIC_NAMES, PartitionClustering, compare_datasets, compare_points
+from cluster_assets.reporting.comparisons import (
+    PartitionClustering,
+    compare_datasets,
+    compare_points,
+    effect_plot_rows,
+    effects_markdown,
+)
+from cluster_assets.reporting.text import markdown_table
 from cluster_assets.storage import Artifact
+from cluster_assets.storage.formats import Activations
 
 
 def partition_clustering(ctx: StageContext, lineage: Lineage) -> PartitionClustering:
     """The comparison record of one existing ``clusters`` partition."""
     clusters, manifest = ctx.read("clusters", lineage), lineage.artifact("clusters").manifest()["summary"]
+    tokens = ctx.require(lineage.artifact("activations"), ctx.describe("activations", lineage)).manifest()["summary"]["tokens"]
     point = lineage.point
     changes = point.changes_from(ctx.project.reference)
     return PartitionClustering(
@@ -39,22 +49,51 @@ def partition_clustering(ctx: StageContext, lineage: Lineage) -> PartitionCluste
         clusters.top_prompts,
         clusters.extra.get("descriptions"),
         {k: v for k, v in changes.items() if not k.startswith("merge.seed") and not k.startswith("baseline.seed")},
-        lineage.artifact("activations").manifest()["summary"]["tokens"],
+        tokens,
     )
 
 
-def inputs_of(ctx: StageContext, pairs: list[tuple[str, SweepPoint]]) -> tuple[list[Lineage], list[str]]:
-    """The lineages of the given (dataset, partition) pairs that have clusters, and the missing ones."""
-    lineages = [ctx.lineage_of(d, p.name) for d, p in pairs]
+@dataclass(frozen=True)
+class ComparisonInputs:
+    """What a comparison reads: the ``clusters`` partitions that exist (and the names of those
+    that do not), and for a sweep comparison the held-out pool (the reference point's
+    replicates of the dataset that have activations)."""
+
+    have: list[Lineage]
+    missing: list[str]
+    pool: list[Lineage] = field(default_factory=list)
+
+
+def gather(ctx: StageContext, stage: str, key: str) -> ComparisonInputs:
+    """The inputs of ``stage`` (``dataset_comparison`` or ``sweep_comparison``) for ``key``."""
+    project = ctx.project
+    if stage == "dataset_comparison":
+        pairs = [(d.name, p.name) for d in project.datasets for p in project.replicates_of(key)]
+        pool = []
+    else:
+        pairs = [(key, p.name) for p in project.sweep.values()]
+        pool = [ctx.lineage_of(key, p.name) for p in project.replicates_of(project.reference.point)]
+    lineages = [ctx.lineage_of(d, p) for d, p in pairs]
     have = [lin for lin in lineages if lin.artifact("clusters").exists]
-    return have, [f"{lin.dataset.name}|{lin.point.name}" for lin in lineages if not lin.artifact("clusters").exists]
+    missing = [f"{lin.dataset.name}|{lin.point.name}" for lin in lineages if not lin.artifact("clusters").exists]
+    return ComparisonInputs(have, missing, [lin for lin in pool if lin.artifact("activations").exists])
 
 
-def comparison_artifact(ctx: StageContext, have: list[Lineage]) -> Artifact:
-    """Content address of a comparison: its stage, key and the clusters artifacts it reads."""
-    return ctx.store.artifact(
-        ctx.stage.name, f"format-v{ctx.stage.format.version}", ctx.key, sorted(lin.artifact("clusters").hash for lin in have)
-    )
+def address_parts(ctx: StageContext, stage: str, key: str, inputs: ComparisonInputs) -> list:
+    """Everything a comparison's output depends on: each clusters partition by name and content
+    (which covers its samples and parameters), and for a sweep comparison the reference point's
+    parameters and the held-out samples."""
+    parts: list = [
+        f"format-v{STAGES[stage].format.version}",
+        key,
+        sorted((lin.dataset.name, lin.point.name, lin.artifact("clusters").hash) for lin in inputs.have),
+    ]
+    if stage == "sweep_comparison":
+        parts += [
+            ctx.project.reference.model_dump(mode="json"),
+            sorted((lin.point.name, lin.artifact("prompts").hash, lin.artifact("activations").hash) for lin in inputs.pool),
+        ]
+    return parts
 
 
 def _by(records: list[PartitionClustering], attr: str) -> dict[str, list[PartitionClustering]]:
@@ -64,19 +103,23 @@ def _by(records: list[PartitionClustering], attr: str) -> dict[str, list[Partiti
     return out
 
 
-def dataset_comparison(ctx: StageContext, have: list[Lineage], missing: list[str]) -> Output:
+def dataset_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
+    have, missing = inputs.have, inputs.missing
     records = [partition_clustering(ctx, lin) for lin in have]
-    firsts = {lin.dataset.name: lin for lin in have if lin.point.replicate == 0}
-    activity = []  # each dataset's clusters, active on every dataset's sample (replicate 1)
-    for name, lin in firsts.items():
-        rec = next(r for r in records if r.dataset == name and r.replicate == 0)
-        for other, olin in firsts.items():
+    firsts = {lin.dataset.name: (lin, rec) for lin, rec in zip(have, records) if lin.point.replicate == 0}
+    activity, transfer = [], []  # each dataset's clusters on every dataset's first sample: firing rates, description length
+    for name, (lin, rec) in firsts.items():
+        for other, (olin, _) in firsts.items():
             acts = ctx.read("activations", olin)
             rates = cluster_activity(acts.values, rec.feature_ids, rec.labels, lin.point.memberships.threshold) / max(
                 acts.values.shape[0], 1
             )
             activity += [{"clustered_on": name, "cluster": c, "measured_on": other, "firing_rate": float(v)} for c, v in enumerate(rates)]
+            if other != name:
+                transfer.append(score_row(rec, lin, olin, acts, "transfer"))
     tables = compare_datasets(ctx.key, _by(records, "dataset"), missing, pl.DataFrame(activity) if activity else None)
+    if transfer:
+        tables.tables["transfer"] = pl.DataFrame(transfer)
     effects = tables.tables["effects"]
     summary = {k: v for k, v in tables.summary.items() if k != "missing"} | {"missing_partitions": len(missing)}
     figures = {}
@@ -93,68 +136,38 @@ def dataset_comparison(ctx: StageContext, have: list[Lineage], missing: list[str
             matrix, names, f"ARI between datasets at {ctx.key} (diagonal: replicate floor)", "ARI"
         )
         figures["ari_vs_floor"] = plots.effect_vs_floor(
-            _floor_rows(ari, "ari"), "ARI", f"ARI between datasets vs replicate floors ({ctx.key})"
+            effect_plot_rows(ari), "ARI", f"ARI between datasets vs replicate floors ({ctx.key})"
         )
     return Output(
-        tables, summary, markdown={"effects": _effects_markdown(effects), "missing": ", ".join(missing) or "none"}, figures=figures
+        tables, summary, markdown={"effects": effects_markdown(effects), "missing": ", ".join(missing) or "none"}, figures=figures
     )
 
 
-def _floor_rows(effects: pl.DataFrame, metric: str) -> list[dict]:
-    rows = []
-    for r in effects.filter(pl.col("metric") == metric).iter_rows(named=True):
-        floor = [
-            f
-            for f in ((r["floor_a"], r["floor_a_low"], r["floor_a_high"]), (r["floor_b"], r["floor_b_low"], r["floor_b_high"]))
-            if f[0] is not None
-        ]
-        low_floor = min(floor, key=lambda f: f[0]) if floor else None
-        rows.append(
-            {
-                "label": f"{r['a']} ~ {r['b']}",
-                "value": r["value"],
-                "low": r["value_low"] if r["value_low"] is not None else r["value"],
-                "high": r["value_high"] if r["value_high"] is not None else r["value"],
-                **(
-                    {
-                        "floor": low_floor[0],
-                        "floor_low": low_floor[1] if low_floor[1] is not None else low_floor[0],
-                        "floor_high": low_floor[2] if low_floor[2] is not None else low_floor[0],
-                    }
-                    if low_floor
-                    else {}
-                ),
-            }
-        )
-    return rows
+def score_row(rec: PartitionClustering, lin: Lineage, target: Lineage, acts: Activations, kind: str) -> dict:
+    """A clustering scored by its description length on another sample (``acts``, of ``target``)."""
+    activity, _ = activity_of(acts.values, acts.token_prompt, rec.feature_ids, lin.point.memberships)
+    score = heldout_score(activity, rec.labels, lin.point.merge.alpha)
+    return {
+        "point": rec.point,
+        "replicate": rec.replicate + 1,
+        "method": rec.method,
+        "clustered_on": rec.dataset,
+        "measured_on": target.dataset.name,
+        "sample": target.point.name,
+        "kind": kind,
+        "mdl": score.mdl,
+        "singletons": score.singletons,
+        "random": score.random,
+        "gain_vs_singletons": score.gain_vs_singletons,
+        "gain_vs_random": score.gain_vs_random,
+        "samples": score.samples,
+    }
 
 
-def _fmt(v, lo, hi) -> str:
-    if v is None:
-        return "unknown"
-    return f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
-
-
-def _effects_markdown(effects: pl.DataFrame) -> str:
-    if not effects.height:
-        return "_nothing to compare yet_"
-    lines = ["| a | b | metric | between | floor a | floor b | verdict |", "|---|---|---|---|---|---|---|"]
-    for r in effects.iter_rows(named=True):
-        lines.append(
-            f"| {r['a']} | {r['b']} | {METRIC_NAMES[r['metric']]} | {_fmt(r['value'], r['value_low'], r['value_high'])} | "
-            f"{_fmt(r['floor_a'], r['floor_a_low'], r['floor_a_high'])} | {_fmt(r['floor_b'], r['floor_b_low'], r['floor_b_high'])} | {r['verdict']} |"
-        )
-    return "\n".join(lines)
-
-
-def heldout_rows(ctx: StageContext, have: list[Lineage], records: list[PartitionClustering]) -> list[dict]:
-    """Each clustering scored on a held-out sample of its dataset (a reference-point replicate
-    with none of its prompts) and, for the reference point, on every other dataset (transfer)."""
-    reference = ctx.project.reference.point
-    dataset = ctx.key
-    pool = [ctx.lineage_of(dataset, p.name) for p in ctx.project.replicates_of(reference)]
-    pool = [lin for lin in pool if lin.artifact("activations").exists]
-    prompt_ids = {}
+def heldout_rows(ctx: StageContext, inputs: ComparisonInputs, records: list[PartitionClustering]) -> list[dict]:
+    """Each clustering scored on a held-out sample of its dataset: the first replicate of the
+    reference point that shares none of its prompts."""
+    prompt_ids: dict[str, set[int]] = {}
 
     def prompts_of(lin: Lineage) -> set[int]:
         if lin.point.name not in prompt_ids:
@@ -162,44 +175,23 @@ def heldout_rows(ctx: StageContext, have: list[Lineage], records: list[Partition
         return prompt_ids[lin.point.name]
 
     rows = []
-    for lin, rec in zip(have, records):
-        targets = [(t, "same dataset") for t in pool if t.point.name != lin.point.name and not (prompts_of(t) & prompts_of(lin))][:1]
-        if rec.point == reference and rec.replicate == 0:
-            targets += [(ctx.lineage_of(e.name, lin.point.name), "transfer") for e in ctx.project.datasets if e.name != dataset]
-        for target, kind in targets:
-            if not target.artifact("activations").exists:
-                continue
-            acts = ctx.read("activations", target)
-            activity, _ = activity_of(acts.values, acts.token_prompt, rec.feature_ids, lin.point.memberships)
-            score = heldout_score(activity, rec.labels, lin.point.merge.alpha)
-            rows.append(
-                {
-                    "point": rec.point,
-                    "replicate": rec.replicate + 1,
-                    "method": rec.method,
-                    "measured_on": target.dataset.name,
-                    "sample": target.point.name,
-                    "kind": kind,
-                    "mdl": score.mdl,
-                    "singletons": score.singletons,
-                    "random": score.random,
-                    "gain_vs_singletons": score.gain_vs_singletons,
-                    "gain_vs_random": score.gain_vs_random,
-                    "samples": score.samples,
-                }
-            )
+    for lin, rec in zip(inputs.have, records):
+        target = next((t for t in inputs.pool if t.point.name != lin.point.name and not (prompts_of(t) & prompts_of(lin))), None)
+        if target is not None:
+            rows.append(score_row(rec, lin, target, ctx.read("activations", target), "same dataset"))
     return rows
 
 
-def sweep_comparison(ctx: StageContext, have: list[Lineage], missing: list[str]) -> Output:
-    records = [partition_clustering(ctx, lin) for lin in have]
-    heldout = heldout_rows(ctx, have, records)
+def sweep_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
+    missing = inputs.missing
+    records = [partition_clustering(ctx, lin) for lin in inputs.have]
+    heldout = heldout_rows(ctx, inputs, records)
     tables = compare_points(
         ctx.key, ctx.project.reference.point, _by(records, "point"), missing, pl.DataFrame(heldout) if heldout else None
     )
     summary = {k: v for k, v in tables.summary.items() if k != "missing"} | {"missing_partitions": len(missing)}
     figures = {}
-    same = pl.DataFrame(heldout).filter(pl.col("kind") == "same dataset") if heldout else pl.DataFrame()
+    same = pl.DataFrame(heldout) if heldout else pl.DataFrame()
     if same.height:
         by_point = same.group_by("point", maintain_order=True).agg(pl.col("gain_vs_singletons").mean(), pl.col("gain_vs_random").mean())
         figures["heldout_gain"] = plots.grouped_bars(
@@ -214,7 +206,7 @@ def sweep_comparison(ctx: StageContext, have: list[Lineage], missing: list[str])
     effects = tables.tables["effects"]
     if effects.height:
         figures["ari_vs_floor"] = plots.effect_vs_floor(
-            _floor_rows(effects, "ari"),
+            effect_plot_rows(effects.filter(pl.col("metric") == "ari")),
             f"ARI vs {ctx.project.reference.point}",
             f"Each sweep point vs the reference, against replicate floors ({ctx.key})",
         )
@@ -222,23 +214,16 @@ def sweep_comparison(ctx: StageContext, have: list[Lineage], missing: list[str])
     return Output(
         tables,
         summary,
-        markdown={"points": _table_md(points), "effects": _effects_markdown(effects), "missing": ", ".join(missing) or "none"},
+        markdown={"points": markdown_table(points), "effects": effects_markdown(effects), "missing": ", ".join(missing) or "none"},
         figures=figures,
     )
-
-
-def _table_md(frame: pl.DataFrame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
-
-    def cell(v):
-        return f"{v:.3g}" if isinstance(v, float) else str(v).replace("|", "/")
-
-    return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in frame.iter_rows())
 
 
 def research_report(ctx: StageContext, comparisons: dict[str, dict[str, Artifact]]) -> Output:
     from cluster_assets.reporting.report import build_report
 
     loaded = {stage: {key: STAGES[stage].format.load(art.path) for key, art in arts.items()} for stage, arts in comparisons.items()}
-    document = build_report(loaded.get("dataset_comparison", {}), loaded.get("sweep_comparison", {}), ctx.project)
+    project = ctx.project
+    points = {p.point: p for p in project.sweep.values() if p.replicate == 0}
+    document = build_report(loaded.get("dataset_comparison", {}), loaded.get("sweep_comparison", {}), project.reference.point, points)
     return Output(document, {"sections": document.markdown.count("\n## ")}, markdown={"report": document.inline()})

@@ -57,6 +57,7 @@ def sae(ctx: StageContext) -> Output:
         ctx.project.registry.training_entries(),
         src.sae_training.model_dump(),
         src.batch_size,
+        src.batch_tokens,
         src.resolved_cache() / "corpora",
         src.resolved_device(),
         src.hub_sae,
@@ -87,6 +88,7 @@ def activations(ctx: StageContext) -> Output:
         frame["token_ids"].to_list(),
         frame["prompt_id"].to_numpy(),
         ctx.source.batch_size,
+        ctx.source.batch_tokens,
         np.dtype(ctx.point.activations.dtype),
         ctx.progress("prompts extracted"),
     )
