@@ -8,7 +8,7 @@ forward alone on the same prompts (same length-sorted batches) measured in the s
 just before: the model is loaded once (its load time is printed apart) and both the forward
 alone and the activations stage run with warm kernels.
 
-    python benchmarks/pipeline.py [--dataset kjv] [--prompts 4000] [--max-tokens 64]
+    python benchmarks/pipeline.py [--dataset kjv] [--prompts 4000] [--max-tokens 64] [--batch-tokens 4096]
                                   [--artifacts DIR (an artifact root holding the SAE; default $DAGSTER_HOME/artifacts)]
 
 The SAE must exist in the artifact root (``make demo`` trains it); every stage of the benchmark
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="kjv")
     parser.add_argument("--prompts", type=int, default=4000)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--batch-tokens", type=int, default=None, help="the source resource's batch_tokens (default: its default)")
     parser.add_argument("--artifacts", default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,7 +52,8 @@ def main() -> None:
         sweep = scratch / "sweep.yaml"
         sweep.write_text(f"points:\n  bench:\n    prompts: {{n_prompts: {args.prompts}, max_tokens: {args.max_tokens}}}\n")
         project = Project.load(sweep=sweep)
-        resources = {"source": ActivationSource(), "artifacts": ArtifactStoreResource(root=str(scratch / "artifacts"))}
+        source = ActivationSource() if args.batch_tokens is None else ActivationSource(batch_tokens=args.batch_tokens)
+        resources = {"source": source, "artifacts": ArtifactStoreResource(root=str(scratch / "artifacts"))}
         defs = build_definitions(project, resources)
         assets = {a.key.to_user_string(): a for a in defs.assets}
         with dg.DagsterInstance.ephemeral() as instance:

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
 from cluster_assets.core.analysis import cluster_activity
 from cluster_assets.core.heldout import heldout_score
 from cluster_assets.core.memberships import activity_of
 from cluster_assets.defs.stages import STAGES, Lineage, Output, StageContext
-from cluster_assets.reporting import plots
-from cluster_assets.reporting.comparisons import (
-    PartitionClustering,
-    compare_datasets,
-    compare_points,
-    effect_plot_rows,
-    effects_markdown,
-)
-from cluster_assets.reporting.text import markdown_table
+from cluster_assets.reporting.comparisons import PartitionClustering, compare_datasets, compare_points
+from cluster_assets.reporting.summaries import dataset_comparison_summary, sweep_comparison_summary
 from cluster_assets.storage import Artifact
 from cluster_assets.storage.formats import Activations
 
@@ -103,44 +95,29 @@ def _by(records: list[PartitionClustering], attr: str) -> dict[str, list[Partiti
     return out
 
 
-def dataset_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
-    have, missing = inputs.have, inputs.missing
-    records = [partition_clustering(ctx, lin) for lin in have]
-    firsts = {lin.dataset.name: (lin, rec) for lin, rec in zip(have, records) if lin.point.replicate == 0}
-    activity, transfer = [], []  # each dataset's clusters on every dataset's first sample: firing rates, description length
+def cross_dataset_rows(ctx: StageContext, firsts: dict[str, tuple[Lineage, PartitionClustering]]) -> tuple[list[dict], list[dict]]:
+    """Each dataset's clusters measured on every dataset's first sample: firing rates
+    (``activity``), and description length on the other datasets (``transfer``)."""
+    activity, transfer = [], []
     for name, (lin, rec) in firsts.items():
         for other, (olin, _) in firsts.items():
             acts = ctx.read("activations", olin)
-            rates = cluster_activity(acts.values, rec.feature_ids, rec.labels, lin.point.memberships.threshold) / max(
-                acts.values.shape[0], 1
-            )
+            counts = cluster_activity(acts.values, rec.feature_ids, rec.labels, lin.point.memberships.threshold)
+            rates = counts / max(acts.values.shape[0], 1)
             activity += [{"clustered_on": name, "cluster": c, "measured_on": other, "firing_rate": float(v)} for c, v in enumerate(rates)]
             if other != name:
                 transfer.append(score_row(rec, lin, olin, acts, "transfer"))
-    tables = compare_datasets(ctx.key, _by(records, "dataset"), missing, pl.DataFrame(activity) if activity else None)
+    return activity, transfer
+
+
+def dataset_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
+    records = [partition_clustering(ctx, lin) for lin in inputs.have]
+    firsts = {lin.dataset.name: (lin, rec) for lin, rec in zip(inputs.have, records) if lin.point.replicate == 0}
+    activity, transfer = cross_dataset_rows(ctx, firsts)
+    tables = compare_datasets(ctx.key, _by(records, "dataset"), inputs.missing, pl.DataFrame(activity) if activity else None)
     if transfer:
         tables.tables["transfer"] = pl.DataFrame(transfer)
-    effects = tables.tables["effects"]
-    summary = {k: v for k, v in tables.summary.items() if k != "missing"} | {"missing_partitions": len(missing)}
-    figures = {}
-    names = tables.summary["available"]
-    if len(names) >= 2:
-        ari = effects.filter(pl.col("metric") == "ari")
-        matrix = np.eye(len(names))
-        for a, b, v in ari.select("a", "b", "value").iter_rows():
-            matrix[names.index(a), names.index(b)] = matrix[names.index(b), names.index(a)] = v
-        floors = tables.tables["floors"].filter(pl.col("metric") == "ari")
-        for name, v in floors.select("condition", "value").iter_rows():
-            matrix[names.index(name), names.index(name)] = v if v is not None else np.nan
-        figures["ari_heatmap"] = plots.labelled_heatmap(
-            matrix, names, f"ARI between datasets at {ctx.key} (diagonal: replicate floor)", "ARI"
-        )
-        figures["ari_vs_floor"] = plots.effect_vs_floor(
-            effect_plot_rows(ari), "ARI", f"ARI between datasets vs replicate floors ({ctx.key})"
-        )
-    return Output(
-        tables, summary, markdown={"effects": effects_markdown(effects), "missing": ", ".join(missing) or "none"}, figures=figures
-    )
+    return Output(tables, **dataset_comparison_summary(tables, inputs.missing))
 
 
 def score_row(rec: PartitionClustering, lin: Lineage, target: Lineage, acts: Activations, kind: str) -> dict:
@@ -183,40 +160,11 @@ def heldout_rows(ctx: StageContext, inputs: ComparisonInputs, records: list[Part
 
 
 def sweep_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
-    missing = inputs.missing
     records = [partition_clustering(ctx, lin) for lin in inputs.have]
     heldout = heldout_rows(ctx, inputs, records)
-    tables = compare_points(
-        ctx.key, ctx.project.reference.point, _by(records, "point"), missing, pl.DataFrame(heldout) if heldout else None
-    )
-    summary = {k: v for k, v in tables.summary.items() if k != "missing"} | {"missing_partitions": len(missing)}
-    figures = {}
-    same = pl.DataFrame(heldout) if heldout else pl.DataFrame()
-    if same.height:
-        by_point = same.group_by("point", maintain_order=True).agg(pl.col("gain_vs_singletons").mean(), pl.col("gain_vs_random").mean())
-        figures["heldout_gain"] = plots.grouped_bars(
-            by_point["point"].to_list(),
-            {
-                "vs every feature alone": by_point["gain_vs_singletons"].to_list(),
-                "vs random partition, same sizes": by_point["gain_vs_random"].to_list(),
-            },
-            "held-out description length saved",
-            f"Held-out MDL gain per sweep point ({ctx.key})",
-        )
-    effects = tables.tables["effects"]
-    if effects.height:
-        figures["ari_vs_floor"] = plots.effect_vs_floor(
-            effect_plot_rows(effects.filter(pl.col("metric") == "ari")),
-            f"ARI vs {ctx.project.reference.point}",
-            f"Each sweep point vs the reference, against replicate floors ({ctx.key})",
-        )
-    points = tables.tables["points"].select("point", "changes", "method", "replicates", "kept", "k", "noise_fraction")
-    return Output(
-        tables,
-        summary,
-        markdown={"points": markdown_table(points), "effects": effects_markdown(effects), "missing": ", ".join(missing) or "none"},
-        figures=figures,
-    )
+    reference = ctx.project.reference.point
+    tables = compare_points(ctx.key, reference, _by(records, "point"), inputs.missing, pl.DataFrame(heldout) if heldout else None)
+    return Output(tables, **sweep_comparison_summary(tables, inputs.missing))
 
 
 def research_report(ctx: StageContext, comparisons: dict[str, dict[str, Artifact]]) -> Output:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.defs.stages import Output, StageContext
-from cluster_assets.reporting.text import highlight
+from cluster_assets.reporting.summaries import activations_summary, prompts_summary, sae_summary
 from cluster_assets.storage.formats import Activations
 
 
@@ -18,32 +18,11 @@ def prompts(ctx: StageContext) -> Output:
     texts = load_texts(ctx.dataset, ctx.source.resolved_cache() / "corpora")
     size = f"{params.n_prompts} prompts" if params.n_tokens is None else f"prompts worth {params.n_tokens} tokens"
     ctx.log.info(f"{ctx.dataset.name}: {len(texts)} texts; sampling {size} (replicate {ctx.point.replicate + 1} of {params.replicates})")
+    tokenizer = ctx.source.tokenizer()
     frame, report = sample_prompts(
-        texts,
-        params.n_prompts,
-        params.max_tokens,
-        params.seed,
-        ctx.source.tokenizer(),
-        ctx.dataset.name,
-        ctx.point.replicate,
-        params.replicates,
-        params.n_tokens,
+        texts, tokenizer=tokenizer, dataset=ctx.dataset.name, replicate=ctx.point.replicate, **params.model_dump()
     )
-    lengths = frame["n_tokens"]
-    summary = {
-        "dagster/row_count": frame.height,
-        "tokens": int(lengths.sum()),
-        "tokens_per_prompt_median": float(np.median(lengths.to_numpy())),
-        "truncated": int(frame["truncated"].sum()),
-        "empty_dropped": report.n_empty,
-        "duplicates_dropped": report.n_duplicates,
-        "usable_texts": report.n_usable,
-    }
-    preview = "\n".join(
-        f"- `{pid}` ({n} tokens): {highlight(text, [], [], width=140)}"
-        for pid, n, text in frame.head(5).select("prompt_id", "n_tokens", "text").iter_rows()
-    )
-    return Output(frame, summary, markdown={"preview": preview})
+    return Output(frame, **prompts_summary(frame, report))
 
 
 def sae(ctx: StageContext) -> Output:
@@ -64,44 +43,17 @@ def sae(ctx: StageContext) -> Output:
         log=ctx.log.info,
     )
     ctx.log.info(f"SAE: FVU {prepared.quality.fvu:.3f}, L0 {prepared.quality.l0:.1f}")
-    return Output(
-        prepared.sae,
-        {
-            "mode": src.mode,
-            **prepared.quality.__dict__,
-            "training_tokens": prepared.training_tokens_collected,
-            "tokens_per_dataset": prepared.tokens_per_dataset,
-            "train_seconds": prepared.train_seconds,
-        },
-    )
+    return Output(prepared.sae, **sae_summary(prepared, src.mode))
 
 
 def activations(ctx: StageContext) -> Output:
     from cluster_assets.sources.extraction import extract_activations
 
-    frame = ctx.read("prompts")
-    the_sae = ctx.read("sae", device=ctx.source.resolved_device())
+    frame, src = ctx.read("prompts"), ctx.source
+    the_sae = ctx.read("sae", device=src.resolved_device())
+    lists, ids = frame["token_ids"].to_list(), frame["prompt_id"].to_numpy()
+    dtype, progress = np.dtype(ctx.point.activations.dtype), ctx.progress("prompts extracted")
     values, tokens, timing = extract_activations(
-        ctx.source.model(),
-        the_sae,
-        ctx.source.hook_name,
-        frame["token_ids"].to_list(),
-        frame["prompt_id"].to_numpy(),
-        ctx.source.batch_size,
-        ctx.source.batch_tokens,
-        np.dtype(ctx.point.activations.dtype),
-        ctx.progress("prompts extracted"),
+        src.model(), the_sae, src.hook_name, lists, ids, src.batch_size, src.batch_tokens, dtype, progress
     )
-    n = values.shape[0]
-    seconds = timing.forward_seconds + timing.encode_seconds + timing.assemble_seconds
-    return Output(
-        Activations(values, pl.DataFrame(tokens)),
-        {
-            "tokens": n,
-            "nonzeros": int(values.nnz),
-            "mean_l0": values.nnz / max(n, 1),
-            "d_sae": values.shape[1],
-            "tokens_per_second": n / max(seconds, 1e-9),
-            **timing.__dict__,
-        },
-    )
+    return Output(Activations(values, pl.DataFrame(tokens)), **activations_summary(values, timing))

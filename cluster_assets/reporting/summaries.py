@@ -1,0 +1,226 @@
+"""What each stage shows beside its files: plain-value summaries, markdown previews and figures.
+
+Each function takes a stage's result and returns the keyword arguments of the stage's output
+(``summary``, ``markdown``, ``figures``), so an asset body ends with
+``Output(value, **<stage>_summary(...))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cluster_assets.core.analysis import Cut
+from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.memberships import MembershipResult
+from cluster_assets.reporting import plots
+from cluster_assets.reporting.comparisons import effect_plot_rows, effects_markdown
+from cluster_assets.reporting.text import highlight, markdown_table
+from cluster_assets.storage.formats import Clusters, Tables, features_table
+
+Shown = dict[str, Any]  # {"summary": {...}, "markdown": {...}, "figures": {...}}
+
+
+def prompts_summary(frame: pl.DataFrame, report: Any) -> Shown:
+    """``frame``: the sampled prompts; ``report``: the sampler's :class:`SamplingReport`."""
+    lengths = frame["n_tokens"]
+    preview = "\n".join(
+        f"- `{pid}` ({n} tokens): {highlight(text, [], [], width=140)}"
+        for pid, n, text in frame.head(5).select("prompt_id", "n_tokens", "text").iter_rows()
+    )
+    return {
+        "summary": {
+            "dagster/row_count": frame.height,
+            "tokens": int(lengths.sum()),
+            "tokens_per_prompt_median": float(np.median(lengths.to_numpy())),
+            "truncated": int(frame["truncated"].sum()),
+            "empty_dropped": report.n_empty,
+            "duplicates_dropped": report.n_duplicates,
+            "usable_texts": report.n_usable,
+        },
+        "markdown": {"preview": preview},
+    }
+
+
+def sae_summary(prepared: Any, mode: str) -> Shown:
+    """``prepared``: a :class:`~cluster_assets.sources.sae_training.TrainedSAE`."""
+    return {
+        "summary": {
+            "mode": mode,
+            **prepared.quality.__dict__,
+            "training_tokens": prepared.training_tokens_collected,
+            "tokens_per_dataset": prepared.tokens_per_dataset,
+            "train_seconds": prepared.train_seconds,
+        }
+    }
+
+
+def activations_summary(values: Any, timing: Any) -> Shown:
+    """``values``: CSR (tokens, d_sae); ``timing``: the extraction's :class:`ExtractionTimings`."""
+    n = values.shape[0]
+    seconds = timing.forward_seconds + timing.encode_seconds + timing.assemble_seconds
+    return {
+        "summary": {
+            "tokens": n,
+            "nonzeros": int(values.nnz),
+            "mean_l0": values.nnz / max(n, 1),
+            "d_sae": values.shape[1],
+            "tokens_per_second": n / max(seconds, 1e-9),
+            **timing.__dict__,
+        }
+    }
+
+
+def memberships_summary(result: MembershipResult, unit: str) -> Shown:
+    table = features_table(result)
+    kept = table.filter(pl.col("kept"))
+    rate, entropy = table["firing_rate"].to_numpy(), table["entropy"].to_numpy()
+    return {
+        "summary": {
+            "samples": result.memberships.n_samples,
+            "unit": unit,
+            "kept_features": int(result.kept.sum()),
+            "dropped": dict(table.filter(~pl.col("kept")).group_by("reason").len().sort("reason").iter_rows()),
+            "quadrants": dict(kept.group_by("quadrant").len().sort("quadrant").iter_rows()),
+        },
+        "figures": {
+            "entropy_vs_rate": plots.entropy_vs_rate(rate, entropy, result.kept),
+            "rate_histogram": plots.rate_histogram(rate),
+            "quadrant_plot": plots.quadrant_plot(kept["entropy"].to_numpy(), kept["varentropy"].to_numpy(), kept["quadrant"].to_numpy()),
+        },
+    }
+
+
+def coactivation_summary(counts: np.ndarray, n_samples: int) -> Shown:
+    """``counts``: (F, F) co-firing counts of the kept features."""
+    pairs = int((np.count_nonzero(counts) - np.count_nonzero(np.diag(counts))) // 2)
+    return {"summary": {"features": counts.shape[0], "samples": n_samples, "cofiring_pairs": pairs}}
+
+
+def merge_summary(history: MergeHistory, method: str) -> Shown:
+    return {
+        "summary": {
+            "method": method,
+            "features": history.n_features,
+            "merges": history.n_merges,
+            "best_k": history.best_k(),
+            "min_mdl": float(history.mdl.min()),
+            "initial_mdl": float(history.mdl[0]),
+        },
+        "figures": {"mdl_curve": plots.mdl_curve(history.ks, history.mdl, history.best_k())},
+    }
+
+
+def baseline_summary(labels: np.ndarray, method: str) -> Shown:
+    """``labels``: (kept features,) cluster per feature, -1 = noise."""
+    return {
+        "summary": {
+            "method": method,
+            "features": int(labels.size),
+            "clusters": int(labels.max(initial=-1) + 1),
+            "noise_fraction": float((labels < 0).mean()) if labels.size else 0.0,
+        }
+    }
+
+
+def clusters_summary(record: Clusters, cut: Cut, cut_setting: Any) -> Shown:
+    """``cut_setting``: the sweep point's ``clusters.cut`` (``mdl`` or a number of clusters)."""
+    sizes = record.clusters["size"].to_numpy()
+    summary = {
+        "method": cut.method,
+        "k": cut.k,
+        "features": int(cut.labels.size),
+        "singletons": int((sizes == 1).sum()),
+        "size_median": float(np.median(sizes)) if sizes.size else 0.0,
+        "size_max": int(sizes.max(initial=0)),
+    }
+    summary |= {"cut": str(cut_setting), "mdl_at_cut": cut.mdl_at_cut} if cut.method == "mdl_merge" else {"noise_features": cut.noise}
+    heatmap_labels = [f"cluster {c}" for c in record.heatmap_clusters]
+    return {
+        "summary": summary,
+        "markdown": {"top_clusters": top_clusters_markdown(record)},
+        "figures": {
+            "size_distribution": plots.size_distribution(sizes),
+            "coactivation_heatmap": plots.cofiring_heatmap(record.heatmap, record.heatmap_bounds, heatmap_labels),
+        },
+    }
+
+
+def top_clusters_markdown(record: Clusters, n: int = 5, features: int = 8) -> str:
+    """The largest clusters: size, activity, features (linked to Neuronpedia when there are links), top prompt."""
+    top = record.clusters.head(n).join(record.top_prompts.filter(pl.col("rank") == 0), on="cluster", how="left")
+    lines = []
+    for row in top.iter_rows(named=True):
+        ids = row["feature_ids"][:features]
+        links = row.get("feature_links")
+        shown = ", ".join(f"[{f}]({u})" for f, u in zip(ids, links)) if links else ", ".join(map(str, ids))
+        more = " …" if row["size"] > features else ""
+        lines.append(
+            f"- **cluster {row['cluster']}** ({row['size']} features: {shown}{more}; active on {row['active_tokens']} tokens): "
+            f"{highlight(row['text'] or '', row['span_starts'] or [], row['span_ends'] or [], width=160)}"
+        )
+    return "\n".join(lines)
+
+
+def _comparison_summary(tables: Tables, missing: list[str]) -> dict:
+    return {k: v for k, v in tables.summary.items() if k != "missing"} | {"missing_partitions": len(missing)}
+
+
+def dataset_comparison_summary(tables: Tables, missing: list[str]) -> Shown:
+    """The ARI between datasets as a matrix (the diagonal: each dataset's replicate floor) and against the floors."""
+    point, names, effects = tables.summary["point"], tables.summary["available"], tables.tables["effects"]
+    figures = {}
+    if len(names) >= 2:
+        ari = effects.filter(pl.col("metric") == "ari")
+        matrix = np.eye(len(names))
+        for a, b, v in ari.select("a", "b", "value").iter_rows():
+            matrix[names.index(a), names.index(b)] = matrix[names.index(b), names.index(a)] = v
+        floors = tables.tables["floors"].filter(pl.col("metric") == "ari")
+        for name, v in floors.select("condition", "value").iter_rows():
+            matrix[names.index(name), names.index(name)] = v if v is not None else np.nan
+        figures["ari_heatmap"] = plots.labelled_heatmap(
+            matrix, names, f"ARI between datasets at {point} (diagonal: replicate floor)", "ARI"
+        )
+        figures["ari_vs_floor"] = plots.effect_vs_floor(effect_plot_rows(ari), "ARI", f"ARI between datasets vs replicate floors ({point})")
+    return {
+        "summary": _comparison_summary(tables, missing),
+        "markdown": {"effects": effects_markdown(effects), "missing": ", ".join(missing) or "none"},
+        "figures": figures,
+    }
+
+
+def sweep_comparison_summary(tables: Tables, missing: list[str]) -> Shown:
+    """Each point's held-out gain, and its ARI to the reference against the replicate floors."""
+    dataset, reference = tables.summary["dataset"], tables.summary["reference"]
+    figures = {}
+    heldout = tables.tables.get("heldout")
+    if heldout is not None and heldout.height:
+        by_point = heldout.group_by("point", maintain_order=True).agg(pl.col("gain_vs_singletons").mean(), pl.col("gain_vs_random").mean())
+        figures["heldout_gain"] = plots.grouped_bars(
+            by_point["point"].to_list(),
+            {
+                "vs every feature alone": by_point["gain_vs_singletons"].to_list(),
+                "vs random partition, same sizes": by_point["gain_vs_random"].to_list(),
+            },
+            "held-out description length saved",
+            f"Held-out MDL gain per sweep point ({dataset})",
+        )
+    effects = tables.tables["effects"]
+    if effects.height:
+        figures["ari_vs_floor"] = plots.effect_vs_floor(
+            effect_plot_rows(effects.filter(pl.col("metric") == "ari")),
+            f"ARI vs {reference}",
+            f"Each sweep point vs the reference, against replicate floors ({dataset})",
+        )
+    points = tables.tables["points"].select("point", "changes", "method", "replicates", "kept", "k", "noise_fraction")
+    return {
+        "summary": _comparison_summary(tables, missing),
+        "markdown": {
+            "points": markdown_table(points, width=80),
+            "effects": effects_markdown(effects),
+            "missing": ", ".join(missing) or "none",
+        },
+        "figures": figures,
+    }
