@@ -57,7 +57,7 @@ def build_definitions(project: Project, resources: dict | None = None, executor:
     return dg.Definitions(
         assets=build_assets(project, partitions),
         asset_checks=build_checks(project, partitions),
-        jobs=build_jobs(partitions),
+        jobs=build_jobs(),
         sensors=[*automation_sensors(), sweep_files_sensor(project), dead_run_sensor],
         resources={**default_resources, **(resources or {})},
         executor=executor or executor_from_environment(),

@@ -135,8 +135,8 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.store().clean_stale()
-        if context.instance is not None and context.run_id:
-            tag_run_process(context.instance, context.run_id)
+        if context.instance is not None and context.run is not None:
+            tag_run_process(context.instance, context.run.run_id)
             for run_id, why in reap_dead_runs(context.instance):
                 if context.log is not None:
                     context.log.warning(f"run {run_id} {why}: marked failed and its pool slots freed")

