@@ -3,7 +3,7 @@
 A stage is a name, the stages its content address chains from (``upstream``), the sweep
 sections its output depends on (``sections``), and its files (a
 :class:`~cluster_assets.storage.formats.Format`).  Its artifact lives at
-``<root>/<stage>/<hash>`` where the hash covers the format version, the dataset, those
+``<root>/<stage>/<hash>`` where the hash covers the format (and code) version, the dataset, those
 sections and the upstream artifacts' hashes (:class:`Lineage`, computed once per run).
 
 :func:`run_stage` is the shape every asset shares: reuse the artifact when it exists and
@@ -46,6 +46,13 @@ class Stage:
     kinds: frozenset[str] = frozenset()
     pool: str | None = None
     description: str = ""
+    # Dagster's code_version: bump it when the body's output changes for the same inputs. It enters
+    # the address only once set, so setting it never moves the artifacts of the other stages.
+    code_version: str | None = None
+
+    def versions(self) -> list[str]:
+        """The address parts that version the stage's files and logic."""
+        return [f"format-v{self.format.version}"] + ([f"code-v{self.code_version}"] if self.code_version is not None else [])
 
     def sections_for(self, point: SweepPoint) -> tuple[str, ...]:
         """The sweep sections this stage reads for ``point`` (merge_history: also ``baseline`` for the baseline method)."""
@@ -154,6 +161,7 @@ STAGES: dict[str, Stage] = {
             group="comparisons",
             kinds=frozenset({"markdown"}),
             description="The research report: one section per research question, each effect against its noise floor.",
+            code_version="2",  # 2: negative description-length gains read "costs ... more than"; titles wrap
         ),
     ]
 }
@@ -189,7 +197,7 @@ class Lineage:
 
     def _address(self, name: str) -> Artifact:
         stage = STAGES[name]
-        parts: list[Any] = [f"format-v{stage.format.version}"]
+        parts: list[Any] = stage.versions()
         if name == "sae":
             training = [e.model_dump(include={"name", "loader", "params"}) for e in self.project.registry.training_entries()]
             parts.append(self.source.sae_identity(training))

@@ -167,7 +167,7 @@ def effect_vs_floor(rows: Sequence[dict], value_label: str, title: str) -> bytes
         ax.axvline(0, color="gray", lw=0.6)
         handles, _names = ax.get_legend_handles_labels()
         if handles:
-            ax.legend(loc="lower right")
+            ax.legend(loc="best")  # away from the points
 
     height = max(3.0, 0.42 * len(rows) + 1.6)
     return render_png(draw, size=(7.8, height), title=title)

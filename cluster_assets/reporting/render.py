@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Callable
 
 #: Figures are at least this many pixels wide (readable in the UI and in the report).
@@ -23,8 +24,8 @@ def render_png(draw: Callable, size: tuple[float, float] = (WIDTH_PX / DPI, 4.4)
         fig, ax = plt.subplots(figsize=size, dpi=DPI)
         try:
             draw(ax)
-            if title:
-                ax.set_title(title)
+            if title:  # wrapped to the figure (about 7 characters per inch at 11 pt): long titles are not cut off
+                ax.set_title(textwrap.fill(title, width=int(size[0] * 7)))
             fig.tight_layout()
             buf = io.BytesIO()
             fig.savefig(buf, format="png")

@@ -68,6 +68,24 @@ def _pct(e: Estimate) -> str:
     return f"{e.value:.1%} [{e.low:.1%}, {e.high:.1%}]"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _saves(e: Estimate, of: str = "") -> str:
+    """A description-length gain in words: "saves 17% of X", or "costs 24% more than X" when it
+    is below zero throughout its interval."""
+    if e.known and e.upper < 0:
+        flipped = Estimate(
+            -e.value if e.value is not None else None,
+            -e.high if e.high is not None else None,
+            -e.low if e.low is not None else None,
+            e.pairs,
+        )
+        return f"costs {_pct(flipped)} more" + (f" than {of}" if of else "")
+    return f"saves {_pct(e)}" + (f" of {of}" if of else "")
+
+
 def _compare(a: Estimate, b: Estimate, names: tuple[str, str], better: str, worse: str) -> str:
     """Whether ``a`` lies above or below ``b`` beyond their intervals.  Where only one side has
     an interval the other's value is set against it, and the statement says whose noise is unmeasured."""
@@ -216,8 +234,8 @@ def _baselines(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points
                 if (u, dataset) in gains and (r, dataset) in gains:
                     gu, gr = gains[(u, dataset)][0], gains[(r, dataset)][0]
                     q2.append(
-                        f"{dataset}: with UMAP (`{u}`) the clustering saves {_pct(gu)} of the held-out description length of "
-                        f"every feature alone; without (`{r}`) {_pct(gr)} — {_compare(gu, gr, (u, r), 'UMAP helps', 'UMAP hurts')}."
+                        f"{dataset}: with UMAP (`{u}`) the clustering {_saves(gu, 'the held-out description length of every feature alone')}; "
+                        f"without (`{r}`) it {_saves(gr)} — {_compare(gu, gr, (u, r), 'UMAP helps', 'UMAP hurts')}."
                     )
     shown = [*base_points, reference]
     b.section(
@@ -274,8 +292,8 @@ def _datasets(b: _Builder, ref_cmp: Tables | None, reference: str, gains: Gains)
         own = gains.get((r["point"], r["clustered_on"]), (Estimate(None, None, None, 0),))[0]
         moved = Estimate(r["gain_vs_singletons"], None, None, 1)
         q4.append(
-            f"clusters of {r['clustered_on']} save {r['gain_vs_singletons']:.1%} of {r['measured_on']}'s description length "
-            f"vs {_pct(own)} on a held-out sample of {r['clustered_on']} — "
+            f"clusters of {r['clustered_on']} on {r['measured_on']}: {_saves(moved, 'its description length with every feature alone')}, "
+            f"vs {_pct(own)} saved on a held-out sample of {r['clustered_on']} — "
             + _compare(
                 moved,
                 own,
@@ -308,7 +326,7 @@ def _in_common(b: _Builder, datasets: Mapping[str, Tables], reference: str) -> N
                     top_class = max(shares[name], key=lambda c: shares[name][c])
                     kind_text = f"; {kinds.row(0)[1]} of {frame.height} are {kinds.row(0)[0]}" if kinds.height else ""
                     q5.append(
-                        f"At `{point}`, {frame.height} {name} clusters: mostly {top_class} tokens ({shares[name][top_class]:.0%}){kind_text}."
+                        f"At `{point}`, {_count(frame.height, name + ' cluster')}: mostly {top_class} tokens ({shares[name][top_class]:.0%}){kind_text}."
                     )
             effects = t.tables.get("effects", pl.DataFrame())
             stable = effects.filter(pl.col("metric") == "stable") if effects.height else effects
@@ -318,7 +336,7 @@ def _in_common(b: _Builder, datasets: Mapping[str, Tables], reference: str) -> N
             ]
         if t.summary.get("available"):
             q5.append(
-                f"`{point}`: {t.summary.get('stable', 0)} clusters of {t.summary['available'][0]} are matched in every other dataset."
+                f"`{point}`: {_count(t.summary.get('stable', 0), 'cluster')} of {t.summary['available'][0]} matched in every other dataset."
             )
     figure = (
         plots.grouped_bars(

@@ -143,6 +143,26 @@ def test_adding_a_dataset_leaves_the_sae_and_existing_partitions_as_they_are(tmp
         assert before.hash == after.hash, stage
 
 
+def test_a_code_version_moves_its_stage_and_what_chains_from_it(tmp_path, project, monkeypatch):
+    import dataclasses
+
+    from cluster_assets.defs import stages
+    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+
+    store, source = ArtifactStoreResource(root=str(tmp_path)).store(), ActivationSource()
+
+    def hashes() -> dict[str, str]:
+        lineage = stages.Lineage(project, store, source, project.dataset("kjv"), project.point("base"))
+        return {name: lineage.artifact(name).hash for name in ("activations", "memberships", "coactivation", "clusters")}
+
+    before = hashes()
+    bumped = dataclasses.replace(stages.STAGES["memberships"], code_version="2")
+    monkeypatch.setitem(stages.STAGES, "memberships", bumped)
+    after = hashes()
+    assert after["activations"] == before["activations"]
+    assert all(after[n] != before[n] for n in ("memberships", "coactivation", "clusters"))
+
+
 def test_content_hash_is_stable_and_order_independent():
     assert content_hash({"a": 1, "b": 2}) == content_hash({"b": 2, "a": 1})
     assert content_hash({"a": 1}) != content_hash({"a": 2})

@@ -76,7 +76,7 @@ def report_inputs(ctx: StageContext) -> tuple[dict[str, dict], list]:
                 found[stage][key] = ctx.require(artifact, f"{stage}[{key}]")
     points = [p.model_dump(mode="json") for p in ctx.project.sweep.values() if p.replicate == 0]
     hashes = sorted(a.hash for arts in found.values() for a in arts.values())
-    return found, [f"format-v{STAGES['research_report'].format.version}", hashes, points]
+    return found, [*STAGES["research_report"].versions(), hashes, points]
 
 
 def build_assets(project: Project, partitions: Partitions) -> list[dg.AssetsDefinition]:
@@ -108,6 +108,7 @@ def build_assets(project: Project, partitions: Partitions) -> list[dg.AssetsDefi
             kinds=set(stage.kinds) or None,
             pool=stage.pool,
             description=stage.description,
+            code_version=stage.code_version,
             automation_condition=automation,
             op_tags=model_step_tags() if stage.pool == MODEL_POOL else None,
         )

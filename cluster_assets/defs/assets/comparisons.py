@@ -76,7 +76,7 @@ def address_parts(ctx: StageContext, stage: str, key: str, inputs: ComparisonInp
     (which covers its samples and parameters), and for a sweep comparison the reference point's
     parameters and the held-out samples."""
     parts: list = [
-        f"format-v{STAGES[stage].format.version}",
+        *STAGES[stage].versions(),
         key,
         sorted((lin.dataset.name, lin.point.name, lin.artifact("clusters").hash) for lin in inputs.have),
     ]

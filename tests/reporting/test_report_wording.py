@@ -1,0 +1,30 @@
+"""The report's sentences say what the numbers say: verdicts against intervals, signs in words."""
+
+from cluster_assets.core.replicates import Estimate
+from cluster_assets.reporting.report import _compare, _saves
+
+NAMES = ("a", "b")
+
+
+def test_a_verdict_needs_the_intervals_apart():
+    high, low = Estimate(0.5, 0.45, 0.55, 3), Estimate(0.2, 0.15, 0.25, 3)
+    assert _compare(high, low, NAMES, "up", "down") == "up, beyond sampling noise"
+    assert _compare(low, high, NAMES, "up", "down") == "down, beyond sampling noise"
+    overlapping = Estimate(0.5, 0.2, 0.6, 3)
+    assert _compare(overlapping, low, NAMES, "up", "down") == "no difference beyond sampling noise"
+
+
+def test_one_sided_intervals_say_whose_noise_is_unmeasured():
+    single, interval = Estimate(0.9, None, None, 1), Estimate(0.2, 0.15, 0.25, 3)
+    assert _compare(single, interval, NAMES, "up", "down").endswith("`a` has one replicate, its own noise is unmeasured)")
+    assert _compare(single, Estimate(0.1, None, None, 1), NAMES, "up", "down") == "one replicate each: cannot be told from sampling noise"
+    assert _compare(Estimate(None, None, None, 0), interval, NAMES, "up", "down") == "not measured"
+
+
+def test_a_negative_gain_reads_as_a_cost():
+    assert _saves(Estimate(0.167, 0.16, 0.17, 3), "X") == "saves 16.7% [16.0%, 17.0%] of X"
+    assert _saves(Estimate(-0.243, -0.26, -0.213, 3), "X") == "costs 24.3% [21.3%, 26.0%] more than X"
+    assert _saves(Estimate(-0.018, None, None, 1), "X") == "costs 1.8% (one replicate) more than X"
+    # an interval that straddles zero stays a (possibly negative) saving: no sign is claimed
+    assert _saves(Estimate(-0.01, -0.03, 0.02, 3), "X") == "saves -1.0% [-3.0%, 2.0%] of X"
+    assert _saves(Estimate(-0.5, None, None, 1)) == "costs 50.0% (one replicate) more"
