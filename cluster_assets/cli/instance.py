@@ -25,7 +25,9 @@ POSTGRES_ENV = "CLUSTER_ASSETS_POSTGRES_URL"
 
 def instance_config(postgres: bool = False, max_concurrent_runs: int = 2) -> dict[str, Any]:
     config: dict[str, Any] = {
+        # offline: no telemetry, and no sign-up dialog (it loads a page from dagster.io)
         "telemetry": {"enabled": False},
+        "nux": {"enabled": False},
         "concurrency": {"pools": {"default_limit": 1}, "runs": {"max_concurrent_runs": max_concurrent_runs}},
         "run_monitoring": {
             "enabled": True,

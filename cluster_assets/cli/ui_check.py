@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         partition = args.partition or _latest_partition(port)
         base = f"http://127.0.0.1:{port}"
         pages = [
-            ("lineage", f"{base}/asset-groups", ["clusters", "research_report"]),
+            ("lineage", f"{base}/asset-groups?expanded={_all_groups(port)}", ["clusters", "research_report"]),
             (
                 "clusters_partition",
                 f"{base}/assets/clusters?view=partitions&partition={urllib.parse.quote(partition)}",
@@ -124,6 +124,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("ui-check: every page rendered without an error")
     return 0
+
+
+def _all_groups(port: int) -> str:
+    """The lineage page's ``expanded`` parameter that opens every asset group (the UI collapses
+    them on a graph of this size); both group-id forms the UI uses, with and without per-location groups."""
+    data = _graphql(port, "{ assetNodes { groupName repository { name location { name } } } }")
+    ids = {
+        form
+        for node in data["assetNodes"]
+        for form in (
+            f"global@global:{node['groupName']}",
+            f"{node['repository']['name']}@{node['repository']['location']['name']}:{node['groupName']}",
+        )
+    }
+    return urllib.parse.quote(",".join(sorted(ids)), safe=",:@")
 
 
 def _latest_partition(port: int) -> str:

@@ -161,7 +161,7 @@ STAGES: dict[str, Stage] = {
             group="comparisons",
             kinds=frozenset({"markdown"}),
             description="The research report: one section per research question, each effect against its noise floor.",
-            code_version="2",  # 2: negative description-length gains read "costs ... more than"; titles wrap
+            code_version="2",  # 2: negative gains read "costs ... more than", titles wrap, headlines in the metadata
         ),
     ]
 }

@@ -160,6 +160,22 @@ def _scale(datasets: Mapping[str, Tables], reference: str) -> list[str]:
     ]
 
 
+def headlines(markdown: str) -> dict[str, str]:
+    """The report at a glance, for the asset's metadata: its scale line, and each section's first
+    statement under ``Q1`` … ``Q5`` (markdown as :func:`build_report` writes it)."""
+    out: dict[str, str] = {}
+    section = None
+    for line in markdown.splitlines():
+        if line.startswith("**Scale:**"):
+            out["scale"] = line.removeprefix("**Scale:**").strip()
+        elif line.startswith("## Q"):
+            section = line[3:].split(".", 1)[0]
+        elif section and line.startswith("- "):
+            out[section] = line[2:].replace("`", "")
+            section = None
+    return out
+
+
 def build_report(
     datasets: Mapping[str, Tables], sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint]
 ) -> Document:

@@ -28,3 +28,13 @@ def test_a_negative_gain_reads_as_a_cost():
     # an interval that straddles zero stays a (possibly negative) saving: no sign is claimed
     assert _saves(Estimate(-0.01, -0.03, 0.02, 3), "X") == "saves -1.0% [-3.0%, 2.0%] of X"
     assert _saves(Estimate(-0.5, None, None, 1)) == "costs 50.0% (one replicate) more"
+
+
+def test_headlines_are_the_scale_and_each_sections_first_statement():
+    from cluster_assets.reporting.report import headlines
+
+    markdown = (
+        "# r\n\n**Scale:** 3 datasets\n\n## Q1. How?\n\n![Q1](figures/q1.png)\n\n- `a` vs `b`: ARI 0.5\n- second\n\n"
+        "## Q2. Why?\n\n- _Nothing to answer with yet._\n"
+    )
+    assert headlines(markdown) == {"scale": "3 datasets", "Q1": "a vs b: ARI 0.5", "Q2": "_Nothing to answer with yet._"}

@@ -168,10 +168,11 @@ def sweep_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
 
 
 def research_report(ctx: StageContext, comparisons: dict[str, dict[str, Artifact]]) -> Output:
-    from cluster_assets.reporting.report import build_report
+    from cluster_assets.reporting.report import build_report, headlines
 
     loaded = {stage: {key: STAGES[stage].format.load(art.path) for key, art in arts.items()} for stage, arts in comparisons.items()}
     project = ctx.project
     points = {p.point: p for p in project.sweep.values() if p.replicate == 0}
     document = build_report(loaded.get("dataset_comparison", {}), loaded.get("sweep_comparison", {}), project.reference.point, points)
-    return Output(document, {"sections": document.markdown.count("\n## ")}, markdown={"report": document.inline()})
+    summary = {"sections": document.markdown.count("\n## "), **headlines(document.markdown)}
+    return Output(document, summary, markdown={"report": document.inline()})
