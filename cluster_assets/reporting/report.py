@@ -167,7 +167,7 @@ def headlines(markdown: str) -> dict[str, str]:
     section = None
     for line in markdown.splitlines():
         if line.startswith("**Scale:**"):
-            out["scale"] = line.removeprefix("**Scale:**").strip()
+            out["scale"] = line.removeprefix("**Scale:**").strip().replace("`", "")
         elif line.startswith("## Q"):
             section = line[3:].split(".", 1)[0]
         elif section and line.startswith("- "):

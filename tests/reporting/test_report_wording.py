@@ -34,7 +34,7 @@ def test_headlines_are_the_scale_and_each_sections_first_statement():
     from cluster_assets.reporting.report import headlines
 
     markdown = (
-        "# r\n\n**Scale:** 3 datasets\n\n## Q1. How?\n\n![Q1](figures/q1.png)\n\n- `a` vs `b`: ARI 0.5\n- second\n\n"
+        "# r\n\n**Scale:** 3 datasets (point `base`)\n\n## Q1. How?\n\n![Q1](figures/q1.png)\n\n- `a` vs `b`: ARI 0.5\n- second\n\n"
         "## Q2. Why?\n\n- _Nothing to answer with yet._\n"
     )
-    assert headlines(markdown) == {"scale": "3 datasets", "Q1": "a vs b: ARI 0.5", "Q2": "_Nothing to answer with yet._"}
+    assert headlines(markdown) == {"scale": "3 datasets (point base)", "Q1": "a vs b: ARI 0.5", "Q2": "_Nothing to answer with yet._"}
