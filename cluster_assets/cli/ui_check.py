@@ -12,14 +12,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from cluster_assets.cli.local_cluster import free_port, wait_until
 
 #: Text the Dagster UI shows when a page failed (checked in the rendered DOM).
 ERROR_MARKERS = ("Something went wrong", "An unexpected error", "PythonError", "Error loading", "Unable to load", "Not found")
@@ -35,12 +35,6 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars",
     "--window-size=1600,1100",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -87,17 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     log = open(out / "dg-dev.log", "w")
     dev = subprocess.Popen(
         ["dg", "dev", "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 180
-        while not _ready(port):
-            if time.monotonic() > deadline or dev.poll() is not None:
-                raise SystemExit(f"ui-check: the UI did not come up; see {out / 'dg-dev.log'}")
-            time.sleep(1)
+
+        def up() -> bool:
+            if dev.poll() is not None:
+                raise SystemExit(f"ui-check: the UI exited with {dev.returncode}; see {out / 'dg-dev.log'}")
+            return _ready(port)
+
+        try:
+            wait_until(up, 180, "the UI", interval=1)
+        except TimeoutError as err:
+            raise SystemExit(f"ui-check: {err}; see {out / 'dg-dev.log'}") from None
         partition = args.partition or _latest_partition(port)
         base = f"http://127.0.0.1:{port}"
         pages = [
