@@ -1,13 +1,10 @@
-"""``python -m cluster_assets.cli.instance``: write ``$DAGSTER_HOME/dagster.yaml``.
+"""``python -m cluster_assets.cli.instance``: install the project's ``dagster.yaml`` as ``$DAGSTER_HOME/dagster.yaml``.
 
-The instance always lives under ``$DAGSTER_HOME``, whatever the working directory: run and
-event storage are sqlite files in ``$DAGSTER_HOME/storage`` (Dagster's default), or a
-PostgreSQL database when ``CLUSTER_ASSETS_POSTGRES_URL`` is set (read by every process that
-opens the instance; ``postgresql+psycopg2://user@host:port/db``).  The file also sets:
-
-- the ``model`` pool to one slot: one model-running step at a time;
-- run monitoring, and freeing the pool slots of runs that ended (a failed run holds nothing);
-- the run queue: at most two runs at once (this is a 2-core default; raise it on bigger machines).
+The top-level ``dagster.yaml`` of the checkout is the instance configuration (edit it there);
+this copies it into ``$DAGSTER_HOME``, where Dagster reads it, so the instance lives under
+``$DAGSTER_HOME`` whatever the working directory: sqlite files in ``$DAGSTER_HOME/storage``
+(Dagster's default), or a PostgreSQL database when ``CLUSTER_ASSETS_POSTGRES_URL`` is set (read
+by every process that opens the instance; ``postgresql+psycopg2://user@host:port/db``).
 """
 
 from __future__ import annotations
@@ -16,52 +13,46 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 POSTGRES_ENV = "CLUSTER_ASSETS_POSTGRES_URL"
+#: The instance configuration, at the top of the checkout.
+INSTANCE_FILE = Path(__file__).resolve().parents[2] / "dagster.yaml"
+#: What the installed copy adds for PostgreSQL.
+POSTGRES_STORAGE = {"storage": {"postgres": {"postgres_url": {"env": POSTGRES_ENV}}}}
 
 
-def instance_config(postgres: bool = False, max_concurrent_runs: int = 2) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        # offline: no telemetry, and no sign-up dialog (it loads a page from dagster.io)
-        "telemetry": {"enabled": False},
-        "nux": {"enabled": False},
-        "concurrency": {"pools": {"default_limit": 1}, "runs": {"max_concurrent_runs": max_concurrent_runs}},
-        "run_monitoring": {
-            "enabled": True,
-            "start_timeout_seconds": 300,
-            "poll_interval_seconds": 30,
-            "free_slots_after_run_end_seconds": 1,
-        },
-    }
+def instance_text(postgres: bool = False) -> str:
+    """The instance configuration as installed: the top-level file, plus PostgreSQL storage when asked."""
+    if not INSTANCE_FILE.is_file():
+        raise FileNotFoundError(f"the instance configuration {INSTANCE_FILE} is missing (it is part of the checkout)")
+    text = f"# Installed from {INSTANCE_FILE} by `python -m cluster_assets.cli.instance` (make runs it): edit that file.\n"
+    text += INSTANCE_FILE.read_text()
     if postgres:
-        config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_ENV}}}
-    return config
+        text += f"\n# Added because {POSTGRES_ENV} was set.\n" + yaml.safe_dump(POSTGRES_STORAGE, sort_keys=False)
+    return text
 
 
-def write_instance_config(home: str | Path, postgres: bool | None = None, **kwargs: Any) -> Path:
-    """Write ``<home>/dagster.yaml`` (Postgres when ``postgres`` or, by default, when the URL variable is set)."""
+def write_instance_config(home: str | Path, postgres: bool | None = None) -> Path:
+    """Write ``<home>/dagster.yaml`` (PostgreSQL when ``postgres`` or, by default, when the URL variable is set)."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     postgres = bool(os.environ.get(POSTGRES_ENV)) if postgres is None else postgres
     path = home / "dagster.yaml"
-    text = "# Written by `python -m cluster_assets.cli.instance` (make runs it); see that module.\n"
-    path.write_text(text + yaml.safe_dump(instance_config(postgres, **kwargs), sort_keys=False))
+    path.write_text(instance_text(postgres))
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", default=os.environ.get("DAGSTER_HOME"), help="instance folder (default $DAGSTER_HOME)")
-    parser.add_argument("--max-concurrent-runs", type=int, default=2)
     args = parser.parse_args(argv)
     if not args.home:
         parser.error("set DAGSTER_HOME or pass --home")
-    path = write_instance_config(args.home, max_concurrent_runs=args.max_concurrent_runs)
+    path = write_instance_config(args.home)
     storage = f"PostgreSQL (${POSTGRES_ENV})" if os.environ.get(POSTGRES_ENV) else f"sqlite in {Path(args.home) / 'storage'}"
-    print(f"wrote {path}: {storage}")
+    print(f"installed {INSTANCE_FILE.name} as {path}: {storage}")
     return 0
 
 

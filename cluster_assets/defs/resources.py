@@ -18,7 +18,14 @@ MODE_ENV, CACHE_ENV, ARTIFACTS_ENV = "CLUSTER_ASSETS_MODE", "CLUSTER_ASSETS_CACH
 
 
 def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home")
+    """``$DAGSTER_HOME``: the instance and, by default, the artifacts live there, never in the working directory."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise RuntimeError(
+            "DAGSTER_HOME is not set: the instance and the artifacts live under it (make sets it to <checkout>/.dagster_home). "
+            f"Export it, or set {ARTIFACTS_ENV} for the artifacts alone."
+        )
+    return Path(home)
 
 
 def default_artifact_root() -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from cluster_assets.config.models import SECTIONS
 from cluster_assets.core.params import ParameterError
 from cluster_assets.defs.metadata import PeakMemory, artifact_metadata, figure_markdown, plain_metadata, ran_on
 from cluster_assets.defs.project import Project
+from cluster_assets.sources.numerics import device_class, model_numerics
 from cluster_assets.storage import Artifact, ArtifactStore
 from cluster_assets.storage import formats as fmt
 
@@ -49,6 +51,9 @@ class Stage:
     # Dagster's code_version: bump it when the body's output changes for the same inputs. It enters
     # the address only once set, so setting it never moves the artifacts of the other stages.
     code_version: str | None = None
+    # Its bytes come from torch (the model, the SAE): the numerics class of the device enters the
+    # address (cluster_assets.sources.numerics), and the body runs under model_numerics.
+    numerics: bool = False
 
     def versions(self) -> list[str]:
         """The address parts that version the stage's files and logic."""
@@ -88,6 +93,8 @@ STAGES: dict[str, Stage] = {
             group="model_side",
             kinds=frozenset({"pytorch"}),
             pool=MODEL_POOL,
+            numerics=True,
+            code_version="2",  # 2: MKL CNR strict + ATen AVX2 (bytes independent of threads and CPU)
             description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
             "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
         ),
@@ -99,6 +106,8 @@ STAGES: dict[str, Stage] = {
             group="model_side",
             kinds=frozenset({"pytorch", "scipy"}),
             pool=MODEL_POOL,
+            numerics=True,
+            code_version="2",  # 2: MKL CNR strict + ATen AVX2 (bytes independent of threads and CPU)
             description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table.",
         ),
         Stage(
@@ -205,6 +214,8 @@ class Lineage:
             parts += [self.dataset.model_dump(include={"name", "loader", "params"}), stage.params(self.point), self.source.model_identity()]
         else:
             parts += [self.dataset.name, [self.artifact(u).hash for u in stage.upstream], stage.params(self.point)]
+        if stage.numerics:
+            parts.append({"numerics": device_class(self.source.resolved_device())})
         return self.store.artifact(name, *parts)
 
 
@@ -331,9 +342,12 @@ def run_stage(
     t0 = time.perf_counter()
     with PeakMemory() as peak:
         try:
-            out = body(ctx)
+            with model_numerics(ctx.source.resolved_device()) if ctx.stage.numerics else nullcontext({}) as numerics:
+                out = body(ctx)
         except ParameterError as err:
             raise parameter_failure(ctx, err) from None
+        if numerics:  # what decided the bytes, beside them
+            out.summary["numerics"] = numerics
         t1 = time.perf_counter()
         inputs = inputs if inputs is not None else {u: ctx.lineage.artifact(u).hash for u in ctx.stage.upstream}
         record = {

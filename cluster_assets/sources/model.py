@@ -41,6 +41,12 @@ class HubUnavailableError(ConnectionError):
 
 
 def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``; a CPU-only torch build (``+cpu``) answers without importing torch,
+    which keeps the content addresses of reused steps cheap (the device class is part of them)."""
+    from importlib.metadata import version
+
+    if version("torch").endswith("+cpu"):
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,4 +1,5 @@
-"""Parallel kernels give bit-identical results for any thread count (numba's, set by NUMBA_NUM_THREADS)."""
+"""Every stage after the model gives bit-identical results for any thread count: numba's kernels
+(NUMBA_NUM_THREADS) and the BLAS behind numpy and scipy (OMP/OpenBLAS/MKL thread variables)."""
 
 import os
 import subprocess
@@ -15,9 +16,9 @@ SCRIPT = textwrap.dedent("""
     from cluster_assets.core.heldout import heldout_score
 
     rng = np.random.default_rng(0)
-    n, d = 6000, 300
+    n, d = 20000, 300  # more samples than one 8,192-sample block: multi-block tiling runs on every thread
     values = np.where(rng.random((n, d)) < rng.uniform(0.0, 0.08, d), rng.exponential(1.0, (n, d)), 0.0).astype(np.float32)
-    prompts = np.repeat(np.arange(n // 30), 30)
+    prompts = np.repeat(np.arange(n // 40), 40)
     digest = xxhash.xxh3_128()
     def add(*arrays):
         for a in arrays:
@@ -33,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     cut = labels_at_cut(h, "mdl")
     an = analyse_clusters(cut.labels, cut.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5)
     add(an.correlation, an.prompt_activity.toarray(), np.asarray(an.clusters["mean_activation"]))
-    desc = describe_clusters(an.token_clusters, rng.integers(0, 50, n), np.arange(n) % 30, rng.integers(0, 7, n))
+    desc = describe_clusters(an.token_clusters, rng.integers(0, 50, n), np.arange(n) % 40, rng.integers(0, 7, n))
     add(np.asarray(desc["mean_position"]), np.asarray(desc["share_word"]))
     score = heldout_score(res.memberships.to_csr(), cut.labels, 1.0)
     add(np.array([score.mdl, score.random]))
@@ -44,7 +45,8 @@ SCRIPT = textwrap.dedent("""
 def test_results_do_not_depend_on_the_thread_count():
     digests = {}
     for threads in (1, 2, 3):
-        env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+        pinned = {name: str(threads) for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        env = {**os.environ, **pinned, "PYTHONPATH": str(ROOT)}
         done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-3000:]
         used, digest = done.stdout.split()

@@ -21,13 +21,14 @@ LOCATION = {"repositoryLocationName": "cluster_assets", "repositoryName": "__rep
 
 
 class DagsterDev:
-    """`dg dev --host 127.0.0.1 --port <free>` in the repository, its own process group."""
+    """`dg dev --host 127.0.0.1 --port <free>` (or another of the venv's commands serving the UI, e.g.
+    ``("dagster-webserver", "-w", "workspace.yaml")``) in the repository, its own process group."""
 
-    def __init__(self, env: dict, log_path):
+    def __init__(self, env: dict, log_path, command: tuple[str, ...] = ("dg", "dev")):
         self.port = free_port()
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "dg"), "dev", "--host", "127.0.0.1", "--port", str(self.port)],
+            [str(ROOT / ".venv" / "bin" / command[0]), *command[1:], "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -45,7 +46,7 @@ class DagsterDev:
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
-            pytest.fail(f"dg dev exited with {self.proc.returncode}")
+            pytest.fail(f"{self.proc.args[0]} exited with {self.proc.returncode}")
         try:
             data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }")
         except OSError:
