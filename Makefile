@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml
 system:
 	@scripts/system-packages.sh
 
-# The instance config in $$DAGSTER_HOME (sqlite there; PostgreSQL when CLUSTER_ASSETS_POSTGRES_URL is set).
+# Install the top-level dagster.yaml as $$DAGSTER_HOME/dagster.yaml (sqlite there; PostgreSQL storage added
+# when CLUSTER_ASSETS_POSTGRES_URL is set). `dagster dev -w workspace.yaml` works on the same instance.
 instance: install
 	$(BIN)/python -m cluster_assets.cli.instance
 
