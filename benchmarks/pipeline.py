@@ -25,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGES = ("prompts", "activations", "memberships", "coactivation", "merge_history", "clusters", "dataset_comparison", "sweep_comparison")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,6 +40,7 @@ def main() -> None:
     import dagster as dg
 
     from cluster_assets.defs.definitions import build_definitions
+    from cluster_assets.defs.pipeline import partition_chain
     from cluster_assets.defs.project import Project
     from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource, dagster_home
 
@@ -66,16 +65,16 @@ def main() -> None:
             resources["source"].model()
             load = time.perf_counter() - t0
             forward = forward_alone(resources["source"], prompts_path, repeats=2)
-            chain = [assets[s] for s in STAGES[1:6]] + [assets["sae"].to_source_asset(), assets["prompts"].to_source_asset()]
+            chain = [assets[s] for s in partition_chain()[1:]] + [assets["sae"].to_source_asset(), assets["prompts"].to_source_asset()]
             t0 = time.perf_counter()
             result = dg.materialize(chain, partition_key=key, resources=resources, instance=instance)
             wall = time.perf_counter() - t0
             for stage, partition in (("dataset_comparison", "bench"), ("sweep_comparison", args.dataset)):
-                dg.materialize(
-                    [assets[stage], assets["clusters"].to_source_asset()], partition_key=partition, resources=resources, instance=instance
-                )
+                sources = [assets[s].to_source_asset() for s in ("prompts", "activations", "clusters")]
+                dg.materialize([assets[stage], *sources], partition_key=partition, resources=resources, instance=instance)
             manifests = {}
-            for stage in STAGES:
+            stages = (*partition_chain(), "dataset_comparison", "sweep_comparison")
+            for stage in stages:
                 records = instance.fetch_materializations(dg.AssetKey(stage), limit=1).records
                 path = Path(records[0].asset_materialization.metadata["path"].value)
                 manifests[stage] = json.loads((path / "manifest.json").read_text())
@@ -106,7 +105,7 @@ def forward_alone(source, prompts_path: Path, repeats: int) -> float:
 def report(manifests: dict, forward: float, load: float, wall: float, args) -> None:
     tokens = manifests["activations"]["summary"]["tokens"]
     rows = []
-    for stage in STAGES:
+    for stage in manifests:
         t = manifests[stage].get("timing", {})
         total = t.get("compute_seconds", 0) + t.get("read_seconds", 0) + t.get("write_seconds", 0)
         rows.append(

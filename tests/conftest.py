@@ -16,6 +16,8 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("CLUSTER_ASSETS_CACHE", str(ROOT / ".cache"))
 
+from cluster_assets.defs.pipeline import partition_chain  # noqa: E402 -- after the offline flags
+
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
@@ -65,23 +67,20 @@ def tiny_resources(artifact_root) -> dict:
 class Graph:
     """The fixture code location's assets and checks, and helpers to materialise them."""
 
-    CHAIN = ("prompts", "activations", "memberships", "coactivation", "merge_history", "clusters")
+    CHAIN = partition_chain()  # the stages of one partition, from the stage table
 
-    def __init__(self, project, resources, instance):
+    def __init__(self, project, resources, instance, stages=None):
         import dagster as dg
 
         from cluster_assets.defs.definitions import build_definitions
 
         self.dg, self.project, self.resources, self.instance = dg, project, resources, instance
-        self.defs = build_definitions(project, resources)
+        self.defs = build_definitions(project, resources, **({"stages": stages} if stages is not None else {}))
         self.assets = {a.key.to_user_string(): a for a in self.defs.assets}
         self.checks = list(self.defs.asset_checks)
 
     def key(self, dataset: str, hparams: str):
         return self.dg.MultiPartitionKey({"dataset": dataset, "hparams": hparams})
-
-    def chain(self, names=CHAIN):
-        return [self.assets[n] for n in names] + [self.assets["sae"].to_source_asset()]
 
     def materialize(self, names, partition_key=None, checks=False, **kwargs):
         """Materialise the named assets (their upstream stages as source assets)."""

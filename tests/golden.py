@@ -81,7 +81,7 @@ def _hashes(node: Any) -> list[str]:
 
 def describe(root: Path, addresses: dict[str, str]) -> dict[str, Any]:
     """Per artifact label: its stage's versions, its files' content digests, its inputs' labels."""
-    from cluster_assets.defs.stages import STAGES
+    from cluster_assets.defs.pipeline import STAGES
     from cluster_assets.storage.formats import FIGURES_DIR
 
     by_hash: dict[str, str] = {}

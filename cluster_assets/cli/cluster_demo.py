@@ -22,7 +22,9 @@ from pathlib import Path
 
 import dagster as dg
 
-CHAIN = "prompts,activations,memberships,coactivation,merge_history,clusters"
+from cluster_assets.defs.pipeline import partition_chain
+
+CHAIN = ",".join(partition_chain())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
     points = list(dict.fromkeys(project.point(h).point for h in args.hparams))
     runs = [("sae_job", None)] + [("partition_job", key) for key in keys]
-    runs += [("comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets] + [("report_job", None)]
+    runs += [("dataset_comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets]
+    runs += [("research_report_job", None)]
     t_start = time.perf_counter()
     for i, (job_name, key) in enumerate(runs, 1):
         label = f"{job_name}[{key}]" if key else job_name

@@ -1,6 +1,7 @@
 """Asset checks, blocking where a downstream result would be wrong."""
 
 import zlib
+from collections.abc import Mapping
 
 import dagster as dg
 
@@ -10,7 +11,7 @@ from cluster_assets.defs.assets import stage_context
 from cluster_assets.defs.partitions import Partitions
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
-from cluster_assets.defs.stages import STAGES
+from cluster_assets.defs.stages import Stage
 
 
 def _outcome(problems: list[str], **metadata) -> dg.AssetCheckResult:
@@ -19,9 +20,9 @@ def _outcome(problems: list[str], **metadata) -> dg.AssetCheckResult:
     )
 
 
-def build_checks(project: Project, partitions: Partitions) -> list[dg.AssetChecksDefinition]:
+def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, Stage]) -> list[dg.AssetChecksDefinition]:
     def ctx_for(context, stage: str, source, artifacts):
-        return stage_context(context, project, STAGES[stage], source, artifacts)
+        return stage_context(context, project, stages, stages[stage], source, artifacts)
 
     @dg.asset_check(
         asset="coactivation",
@@ -61,9 +62,8 @@ def build_checks(project: Project, partitions: Partitions) -> list[dg.AssetCheck
     def every_kept_feature_in_one_cluster(
         context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
     ) -> dg.AssetCheckResult:
-        ctx = ctx_for(context, "clusters", source, artifacts)
-        labels = ctx.read("clusters").labels
-        kept = ctx.read("memberships").memberships.feature_ids
+        labels = ctx_for(context, "clusters", source, artifacts).read("clusters").labels
+        kept = ctx_for(context, "memberships", source, artifacts).read("memberships").memberships.feature_ids
         return _outcome(partition_problems(labels["cluster"].to_numpy(), labels["feature_id"].to_numpy(), kept))
 
     return [coactivation_is_exact, merge_history_is_valid, every_kept_feature_in_one_cluster]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -17,8 +18,10 @@ from cluster_assets.defs.executors import executor_from_environment
 from cluster_assets.defs.instance import dead_run_sensor
 from cluster_assets.defs.jobs import build_jobs
 from cluster_assets.defs.partitions import Partitions
+from cluster_assets.defs.pipeline import STAGES
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import MODE_ENV, ActivationSource, ArtifactStoreResource
+from cluster_assets.defs.stages import Stage, validate_table
 
 # Two Dagster features this project relies on are marked beta/preview in 1.13 and would warn in
 # every process that loads the code location: partitioned asset checks (a check per partition)
@@ -50,14 +53,21 @@ def resources_from_environment(project: Project) -> dict:
     return {"source": ActivationSource(mode=project.mode), "artifacts": ArtifactStoreResource()}
 
 
-def build_definitions(project: Project, resources: dict | None = None, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
-    """Assets, checks, jobs, automation and sensors for ``project``; ``resources`` replace the defaults."""
+def build_definitions(
+    project: Project,
+    resources: dict | None = None,
+    executor: dg.ExecutorDefinition | None = None,
+    stages: Mapping[str, Stage] = STAGES,
+) -> dg.Definitions:
+    """Assets, checks, jobs, automation and sensors for ``project`` from the stage table ``stages``;
+    ``resources`` replace the defaults."""
+    validate_table(stages)
     partitions = Partitions.of(project)
     default_resources = resources_from_environment(project) if resources is None else {}
     return dg.Definitions(
-        assets=build_assets(project, partitions),
-        asset_checks=build_checks(project, partitions),
-        jobs=build_jobs(),
+        assets=build_assets(project, partitions, stages),
+        asset_checks=build_checks(project, partitions, stages),
+        jobs=build_jobs(stages),
         sensors=[*automation_sensors(), sweep_files_sensor(project), dead_run_sensor],
         resources={**default_resources, **(resources or {})},
         executor=executor or executor_from_environment(),

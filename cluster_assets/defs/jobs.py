@@ -1,39 +1,31 @@
-"""Jobs: one per part of the graph, for the launchpad, backfills and the demo.
+"""Jobs: one per part of the graph, for the launchpad, backfills and the demo, derived from the stage table.
 
 Each job takes its partitioning from the assets it selects."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
+from cluster_assets.defs.stages import Stage
 
-def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+
+def build_jobs(stages: Mapping[str, Stage]) -> list[dg.UnresolvedAssetJobDefinition]:
+    chain = [name for name, stage in stages.items() if stage.partitioning == "dataset_point"]
+    of_group = {group: [name for name in chain if stages[name].group == group] for group in ("model_side", "clustering")}
+    alone = {name: stage for name, stage in stages.items() if stage.partitioning != "dataset_point"}
     return [
-        dg.define_asset_job("sae_job", selection=["sae"], description="Train (embedded) or fetch (hub) the shared SAE."),
         dg.define_asset_job(
             "model_side_job",
-            selection=["prompts", "activations"],
-            description="Prompts and SAE activations of one dataset x sweep partition (model pool; needs sae).",
+            selection=of_group["model_side"],
+            description="The model side of one dataset x sweep partition (model pool; needs sae).",
         ),
         dg.define_asset_job(
             "clustering_job",
-            selection=["memberships", "coactivation", "merge_history", "clusters"],
-            description="Memberships, exact coactivation, the clustering and its analysis for one partition.",
+            selection=of_group["clustering"],
+            description="Memberships to clusters of one partition: the clustering side.",
         ),
-        dg.define_asset_job(
-            "partition_job",
-            selection=["prompts", "activations", "memberships", "coactivation", "merge_history", "clusters"],
-            description="The whole chain of one partition (the sae must exist).",
-        ),
-        dg.define_asset_job(
-            "comparison_job",
-            selection=["dataset_comparison"],
-            description="Compare the clusterings of all datasets at one sweep point.",
-        ),
-        dg.define_asset_job(
-            "sweep_comparison_job",
-            selection=["sweep_comparison"],
-            description="Compare the clusterings of one dataset across all sweep points.",
-        ),
-        dg.define_asset_job("report_job", selection=["research_report"], description="The research report from the comparisons so far."),
+        dg.define_asset_job("partition_job", selection=chain, description="The whole chain of one partition (the sae must exist)."),
+        *(dg.define_asset_job(f"{name}_job", selection=[name], description=stage.description) for name, stage in alone.items()),
     ]

@@ -1,10 +1,12 @@
-"""The stage table: every stage of the pipeline as one row, and the one load-or-compute helper.
+"""A stage of the pipeline as one row (:class:`Stage`), and the one load-or-compute helper.
 
-A stage is a name, the stages its content address chains from (``upstream``), the sweep
-sections its output depends on (``sections``), and its files (a
-:class:`~cluster_assets.storage.formats.Format`).  Its artifact lives at
-``<root>/<stage>/<hash>`` where the hash covers the format (and code) version, the dataset, those
-sections and the upstream artifacts' hashes (:class:`Lineage`, computed once per run).
+A stage is a name, its body (the function that computes it), its files (a
+:class:`~cluster_assets.storage.formats.Format`), every stage it reads (``reads``: its Dagster
+deps, and the only stages :meth:`StageContext.read` lets it load) and the sweep sections its
+output depends on (``sections``).  The table of rows is :data:`cluster_assets.defs.pipeline.STAGES`.
+An artifact lives at ``<root>/<stage>/<hash>`` where the hash covers the format (and code)
+version, the dataset, those sections and the hashes of the stages it reads (:class:`Lineage`,
+computed once per run).
 
 :func:`run_stage` is the shape every asset shares: reuse the artifact when it exists and
 verifies; otherwise (or when verification fails, which is logged with the file) call the
@@ -16,7 +18,7 @@ with :meth:`StageContext.read` (verified) and call one library function.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +43,8 @@ class Stage:
 
     name: str
     format: fmt.Format
-    upstream: tuple[str, ...] = ()
+    body: Callable[..., Output]  # (StageContext) -> Output; comparisons and the report take their gathered inputs too
+    reads: tuple[str, ...] = ()  # every stage the body loads: its deps in Dagster and in the content address
     sections: tuple[str, ...] = ()  # sweep sections the output depends on (see sections_for)
     partitioning: str = "dataset_point"  # "dataset_point", "hparams", "dataset" or "none"
     group: str = "clustering"
@@ -75,112 +78,36 @@ class Stage:
         return out
 
 
-STAGES: dict[str, Stage] = {
-    s.name: s
-    for s in [
-        Stage(
-            "prompts",
-            fmt.PromptsFormat(),
-            sections=("prompts",),
-            group="model_side",
-            kinds=frozenset({"polars"}),
-            description="Sampled prompts of one dataset: prompt_id, text, n_tokens, truncated, token_ids.",
-        ),
-        Stage(
-            "sae",
-            fmt.SAEFormat(),
-            partitioning="none",
-            group="model_side",
-            kinds=frozenset({"pytorch"}),
-            pool=MODEL_POOL,
-            numerics=True,
-            code_version="2",  # 2: MKL CNR strict + ATen AVX2 (bytes independent of threads and CPU)
-            description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
-            "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
-        ),
-        Stage(
-            "activations",
-            fmt.ActivationsFormat(),
-            ("prompts", "sae"),
-            ("activations",),
-            group="model_side",
-            kinds=frozenset({"pytorch", "scipy"}),
-            pool=MODEL_POOL,
-            numerics=True,
-            code_version="2",  # 2: MKL CNR strict + ATen AVX2 (bytes independent of threads and CPU)
-            description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table.",
-        ),
-        Stage(
-            "memberships",
-            fmt.MembershipsFormat(),
-            ("activations",),
-            ("memberships",),
-            kinds=frozenset({"numba", "polars"}),
-            description="Per-feature statistics of every SAE feature, the filters, and the memberships of the kept features.",
-        ),
-        Stage(
-            "coactivation",
-            fmt.CoactivationFormat(),
-            ("memberships",),
-            kinds=frozenset({"numba"}),
-            description="Exact integer co-firing counts between kept features (diagonal: firing counts).",
-        ),
-        Stage(
-            "merge_history",
-            fmt.MergeHistoryFormat(),
-            ("coactivation",),
-            ("merge",),  # + baseline for the baseline method: sections_for
-            kinds=frozenset({"numba", "scipy"}),
-            description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
-            "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan.",
-        ),
-        Stage(
-            "clusters",
-            fmt.ClustersFormat(),
-            ("merge_history",),
-            ("clusters",),
-            kinds=frozenset({"polars"}),
-            description="Clusters at the cut: members, statistics, what they fire on, top prompts, cluster correlation.",
-        ),
-        Stage(
-            "dataset_comparison",
-            fmt.TablesFormat(),
-            ("clusters",),
-            partitioning="hparams",
-            group="comparisons",
-            kinds=frozenset({"polars"}),
-            description="How the clusterings of one sweep point differ across datasets, "
-            "against the replicate noise floor: ARI, NMI, best-match Jaccard, stable and dataset-specific clusters.",
-        ),
-        Stage(
-            "sweep_comparison",
-            fmt.TablesFormat(),
-            ("clusters",),
-            partitioning="dataset",
-            group="comparisons",
-            kinds=frozenset({"polars"}),
-            description="How one dataset's clustering changes across sweep points, against the "
-            "replicate noise floor, and each clustering's held-out description length.",
-        ),
-        Stage(
-            "research_report",
-            fmt.DocumentFormat(),
-            ("dataset_comparison", "sweep_comparison"),
-            partitioning="none",
-            group="comparisons",
-            kinds=frozenset({"markdown"}),
-            description="The research report: one section per research question, each effect against its noise floor.",
-            code_version="2",  # 2: negative gains read "costs ... more than", titles wrap, headlines in the metadata
-        ),
-    ]
-}
+def validate_table(stages: Mapping[str, Stage]) -> None:
+    """A stage table's rows are complete and ordered: each has a body and a format, and reads only
+    stages declared on earlier rows.  Called when the definitions load (so ``dg check defs`` fails)."""
+    seen: set[str] = set()
+    for name, stage in stages.items():
+        if name != stage.name:
+            raise ValueError(f"the stage table's key {name!r} names a row for {stage.name!r}")
+        if not callable(stage.body):
+            raise TypeError(f"stage {name!r}: its body {stage.body!r} is not a function")
+        if not isinstance(stage.format, fmt.Format):
+            raise TypeError(f"stage {name!r}: its format {stage.format!r} is not a storage.formats.Format")
+        unknown = [r for r in stage.reads if r not in seen]
+        if unknown:
+            raise ValueError(f"stage {name!r} reads {unknown}, which no earlier row of the stage table declares")
+        seen.add(name)
 
 
 class Lineage:
     """Content addresses of the stages of one (dataset, sweep point), each computed once."""
 
-    def __init__(self, project: Project, store: ArtifactStore, source: Any, dataset: DatasetEntry | None, point: SweepPoint | None):
-        self.project, self.store, self.source, self._dataset, self._point = project, store, source, dataset, point
+    def __init__(
+        self,
+        stages: Mapping[str, Stage],
+        project: Project,
+        store: ArtifactStore,
+        source: Any,
+        dataset: DatasetEntry | None,
+        point: SweepPoint | None,
+    ):
+        self.stages, self.project, self.store, self.source, self._dataset, self._point = stages, project, store, source, dataset, point
         self._artifacts: dict[str, Artifact] = {}
 
     @property
@@ -205,7 +132,7 @@ class Lineage:
         return self._artifacts[name]
 
     def _address(self, name: str) -> Artifact:
-        stage = STAGES[name]
+        stage = self.stages[name]
         parts: list[Any] = stage.versions()
         if name == "sae":
             training = [e.model_dump(include={"name", "loader", "params"}) for e in self.project.registry.training_entries()]
@@ -213,10 +140,14 @@ class Lineage:
         elif name == "prompts":
             parts += [self.dataset.model_dump(include={"name", "loader", "params"}), stage.params(self.point), self.source.model_identity()]
         else:
-            parts += [self.dataset.name, [self.artifact(u).hash for u in stage.upstream], stage.params(self.point)]
+            parts += [self.dataset.name, [self.artifact(u).hash for u in stage.reads], stage.params(self.point)]
         if stage.numerics:
             parts.append({"numerics": device_class(self.source.resolved_device())})
         return self.store.artifact(name, *parts)
+
+
+class UndeclaredReadError(KeyError):
+    """A body loaded a stage its row does not declare in ``reads``."""
 
 
 @dataclass
@@ -234,6 +165,7 @@ class StageContext:
 
     def __init__(
         self,
+        stages: Mapping[str, Stage],
         stage: Stage,
         project: Project,
         source: Any,
@@ -243,9 +175,9 @@ class StageContext:
         point: SweepPoint | None = None,
         key: str | None = None,
     ):
-        self.stage, self.project, self.source, self.store, self.log = stage, project, source, store, log
+        self.stages, self.stage, self.project, self.source, self.store, self.log = stages, stage, project, source, store, log
         self._key = key
-        self.lineage = Lineage(project, store, source, dataset, point)
+        self.lineage = Lineage(stages, project, store, source, dataset, point)
         self.read_seconds = 0.0
         self._lineages: dict[tuple[str, str], Lineage] = {}
 
@@ -270,7 +202,7 @@ class StageContext:
         """The lineage of another partition (comparisons read many)."""
         if (dataset, point) not in self._lineages:
             self._lineages[(dataset, point)] = Lineage(
-                self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point)
+                self.stages, self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point)
             )
         return self._lineages[(dataset, point)]
 
@@ -289,17 +221,20 @@ class StageContext:
         return artifact
 
     def read(self, name: str, lineage: Lineage | None = None, **load_kwargs: Any) -> Any:
-        """Load an upstream stage's value of this partition (or of ``lineage``'s), verified."""
+        """Load a stage's value of this partition (or of ``lineage``'s), verified: one the stage
+        declares in ``reads`` (or the stage itself, for its checks); anything else is an error."""
+        if name != self.stage.name and name not in self.stage.reads:
+            raise UndeclaredReadError(f"{self.stage.name} reads {name!r}, which its row does not declare (reads={self.stage.reads})")
         lineage = lineage or self.lineage
         artifact = self.require(lineage.artifact(name), self.describe(name, lineage))
         t0 = time.perf_counter()
-        value = STAGES[name].format.load(artifact.path, **load_kwargs)
+        value = self.stages[name].format.load(artifact.path, **load_kwargs)
         self.read_seconds += time.perf_counter() - t0
         return value
 
     def describe(self, name: str, lineage: Lineage | None = None) -> str:
         lineage = lineage or self.lineage
-        if STAGES[name].partitioning == "none" or not lineage.partitioned:
+        if self.stages[name].partitioning == "none" or not lineage.partitioned:
             return name
         return f"{name}[{lineage.dataset.name}|{lineage.point.name}]"
 
@@ -349,7 +284,7 @@ def run_stage(
         if numerics:  # what decided the bytes, beside them
             out.summary["numerics"] = numerics
         t1 = time.perf_counter()
-        inputs = inputs if inputs is not None else {u: ctx.lineage.artifact(u).hash for u in ctx.stage.upstream}
+        inputs = inputs if inputs is not None else {u: ctx.lineage.artifact(u).hash for u in ctx.stage.reads}
         record = {
             "inputs": inputs,
             "params": ctx.stage.params(ctx.point) if ctx.lineage.partitioned else {},

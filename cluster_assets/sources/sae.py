@@ -48,46 +48,46 @@ def train_topk_sae(
     """Train a TopK SAE with sae-lens' trainer on (tokens, d_in) activations.
 
     Cycles over the shuffled tokens until ``training_tokens`` samples were seen.  Returns the
-    inference ``TopKSAE``.  On the CPU it trains on the numerics mode's fixed thread count
-    (:func:`~cluster_assets.sources.numerics.threads`), whatever the machine: the weights depend on it.
+    inference ``TopKSAE``.  On the CPU, training (the norm estimate and the steps, whose batch
+    reductions split by thread count) runs on the numerics mode's fixed thread count
+    (:func:`~cluster_assets.sources.numerics.threads`), whatever the machine.
     """
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
 
     if activations.ndim != 2 or activations.shape[0] < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} training tokens, got shape {tuple(activations.shape)}")
+    torch.manual_seed(seed)
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(d_in=activations.shape[1], d_sae=d_sae, k=k, device=device, normalize_activations="expected_average_only_in")
+    )
+    cfg = SAETrainerConfig(
+        total_training_samples=training_tokens,
+        train_batch_size_samples=batch_size,
+        lr=lr,
+        lr_end=lr / 10,
+        lr_scheduler_name="cosineannealing",
+        lr_warm_up_steps=max(1, training_tokens // batch_size // 50),
+        device=device,
+        n_batches_for_norm_estimate=min(50, activations.shape[0] // batch_size),
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_shuffled_batches(activations.to(device), batch_size, seed))
+    if progress is not None:
+        step, every = [0], max(1, cfg.total_training_steps // 10)
+        original_step = trainer.step
+
+        def step_with_progress(batch):
+            out = original_step(batch)
+            step[0] += 1
+            if step[0] % every == 0:
+                progress(step[0] * batch_size, training_tokens)
+            return out
+
+        trainer.step = step_with_progress
     with fixed_threads(threads(device, training=True)):
-        torch.manual_seed(seed)
-        sae = TopKTrainingSAE(
-            TopKTrainingSAEConfig(
-                d_in=activations.shape[1], d_sae=d_sae, k=k, device=device, normalize_activations="expected_average_only_in"
-            )
-        )
-        cfg = SAETrainerConfig(
-            total_training_samples=training_tokens,
-            train_batch_size_samples=batch_size,
-            lr=lr,
-            lr_end=lr / 10,
-            lr_scheduler_name="cosineannealing",
-            lr_warm_up_steps=max(1, training_tokens // batch_size // 50),
-            device=device,
-            n_batches_for_norm_estimate=min(50, activations.shape[0] // batch_size),
-            logger=LoggingConfig(log_to_wandb=False),
-        )
-        trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_shuffled_batches(activations.to(device), batch_size, seed))
-        if progress is not None:
-            step, every = [0], max(1, cfg.total_training_steps // 10)
-            original_step = trainer.step
-
-            def step_with_progress(batch):
-                out = original_step(batch)
-                step[0] += 1
-                if step[0] % every == 0:
-                    progress(step[0] * batch_size, training_tokens)
-                return out
-
-            trainer.step = step_with_progress
-        return to_inference(trainer.fit())
+        trained = trainer.fit()
+    return to_inference(trained)
 
 
 def to_inference(training_sae):

@@ -125,6 +125,7 @@ def test_replicates_expand_into_partitions_with_their_own_seeds(tmp_path):
 
 
 def test_adding_a_dataset_leaves_the_sae_and_existing_partitions_as_they_are(tmp_path, project):
+    from cluster_assets.defs.pipeline import STAGES
     from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
     from cluster_assets.defs.stages import Lineage
 
@@ -138,27 +139,26 @@ def test_adding_a_dataset_leaves_the_sae_and_existing_partitions_as_they_are(tmp
     assert "more_code" in [e.name for e in grown.datasets]
     store, source = ArtifactStoreResource(root=str(tmp_path)).store(), ActivationSource()
     for stage in ("sae", "prompts", "activations", "clusters"):
-        before = Lineage(project, store, source, project.dataset("kjv"), project.point("base")).artifact(stage)
-        after = Lineage(grown, store, source, grown.dataset("kjv"), grown.point("base")).artifact(stage)
+        before = Lineage(STAGES, project, store, source, project.dataset("kjv"), project.point("base")).artifact(stage)
+        after = Lineage(STAGES, grown, store, source, grown.dataset("kjv"), grown.point("base")).artifact(stage)
         assert before.hash == after.hash, stage
 
 
-def test_a_code_version_moves_its_stage_and_what_chains_from_it(tmp_path, project, monkeypatch):
+def test_a_code_version_moves_its_stage_and_what_chains_from_it(tmp_path, project):
     import dataclasses
 
-    from cluster_assets.defs import stages
+    from cluster_assets.defs.pipeline import STAGES
     from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+    from cluster_assets.defs.stages import Lineage
 
     store, source = ArtifactStoreResource(root=str(tmp_path)).store(), ActivationSource()
 
-    def hashes() -> dict[str, str]:
-        lineage = stages.Lineage(project, store, source, project.dataset("kjv"), project.point("base"))
+    def hashes(table) -> dict[str, str]:
+        lineage = Lineage(table, project, store, source, project.dataset("kjv"), project.point("base"))
         return {name: lineage.artifact(name).hash for name in ("activations", "memberships", "coactivation", "clusters")}
 
-    before = hashes()
-    bumped = dataclasses.replace(stages.STAGES["memberships"], code_version="2")
-    monkeypatch.setitem(stages.STAGES, "memberships", bumped)
-    after = hashes()
+    before = hashes(STAGES)
+    after = hashes({**STAGES, "memberships": dataclasses.replace(STAGES["memberships"], code_version="2")})
     assert after["activations"] == before["activations"]
     assert all(after[n] != before[n] for n in ("memberships", "coactivation", "clusters"))
 

@@ -11,11 +11,12 @@ import dagster as dg
 import yaml
 
 from cluster_assets.cli.instance import POSTGRES_ENV, write_instance_config
+from cluster_assets.defs.pipeline import partition_chain
 from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources
 from tests.engines import DaskCluster, PostgresServer
 
-CHAIN = "prompts,activations,memberships,coactivation,merge_history,clusters"
-STAGES = CHAIN.split(",")
+STAGES = list(partition_chain())
+CHAIN = ",".join(STAGES)
 PARTITIONS = ["kjv|base", "python_stdlib|base"]
 
 

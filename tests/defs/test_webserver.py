@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from cluster_assets.cli.instance import write_instance_config
+from cluster_assets.defs.pipeline import partition_chain
 from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources
 from tests.engines import free_port, wait_for
 
-CHAIN = ["prompts", "activations", "memberships", "coactivation", "merge_history", "clusters"]
+CHAIN = list(partition_chain())
 PARTITIONS = ["kjv|base", "python_stdlib|base"]
 LOCATION = {"repositoryLocationName": "cluster_assets", "repositoryName": "__repository__"}
 

@@ -10,7 +10,7 @@ import polars as pl
 from cluster_assets.core.analysis import cluster_activity
 from cluster_assets.core.heldout import heldout_score
 from cluster_assets.core.memberships import activity_of
-from cluster_assets.defs.stages import STAGES, Lineage, Output, StageContext
+from cluster_assets.defs.stages import Lineage, Output, StageContext
 from cluster_assets.reporting.comparisons import PartitionClustering, compare_datasets, compare_points
 from cluster_assets.reporting.summaries import dataset_comparison_summary, sweep_comparison_summary
 from cluster_assets.storage import Artifact
@@ -76,7 +76,7 @@ def address_parts(ctx: StageContext, stage: str, key: str, inputs: ComparisonInp
     (which covers its samples and parameters), and for a sweep comparison the reference point's
     parameters and the held-out samples."""
     parts: list = [
-        *STAGES[stage].versions(),
+        *ctx.stages[stage].versions(),
         key,
         sorted((lin.dataset.name, lin.point.name, lin.artifact("clusters").hash) for lin in inputs.have),
     ]
@@ -170,7 +170,7 @@ def sweep_comparison(ctx: StageContext, inputs: ComparisonInputs) -> Output:
 def research_report(ctx: StageContext, comparisons: dict[str, dict[str, Artifact]]) -> Output:
     from cluster_assets.reporting.report import build_report, headlines
 
-    loaded = {stage: {key: STAGES[stage].format.load(art.path) for key, art in arts.items()} for stage, arts in comparisons.items()}
+    loaded = {stage: {key: ctx.stages[stage].format.load(art.path) for key, art in arts.items()} for stage, arts in comparisons.items()}
     project = ctx.project
     points = {p.point: p for p in project.sweep.values() if p.replicate == 0}
     document = build_report(loaded.get("dataset_comparison", {}), loaded.get("sweep_comparison", {}), project.reference.point, points)

@@ -1,0 +1,129 @@
+"""The pipeline: every stage as one row of :data:`STAGES`, in order.
+
+A row names the stage's body, its format, every stage it reads and the sweep sections it
+depends on (:class:`~cluster_assets.defs.stages.Stage`); the assets, their Dagster deps, the
+content addresses, the jobs and the partition chain are all derived from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cluster_assets.defs.assets import clustering, comparisons, model
+from cluster_assets.defs.stages import MODEL_POOL, Stage
+from cluster_assets.storage import formats as fmt
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            "prompts",
+            fmt.PromptsFormat(),
+            model.prompts,
+            sections=("prompts",),
+            group="model_side",
+            kinds=frozenset({"polars"}),
+            description="Sampled prompts of one dataset: prompt_id, text, n_tokens, truncated, token_ids.",
+        ),
+        Stage(
+            "sae",
+            fmt.SAEFormat(),
+            model.sae,
+            partitioning="none",
+            group="model_side",
+            kinds=frozenset({"pytorch"}),
+            pool=MODEL_POOL,
+            numerics=True,
+            code_version="2",  # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
+            description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
+            "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
+        ),
+        Stage(
+            "activations",
+            fmt.ActivationsFormat(),
+            model.activations,
+            reads=("prompts", "sae"),
+            sections=("activations",),
+            group="model_side",
+            kinds=frozenset({"pytorch", "scipy"}),
+            pool=MODEL_POOL,
+            numerics=True,
+            code_version="2",  # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
+            description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table.",
+        ),
+        Stage(
+            "memberships",
+            fmt.MembershipsFormat(),
+            clustering.memberships,
+            reads=("activations",),
+            sections=("memberships",),
+            kinds=frozenset({"numba", "polars"}),
+            description="Per-feature statistics of every SAE feature, the filters, and the memberships of the kept features.",
+        ),
+        Stage(
+            "coactivation",
+            fmt.CoactivationFormat(),
+            clustering.coactivation,
+            reads=("memberships",),
+            kinds=frozenset({"numba"}),
+            description="Exact integer co-firing counts between kept features (diagonal: firing counts).",
+        ),
+        Stage(
+            "merge_history",
+            fmt.MergeHistoryFormat(),
+            clustering.merge_history,
+            reads=("memberships", "coactivation", "activations"),  # activations: the baseline's profiles
+            sections=("merge",),  # + baseline for the baseline method: sections_for
+            kinds=frozenset({"numba", "scipy"}),
+            description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
+            "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan.",
+        ),
+        Stage(
+            "clusters",
+            fmt.ClustersFormat(),
+            clustering.clusters,
+            reads=("merge_history", "activations", "coactivation"),
+            sections=("clusters",),
+            kinds=frozenset({"polars"}),
+            description="Clusters at the cut: members, statistics, what they fire on, top prompts, cluster correlation.",
+        ),
+        Stage(
+            "dataset_comparison",
+            fmt.TablesFormat(),
+            comparisons.dataset_comparison,
+            reads=("clusters", "activations", "prompts"),
+            partitioning="hparams",
+            group="comparisons",
+            kinds=frozenset({"polars"}),
+            description="How the clusterings of one sweep point differ across datasets, "
+            "against the replicate noise floor: ARI, NMI, best-match Jaccard, stable and dataset-specific clusters.",
+        ),
+        Stage(
+            "sweep_comparison",
+            fmt.TablesFormat(),
+            comparisons.sweep_comparison,
+            reads=("clusters", "activations", "prompts"),
+            partitioning="dataset",
+            group="comparisons",
+            kinds=frozenset({"polars"}),
+            description="How one dataset's clustering changes across sweep points, against the "
+            "replicate noise floor, and each clustering's held-out description length.",
+        ),
+        Stage(
+            "research_report",
+            fmt.DocumentFormat(),
+            comparisons.research_report,
+            reads=("dataset_comparison", "sweep_comparison"),
+            partitioning="none",
+            group="comparisons",
+            kinds=frozenset({"markdown"}),
+            description="The research report: one section per research question, each effect against its noise floor.",
+            code_version="2",  # 2: negative gains read "costs ... more than", titles wrap, headlines in the metadata
+        ),
+    ]
+}
+
+
+def partition_chain(stages: Mapping[str, Stage] = STAGES) -> tuple[str, ...]:
+    """The stages of one (dataset, sweep point) partition, in pipeline order."""
+    return tuple(name for name, stage in stages.items() if stage.partitioning == "dataset_point")
