@@ -141,12 +141,14 @@ def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedde
         report = next(iter(_materializations(dev, "research_report").values()))
         assert report["artifact"].startswith("research_report/")
 
-        ticks = dev.graphql(
-            """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
-            ... on Sensor { sensorState { status ticks(limit: 5) { status } } } } }""",
-            {"selector": {**LOCATION, "sensorName": "sweep_files_sensor"}},
-        )["sensorOrError"]["sensorState"]
-        assert ticks["status"] == "RUNNING" and ticks["ticks"], ticks
+        for sensor in ("sweep_files_sensor", "dead_run_sensor"):  # running, ticking, and no tick failed
+            state = dev.graphql(
+                """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+                ... on Sensor { sensorState { status ticks(limit: 20) { status error { message } } } } } }""",
+                {"selector": {**LOCATION, "sensorName": sensor}},
+            )["sensorOrError"]["sensorState"]
+            assert state["status"] == "RUNNING" and state["ticks"], (sensor, state)
+            assert all(t["status"] in ("SUCCESS", "SKIPPED") for t in state["ticks"]), (sensor, state["ticks"])
         runs = dev.graphql("{ runsOrError { ... on Runs { results { status tags { key value } } } } }")["runsOrError"]["results"]
         automated = [
             r for r in runs if any(t["key"] == "dagster/automation_condition" or t["key"] == "dagster/sensor_name" for t in r["tags"])
