@@ -4,8 +4,9 @@ digests committed in ``tests/fixtures/golden.json``.
 It catches a code change that changes a stage's output while neither the stage's format version
 nor its ``code_version`` moved (the old artifacts would stay valid under their old addresses).
 The run: the tiny SAE, two datasets x (two replicates of ``base`` + ``alpha_low``), both
-comparisons and the report, in a child process with the ``reference`` numerics and a pinned
-OpenBLAS kernel, so the bytes are meant to be the same on any x86-64 CPU with AVX2.
+comparisons and the report, in a child process with the ``reference`` numerics, a pinned OpenBLAS
+kernel and numpy's AVX2 kernels (:data:`ENV`), so the bytes are meant to be the same on any x86-64
+CPU with AVX2 (measured on one AMD EPYC only: no other CPU was at hand).
 
 Digests are of decoded content (parquet columns, npz / safetensors arrays, parsed JSON), so a
 library that only changes a writer's metadata changes nothing; figures (PNG renderings of data
@@ -28,13 +29,16 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from cluster_assets.sources.numerics import REFERENCE_LIBRARIES
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "golden.json"
 SWEEP, DATASETS = FIXTURES / "golden_sweep.yaml", FIXTURES / "golden_datasets.yaml"
 PARTITIONS = [("kjv", "base"), ("kjv", "base@2"), ("kjv", "alpha_low"), ("python_stdlib", "base"), ("python_stdlib", "base@2")]
-#: The child's environment: the reference numerics, one OpenBLAS kernel and thread for numpy and scipy.
-ENV = {"CLUSTER_ASSETS_NUMERICS": "reference", "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
+#: The child's environment: the reference numerics (numpy's AVX2 kernels and OpenBLAS' Haswell ones
+#: among them, exported here since numpy may be imported first) and one OpenBLAS thread.
+ENV = {"CLUSTER_ASSETS_NUMERICS": "reference", "OPENBLAS_NUM_THREADS": "1", **REFERENCE_LIBRARIES}
 LIBRARIES = ("torch", "transformer-lens", "sae-lens", "transformers", "tokenizers", "numpy", "scipy", "numba", "polars", "scikit-learn")
 RECORD_COMMAND = "python -m tests.golden --record"
 

@@ -30,7 +30,7 @@ from cluster_assets.config.models import SECTIONS
 from cluster_assets.core.params import ParameterError
 from cluster_assets.defs.metadata import PeakMemory, artifact_metadata, figure_markdown, plain_metadata, ran_on
 from cluster_assets.defs.project import Project
-from cluster_assets.sources.numerics import device_class, model_numerics
+from cluster_assets.sources.numerics import check_libraries, device_class, model_numerics
 from cluster_assets.storage import Artifact, ArtifactStore
 from cluster_assets.storage import formats as fmt
 
@@ -274,6 +274,7 @@ def run_stage(
         recomputed_because = "; ".join(problems)
         ctx.log.warning(f"artifact {artifact.address} failed verification ({recomputed_because}); discarding it and recomputing")
         ctx.store.discard(artifact)
+    check_libraries()
     t0 = time.perf_counter()
     with PeakMemory() as peak:
         try:

@@ -16,10 +16,12 @@ What fixes it, in two modes (``$CLUSTER_ASSETS_NUMERICS``):
   (:data:`MODES`) whatever the machine.  The bytes still depend on the CPU (MKL and
   ATen dispatch on it), so the class names the CPU model: ``cpu-<model>``.
 - ``reference``: MKL's COMPATIBLE branch (strict), ATen's AVX2 kernels and one torch thread for
-  every model step: meant to give the same bytes on every x86-64 CPU with AVX2, Intel or AMD,
-  for a cluster of mixed machines and for the golden run (``tests/golden.py``); about half the
-  extraction throughput.  (Strict CNR alone is not enough on the COMPATIBLE branch: some shapes
-  still differ at 3 threads, hence the one thread.)  Class ``cpu-x86-reference``.
+  every model step, and for every stage numpy's AVX2 kernels (its AVX-512 ``log`` rounds
+  differently, which moves the feature entropies) and OpenBLAS' Haswell kernels: meant to give
+  the same bytes on every x86-64 CPU with AVX2, Intel or AMD, for a cluster of mixed machines and
+  for the golden run (``tests/golden.py``); 0.46x the extraction throughput.  (Strict CNR alone
+  is not enough on the COMPATIBLE branch: some shapes still differ at 3 threads, hence the one
+  thread.)  Class ``cpu-x86-reference``.
 
 Both environment variables are read once, at MKL's first call and torch's first dispatch, so
 :func:`configure` sets them when ``cluster_assets`` is imported (before any torch work), and
@@ -48,6 +50,8 @@ MODES: dict[str, tuple[str, str | None, int | None, int]] = {
     "reference": ("COMPATIBLE,STRICT", "avx2", 1, 1),
 }
 REFERENCE_CPU = "cpu-x86-reference"
+#: What the reference mode asks of numpy and OpenBLAS; both read it when numpy is imported.
+REFERENCE_LIBRARIES = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell"}
 _CBWR_STRICT = 0x10000  # mkl_cbwr.h
 _CBWR_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 9: "AVX", 10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
 
@@ -75,6 +79,29 @@ def configure() -> None:
         os.environ.setdefault("MKL_CBWR", cbwr)
         if capability is not None:
             os.environ.setdefault("ATEN_CPU_CAPABILITY", capability)
+        if mode() == "reference":
+            for name, value in REFERENCE_LIBRARIES.items():
+                os.environ.setdefault(name, value)
+
+
+def check_libraries() -> None:
+    """In the reference mode, that numpy runs its AVX2 kernels and OpenBLAS its Haswell ones (every
+    stage's bytes depend on them), else a :class:`NumericsError`."""
+    if mode() != "reference" or not _x86():
+        return
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    features = np._core._multiarray_umath.__cpu_features__  # pyright: ignore[reportAttributeAccessIssue]
+    wide = sorted(k for k in ("X86_V4", "AVX512_ICL", "AVX512_SPR") if features.get(k))
+    blas = sorted({str(p.get("architecture")) for p in threadpool_info() if p.get("internal_api") == "openblas"})
+    if wide or any(arch.lower() != "haswell" for arch in blas):
+        raise NumericsError(
+            f"{NUMERICS_ENV}=reference needs numpy's AVX2 kernels and OpenBLAS' Haswell ones, but numpy runs {wide} and "
+            f"OpenBLAS {blas}: numpy was imported before cluster_assets; export "
+            + " ".join(f"{k}={v!r}" for k, v in REFERENCE_LIBRARIES.items())
+            + " in the environment of every process that runs steps."
+        )
 
 
 def _requested() -> bool:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from cluster_assets.sources.numerics import device_class
+from cluster_assets.sources.numerics import REFERENCE_LIBRARIES, device_class
 from tests.conftest import FIXTURES, ROOT
 
 SCRIPT = textwrap.dedent("""
@@ -61,7 +61,8 @@ def test_the_promised_numerics_are_what_torch_runs():
     mode, ATen's AVX2 kernels on one thread); a process where torch worked before cluster_assets
     was imported is refused with a clear error.  Elsewhere the model steps run on one torch thread."""
     ok = "import cluster_assets, torch; from cluster_assets.sources.numerics import model_numerics\nwith model_numerics('cpu') as e: print(e)"
-    base = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "CLUSTER_ASSETS_NUMERICS")}
+    chosen = {"MKL_CBWR", "ATEN_CPU_CAPABILITY", "CLUSTER_ASSETS_NUMERICS", *REFERENCE_LIBRARIES}
+    base = {k: v for k, v in os.environ.items() if k not in chosen}
 
     def run(code: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -78,3 +79,9 @@ def test_the_promised_numerics_are_what_torch_runs():
         assert shown in done.stdout, (shown, done.stdout)
     done = run("import torch; torch.ones(3, 3) @ torch.ones(3, 3)\n" + ok)
     assert done.returncode != 0 and "NumericsError" in done.stderr and "MKL_CBWR=AUTO,STRICT" in done.stderr, done.stderr[-2000:]
+    # the reference mode pins numpy's and OpenBLAS' kernels for every stage: only if they load after cluster_assets
+    libraries = "from cluster_assets.sources.numerics import check_libraries; import numpy, scipy.linalg; check_libraries(); print('ok')"
+    done = run("import cluster_assets\n" + libraries, CLUSTER_ASSETS_NUMERICS="reference")
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    done = run("import numpy\nimport cluster_assets\n" + libraries, CLUSTER_ASSETS_NUMERICS="reference")
+    assert done.returncode != 0 and "NumericsError" in done.stderr and "NPY_DISABLE_CPU_FEATURES" in done.stderr, done.stderr[-2000:]
