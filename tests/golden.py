@@ -177,7 +177,7 @@ def verdicts(golden: dict[str, Any], now: dict[str, Any]) -> list[str]:
             changed = sorted(f for f in set(a["files"]) | set(b["files"]) if a["files"].get(f) != b["files"].get(f))
             problems.append(
                 f"{label}: {stage}'s output changed ({', '.join(changed)}) for the same inputs while its versions "
-                f"{b['versions']} did not{moved}. Bump its code_version in cluster_assets/defs/stages.py (or its format's "
+                f"{b['versions']} did not{moved}. Bump its code_version in cluster_assets/defs/pipeline.py (or its format's "
                 f"version in cluster_assets/storage/formats.py), then re-record: {RECORD_COMMAND}"
             )
     return problems
