@@ -11,13 +11,14 @@ from cluster_assets.core.ensemble import (
     hamming_distance,
     run_ensemble,
 )
-from cluster_assets.core.features import FeatureStats, apply_filters, feature_statistics
+from cluster_assets.core.features import FeatureStats, feature_statistics
 from cluster_assets.core.history import MergeHistory, canonical_labels
 from cluster_assets.core.memberships import (
     Membership,
     MembershipConfig,
     Memberships,
     activity_from_batches,
+    apply_filters,
     build_memberships,
     prompt_activity,
 )

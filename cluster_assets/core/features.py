@@ -17,16 +17,12 @@ number of threads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.params import SparseMatrix
-
-if TYPE_CHECKING:
-    from cluster_assets.core.memberships import MembershipConfig
 
 #: Why a feature was dropped: the first failing rule, in this order ("kept" when none fails).
 REASONS = ("kept", "dead", "firing_rate", "entropy", "varentropy")
@@ -190,33 +186,6 @@ def prompt_entropy(mass: sp.csc_array) -> tuple[np.ndarray, np.ndarray]:
     entropy[dead] = np.nan
     varentropy[dead] = np.nan
     return entropy, varentropy
-
-
-def _outside(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
-    out = np.zeros(x.shape, dtype=bool)
-    if lo is not None:
-        out |= ~(x >= lo)
-    if hi is not None:
-        out |= ~(x <= hi)
-    return out
-
-
-def apply_filters(stats: FeatureStats, config: MembershipConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(kept mask, reason per feature): the first failing rule, in the order of :data:`REASONS`.
-
-    Dead: ``max`` or ``mean`` (``config.dead_stat``) below ``dead_threshold``, or never firing.
-    """
-    value = stats.max if config.dead_stat == "max" else stats.mean
-    rules = [
-        ("dead", (value < config.dead_threshold) | (stats.firing_count == 0) | (stats.max <= 0)),
-        ("firing_rate", _outside(stats.firing_rate, config.min_firing_rate, config.max_firing_rate)),
-        ("entropy", _outside(stats.entropy, config.min_entropy, config.max_entropy)),
-        ("varentropy", _outside(stats.varentropy, config.min_varentropy, config.max_varentropy)),
-    ]
-    reason = np.full(stats.firing_count.size, "kept", dtype=object)
-    for name, failed in rules:
-        reason[(reason == "kept") & failed] = name
-    return reason == "kept", reason.astype(str)
 
 
 def quadrants(entropy: np.ndarray, varentropy: np.ndarray) -> np.ndarray:

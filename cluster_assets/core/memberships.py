@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import compact_index, count_dtype
-from cluster_assets.core.features import FeatureStats, apply_filters, canonical_csr, feature_statistics, per_prompt
+from cluster_assets.core.features import FeatureStats, canonical_csr, feature_statistics, per_prompt
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number, plain
 
 #: A set with more than this fraction of all samples is stored as a bitset: at that
@@ -276,10 +276,38 @@ class MembershipConfig:
                 raise ParameterError(lo, f"{a} is above {hi} = {b}")
 
     def rule_fields(self, reason: str) -> str:
-        """The parameter(s) behind a drop reason of :func:`~cluster_assets.core.features.apply_filters`."""
+        """The parameter(s) behind a drop reason of :func:`apply_filters`."""
         if reason == "dead":
             return "dead_threshold"
         return " / ".join(f for f in (f"min_{reason}", f"max_{reason}") if getattr(self, f) is not None)
+
+
+def _outside(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    out = np.zeros(x.shape, dtype=bool)
+    if lo is not None:
+        out |= ~(x >= lo)
+    if hi is not None:
+        out |= ~(x <= hi)
+    return out
+
+
+def apply_filters(stats: FeatureStats, config: MembershipConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(kept mask, reason per feature): the first failing rule, in the order of
+    :data:`~cluster_assets.core.features.REASONS`.
+
+    Dead: ``max`` or ``mean`` (``config.dead_stat``) below ``dead_threshold``, or never firing.
+    """
+    value = stats.max if config.dead_stat == "max" else stats.mean
+    rules = [
+        ("dead", (value < config.dead_threshold) | (stats.firing_count == 0) | (stats.max <= 0)),
+        ("firing_rate", _outside(stats.firing_rate, config.min_firing_rate, config.max_firing_rate)),
+        ("entropy", _outside(stats.entropy, config.min_entropy, config.max_entropy)),
+        ("varentropy", _outside(stats.varentropy, config.min_varentropy, config.max_varentropy)),
+    ]
+    reason = np.full(stats.firing_count.size, "kept", dtype=object)
+    for name, failed in rules:
+        reason[(reason == "kept") & failed] = name
+    return reason == "kept", reason.astype(str)
 
 
 @dataclass(frozen=True)
