@@ -8,13 +8,14 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from cluster_assets.defs.pipeline import partition_chain
 from cluster_assets.defs.stages import Stage
 
 
 def build_jobs(stages: Mapping[str, Stage]) -> list[dg.UnresolvedAssetJobDefinition]:
-    chain = [name for name, stage in stages.items() if stage.partitioning == "dataset_point"]
+    chain = list(partition_chain(stages))
     of_group = {group: [name for name in chain if stages[name].group == group] for group in ("model_side", "clustering")}
-    alone = {name: stage for name, stage in stages.items() if stage.partitioning != "dataset_point"}
+    alone = {name: stage for name, stage in stages.items() if name not in chain}
     return [
         dg.define_asset_job(
             "model_side_job",
