@@ -95,7 +95,9 @@ def report_where(env: dict) -> None:
         for stage in ["sae", *CHAIN.split(",")]:
             for record in instance.fetch_materializations(dg.AssetKey(stage), limit=100).records:
                 mat = record.asset_materialization
-                where = mat.metadata["ran_on"].value
+                where = mat.metadata["ran_on"].value if mat is not None else None
+                if mat is None or not isinstance(where, dict):
+                    continue
                 print(
                     f"  {stage:>14}[{mat.partition or '-'}]: {where.get('dask_worker', 'launching process')} "
                     f"(host {where['host']}, pid {where['pid']})"

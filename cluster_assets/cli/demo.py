@@ -12,7 +12,9 @@ import argparse
 import resource
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -58,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None):
+def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None) -> Mapping[str, Any] | None:
+    """The latest materialisation's metadata values (plain Python values) of an asset partition."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
     ).records
-    return records[0].asset_materialization.metadata if records else None
+    mat = records[0].asset_materialization if records else None
+    return {k: v.value for k, v in mat.metadata.items()} if mat is not None else None
 
 
 def summary(instance: dg.DagsterInstance, keys: list, clusters_shown: int = 3) -> None:
@@ -74,15 +78,15 @@ def summary(instance: dg.DagsterInstance, keys: list, clusters_shown: int = 3) -
     style = "ansi" if sys.stdout.isatty() else "brackets"
     sae = _latest(instance, "sae", None)
     if sae is not None:
-        print(f"\nSAE: FVU {sae['fvu'].value:.3f}, L0 {sae['l0'].value:.1f}, dead {sae['dead_fraction'].value:.1%}  ({sae['path'].value})")
+        print(f"\nSAE: FVU {sae['fvu']:.3f}, L0 {sae['l0']:.1f}, dead {sae['dead_fraction']:.1%}  ({sae['path']})")
     for key in keys:
         mem, clu = _latest(instance, "memberships", str(key)), _latest(instance, "clusters", str(key))
         if mem is None or clu is None:
             continue
-        folder = Path(clu["path"].value)
+        folder = Path(clu["path"])
         stored = ClustersFormat().load(folder)
-        noise = f", noise features {clu['noise_features'].value}" if clu["method"].value != "mdl_merge" else ""
-        print(f"\n[{key}] {clu['method'].value}: kept features {mem['kept_features'].value}, clusters {clu['k'].value}{noise}  ({folder})")
+        noise = f", noise features {clu['noise_features']}" if "noise_features" in clu else ""
+        print(f"\n[{key}] {clu['method']}: kept features {mem['kept_features']}, clusters {clu['k']}{noise}  ({folder})")
         described = stored.extra.get("descriptions")
         for row in stored.clusters.filter(pl.col("size") > 1).head(clusters_shown).iter_rows(named=True):
             what = ""
@@ -95,7 +99,7 @@ def summary(instance: dg.DagsterInstance, keys: list, clusters_shown: int = 3) -
                 print(f"      - {highlight(text, starts, ends, style, width=110)}")
     report = _latest(instance, "research_report", None)
     if report is not None:
-        print(f"\nResearch report: {report['path'].value}/report.md")
+        print(f"\nResearch report: {report['path']}/report.md")
     print("Browse runs, lineage, checks and plots with `make ui` (http://127.0.0.1:3000).")
 
 

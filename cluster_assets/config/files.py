@@ -15,6 +15,8 @@ import yaml
 from pydantic import ValidationError
 
 from cluster_assets.config.models import REPLICATE_MARK, DatasetEntry, Registry, SweepPoint
+from cluster_assets.core.clustering import METHODS
+from cluster_assets.core.merge import MergeConfig
 from cluster_assets.core.params import ParameterError, plain
 
 CONFIG_DIR = Path(__file__).parent
@@ -87,7 +89,7 @@ def describe(err: ValidationError) -> list[tuple[tuple[str, ...], str]]:
     """(field path, plain message) of each problem, with no repeated field names or reprs."""
     out = []
     for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
+        loc = tuple(str(p) for p in e["loc"] if p not in METHODS)  # pydantic names a tagged union's variant in the path
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, ParameterError):
             out.append(((*loc, cause.field), cause.message))
@@ -124,6 +126,11 @@ def load_sweep(path: str | Path | None = None) -> dict[str, SweepPoint]:
         sizes = {"n_prompts", "n_tokens"} & set((override or {}).get("prompts") or {})
         if len(sizes) == 1 and isinstance(merged.get("prompts"), dict):
             merged["prompts"] = {k: v for k, v in merged["prompts"].items() if k not in {"n_prompts", "n_tokens"} - sizes}
+        # a point that picks another clustering method starts from that method's own defaults
+        mine, default = ((override or {}).get("clustering") or {}), (defaults.get("clustering") or {})
+        default_method = default.get("method", MergeConfig.method) if isinstance(default, dict) else None
+        if isinstance(mine, dict) and mine.get("method", default_method) != default_method:
+            merged["clustering"] = mine
         try:
             point = SweepPoint(name=name, **merged)
         except ValidationError as err:

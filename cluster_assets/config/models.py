@@ -1,20 +1,21 @@
 """Typed models of the sweep file and the corpus registry.
 
 A sweep point's sections validate straight into the types the pipeline runs on: the core's
-``MembershipConfig``, ``MergeConfig``, ``BaselineConfig`` and ``ClusterConfig`` (each declares
-its parameters, defaults and range checks once), plus the two model-side sections declared
-here.  Unknown keys and out-of-range values are validation errors naming the field.
+``MembershipConfig``, ``ClusteringConfig`` (``MergeConfig`` | ``BaselineConfig``, tagged by
+``method``) and ``ClusterConfig`` (each declares its parameters, defaults and range checks
+once), plus the two model-side sections declared here.  Unknown keys and out-of-range values are validation errors naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster_assets.core.analysis import ClusterConfig
 from cluster_assets.core.baseline import BaselineConfig
+from cluster_assets.core.clustering import ClusteringConfig
 from cluster_assets.core.memberships import MembershipConfig
 from cluster_assets.core.merge import MergeConfig
 
@@ -60,7 +61,7 @@ class ActivationConfig(_Section):
     dtype: Literal["float32", "float16"] = "float32"
 
 
-SECTIONS = ("prompts", "activations", "memberships", "merge", "baseline", "clusters")
+SECTIONS = ("prompts", "activations", "memberships", "clustering", "clusters")
 
 
 class SweepPoint(BaseModel):
@@ -78,15 +79,17 @@ class SweepPoint(BaseModel):
     prompts: PromptConfig = PromptConfig()
     activations: ActivationConfig = ActivationConfig()
     memberships: MembershipConfig = MembershipConfig()
-    merge: MergeConfig = MergeConfig()
-    baseline: BaselineConfig = BaselineConfig()
+    clustering: Annotated[ClusteringConfig, Field(discriminator="method")] = MergeConfig()
     clusters: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="before")
     @classmethod
-    def _point_defaults_to_name(cls, data: Any) -> Any:
+    def _defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("point"):
             data = {**data, "point": data.get("name", "")}
+        clustering = data.get("clustering") if isinstance(data, dict) else None
+        if isinstance(clustering, dict) and "method" not in clustering:  # the tag's default: the MDL merge
+            data = {**data, "clustering": {"method": MergeConfig.method, **clustering}}
         return data
 
     def section(self, name: str) -> dict[str, Any]:
@@ -99,21 +102,28 @@ class SweepPoint(BaseModel):
         clustering is stochastic, another seed."""
         if replicate == 0:
             return self
-        update: dict[str, Any] = {"name": f"{self.point}{REPLICATE_MARK}{replicate + 1}", "replicate": replicate}
-        if self.merge.method == "mdl_merge" and self.merge.stochastic:
-            update["merge"] = dataclasses.replace(self.merge, seed=self.merge.seed + replicate)
-        if self.merge.method == "umap_hdbscan" and self.baseline.umap:
-            update["baseline"] = dataclasses.replace(self.baseline, seed=self.baseline.seed + replicate)
-        return self.model_copy(update=update)
+        name = f"{self.point}{REPLICATE_MARK}{replicate + 1}"
+        return self.model_copy(update={"name": name, "replicate": replicate, "clustering": self.clustering.replica(replicate)})
+
+    @property
+    def density_baseline(self) -> BaselineConfig | None:
+        """The density baseline's settings where this point clusters with it, else None."""
+        return self.clustering if isinstance(self.clustering, BaselineConfig) else None
+
+    @property
+    def scoring_alpha(self) -> float:
+        """The alpha of the description length a clustering is scored by on held-out data: the
+        merge's own, the MDL merge's default for a method that has none."""
+        return self.clustering.alpha if isinstance(self.clustering, MergeConfig) else MergeConfig.alpha
 
     def changes_from(self, other: SweepPoint) -> dict[str, Any]:
-        """``section.field -> value`` where this point differs from ``other`` (the baseline
-        section only where the baseline method is used)."""
+        """``section.field -> value`` where this point differs from ``other``.  Where the
+        clustering method differs, its parameters are compared with that method's defaults."""
         out = {}
         for name in SECTIONS:
-            if name == "baseline" and "umap_hdbscan" not in (self.merge.method, other.merge.method):
-                continue
             mine, theirs = self.section(name), other.section(name)
+            if mine.get("method") != theirs.get("method"):
+                theirs = dataclasses.asdict(type(getattr(self, name))()) | {"method": theirs.get("method")}
             out.update({f"{name}.{k}": v for k, v in mine.items() if theirs.get(k) != v and k != "replicates"})
         return out
 

@@ -1,16 +1,11 @@
 """Pure computation: feature statistics and filters, memberships, exact coactivation, the MDL
-merge and its history, cluster analysis, comparison metrics and held-out scoring.
+merge and its history, the one clustering entry point, cluster analysis, comparison metrics and held-out scoring.
 
 Nothing here imports dagster or touches files; everything works from a notebook or a benchmark.
 """
 
+from cluster_assets.core.clustering import Clustering, ClusteringConfig, cluster
 from cluster_assets.core.coactivation import coactivation
-from cluster_assets.core.ensemble import (
-    comembership_disagreement,
-    ensemble_distances,
-    hamming_distance,
-    run_ensemble,
-)
 from cluster_assets.core.features import FeatureStats, feature_statistics
 from cluster_assets.core.history import MergeHistory, canonical_labels
 from cluster_assets.core.memberships import (
@@ -26,6 +21,8 @@ from cluster_assets.core.merge import MergeConfig, MergeState, run_merge
 from cluster_assets.core.params import ParameterError
 
 __all__ = [
+    "Clustering",
+    "ClusteringConfig",
     "FeatureStats",
     "Membership",
     "MembershipConfig",
@@ -38,12 +35,9 @@ __all__ = [
     "apply_filters",
     "build_memberships",
     "canonical_labels",
+    "cluster",
     "coactivation",
-    "comembership_disagreement",
-    "ensemble_distances",
     "feature_statistics",
-    "hamming_distance",
     "prompt_activity",
-    "run_ensemble",
     "run_merge",
 ]

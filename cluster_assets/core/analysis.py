@@ -17,7 +17,6 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
-from cluster_assets.core.baseline import BaselineLabels
 from cluster_assets.core.features import canonical_csr, prompt_rows
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.params import ParameterError, check_number
@@ -57,25 +56,16 @@ def cut_labels(history: MergeHistory, cut: str | int) -> tuple[int, np.ndarray]:
 
 @dataclass(frozen=True)
 class Cut:
-    """A clustering of the kept features: the MDL merge cut at ``k``, or the baseline's labels."""
+    """A clustering's labels at a cut (:meth:`cluster_assets.core.clustering.Clustering.at`).
+
+    mdl_at_cut is the MDL (bits/sample) at the cut of a merge history, None for fixed labels."""
 
     method: str
     k: int  # clusters (the baseline's noise, label -1, is not a cluster)
     feature_ids: np.ndarray
     labels: np.ndarray
     noise: int  # features labelled -1
-    mdl_at_cut: float | None  # MDL (bits/sample) at the cut, for the merge
-
-
-def labels_at_cut(clustering: MergeHistory | BaselineLabels, cut: str | int) -> Cut:
-    """The clustering at ``cut`` (``"mdl"`` or a number of clusters; the baseline has no cut)."""
-    if isinstance(clustering, BaselineLabels):
-        labels = np.asarray(clustering.labels, dtype=np.int64)
-        return Cut(
-            "umap_hdbscan", int(labels.max(initial=-1) + 1), np.asarray(clustering.feature_ids), labels, int((labels < 0).sum()), None
-        )
-    k, labels = cut_labels(clustering, cut)
-    return Cut("mdl_merge", k, np.asarray(clustering.feature_ids), labels, 0, float(clustering.mdl[clustering.n_features - k]))
+    mdl_at_cut: float | None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ merge (one label per kept feature), so every comparison works for both methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,22 +28,15 @@ def activation_profiles(activations: sp.csr_array, token_prompt: np.ndarray, fea
 
 
 @dataclass(frozen=True)
-class BaselineLabels:
-    """The baseline's output: a label per kept feature (``-1`` = noise)."""
-
-    feature_ids: np.ndarray
-    labels: np.ndarray
-
-
-@dataclass(frozen=True)
 class BaselineConfig:
-    """The density baseline (the ``baseline`` section of a sweep point): UMAP (optional, with
+    """The density baseline (the ``clustering`` section of a sweep point with method ``umap_hdbscan``): UMAP (optional, with
     ``n_components``, ``n_neighbors``, ``min_dist``, ``metric``, ``seed``) then scikit-learn's
     HDBSCAN (``min_cluster_size``, ``min_samples``, ``epsilon`` = cluster_selection_epsilon)."""
 
     # read by pydantic when the sweep file is validated into this type: unknown keys are errors
     __pydantic_config__ = {"extra": "forbid"}
 
+    method: Literal["umap_hdbscan"] = "umap_hdbscan"
     umap: bool = True
     n_components: int = 5
     n_neighbors: int = 15
@@ -60,6 +54,15 @@ class BaselineConfig:
         check_number("min_cluster_size", self.min_cluster_size, ge=2)
         check_number("min_samples", self.min_samples, ge=1)
         check_number("epsilon", self.epsilon, ge=0.0)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the seed changes the result (UMAP's is seeded; HDBSCAN alone is deterministic)."""
+        return self.umap
+
+    def replica(self, replicate: int) -> BaselineConfig:
+        """The config of replicate ``replicate`` (0-based): another seed where the seed matters."""
+        return replace(self, seed=self.seed + replicate) if self.stochastic and replicate else self
 
 
 def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:

@@ -17,6 +17,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.arrays import Int32Array, Int64Array, IntArray
 from cluster_assets.core.params import SparseMatrix
 
 
@@ -63,7 +64,9 @@ def compact_index(matrix: sp.csr_array | sp.csc_array) -> sp.csr_array | sp.csc_
 
 
 @nb.njit(parallel=True, cache=True)
-def csc_with_positions(row_indptr, row_indices, n_features, positions, n_parts):
+def csc_with_positions(
+    row_indptr: IntArray, row_indices: IntArray, n_features: int, positions: IntArray, n_parts: int
+) -> tuple[Int64Array, Int32Array, IntArray]:
     """Counting-sort transpose of a CSR with sorted rows: CSC indptr, the sample of each
     entry (sorted within a column), and each entry's position in the CSR arrays.
 
@@ -103,7 +106,15 @@ SAMPLE_BLOCK = 8192
 
 
 @nb.njit(parallel=True, cache=True)
-def _upper_counts(row_indptr, row_indices, col_indptr, col_samples, col_positions, out, block):
+def _upper_counts(
+    row_indptr: IntArray,
+    row_indices: IntArray,
+    col_indptr: Int64Array,
+    col_samples: Int32Array,
+    col_positions: IntArray,
+    out: IntArray,
+    block: int,
+) -> None:
     n_features = out.shape[0]
     n_rows = row_indptr.size - 1
     cursor = col_indptr[:-1].copy()  # per feature: first CSC entry not yet counted
@@ -128,7 +139,7 @@ def _upper_counts(row_indptr, row_indices, col_indptr, col_samples, col_position
 
 
 @nb.njit(parallel=True, cache=True)
-def _mirror_upper(out, tile=64):
+def _mirror_upper(out: IntArray, tile: int = 64) -> None:
     """Copy the upper triangle onto the lower one, tile by tile (a plain transpose misses cache per element)."""
     n = out.shape[0]
     n_tiles = (n + tile - 1) // tile

@@ -8,8 +8,10 @@ noise) is treated as an ordinary label, as scikit-learn's metrics do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 
 def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -108,7 +110,7 @@ def best_matches(ids_a: np.ndarray, labels_a: np.ndarray, ids_b: np.ndarray, lab
     first = order[np.concatenate([[True], pa[order][1:] != pa[order][:-1]])] if order.size else order
     best = np.full(clusters_a.size, -2, dtype=np.int64)
     jaccard = np.zeros(clusters_a.size)
-    at = np.searchsorted(clusters_a, pa[first])
+    at = cast(npt.NDArray[np.intp], np.searchsorted(clusters_a, pa[first]))  # pa is Any: searchsorted's overload stays open
     best[at], jaccard[at] = pb[first], jac[first]
     return ClusterMatch(clusters_a, best, jaccard)
 
@@ -123,7 +125,8 @@ def pair_metrics(
     out = {"common": float(common.size), "ari": float("nan"), "nmi": float("nan")}
     if common.size:
         out["ari"], out["nmi"] = adjusted_rand_index(la, lb), normalized_mutual_info(la, lb)
-    jac, stable = [], []
+    jac: list[np.ndarray] = []
+    stable: list[np.ndarray] = []
     for ia, la_, ib, lb_ in ((ids_a, labels_a, ids_b, labels_b), (ids_b, labels_b, ids_a, labels_a)):
         m = best_matches(ia, la_, ib, lb_)
         sizes = np.unique(np.asarray(la_)[np.asarray(la_) >= 0], return_counts=True)[1]
@@ -149,7 +152,7 @@ def stable_clusters(
     others = [n for n in clusterings if n != reference]
     matches = {n: best_matches(ids_r, labels_r, *clusterings[n]) for n in others}
     clusters, sizes = np.unique(labels_r[labels_r >= 0], return_counts=True)
-    out = {}
+    out: dict[int, dict[str, tuple[int, float]]] = {}
     for idx, (c, size) in enumerate(zip(clusters, sizes)):
         if size >= min_size and all(matches[n].jaccard[idx] >= min_jaccard for n in others):
             out[int(c)] = {n: (int(matches[n].best[idx]), float(matches[n].jaccard[idx])) for n in others}

@@ -22,6 +22,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.arrays import Float64Array, FloatArray, Int32Array, Int64Array, IntArray
 from cluster_assets.core.params import SparseMatrix
 
 #: Why a feature was dropped: the first failing rule, in this order ("kept" when none fails).
@@ -57,7 +58,9 @@ class FeatureStats:
 
 
 @nb.njit(cache=True)
-def _column_stats(indices, data, n_features, threshold):
+def _column_stats(
+    indices: IntArray, data: FloatArray, n_features: int, threshold: float
+) -> tuple[Int64Array, Float64Array, Float64Array, bool]:
     firing = np.zeros(n_features, np.int64)
     vmax = np.zeros(n_features)
     vsum = np.zeros(n_features)
@@ -75,7 +78,16 @@ def _column_stats(indices, data, n_features, threshold):
 
 
 @nb.njit(cache=True)
-def prompt_reduce(indptr, indices, data, row_order, row_prompt, n_prompts, n_features, op):
+def prompt_reduce(
+    indptr: IntArray,
+    indices: IntArray,
+    data: FloatArray,
+    row_order: IntArray,
+    row_prompt: IntArray,
+    n_prompts: int,
+    n_features: int,
+    op: int,
+) -> tuple[Int64Array, Int32Array, Float64Array]:
     """(prompts x features) CSR of a reduction of each feature's entries over each prompt's tokens.
 
     Rows are visited in ``row_order``, along which ``row_prompt`` (0..n_prompts-1) does not

@@ -1,8 +1,7 @@
 """Description length of a clustering on samples it never saw (the quality measure).
 
-The MDL of a grouping (README, "The MDL merge") on ``N`` samples is
-``sum_i (s_i / N) (log2 k + alpha r_i)`` bits per sample, with ``k`` groups, ``s_i`` the samples
-where any member of group ``i`` is active and ``r_i`` its size.  A clustering found on one
+The MDL of a grouping (:mod:`cluster_assets.core.mdl`) counts, for each group, the samples where
+any member is active.  A clustering found on one
 sample is scored on another (held out: same dataset, or another dataset for transfer) against
 two references on the same features: every feature alone, and random partitions with the same
 cluster sizes.  Features the baseline leaves as noise (label ``-1``) count as singletons.
@@ -10,12 +9,13 @@ cluster sizes.  Features the baseline leaves as noise (label ``-1``) count as si
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
+
+from cluster_assets.core.mdl import description_length_bits
 
 
 @nb.njit(cache=True)
@@ -46,13 +46,9 @@ def description_length(activity: sp.csr_array, labels: np.ndarray, alpha: float)
     groups = with_singletons(labels)
     if groups.size != csr.shape[1]:
         raise ValueError(f"{groups.size} labels for {csr.shape[1]} features")
-    n = csr.shape[0]
     k = int(groups.max(initial=-1)) + 1
-    if n == 0 or k == 0:
-        return 0.0
-    s = _group_counts(csr.indptr, csr.indices, groups, k)
-    r = np.bincount(groups, minlength=k)
-    return float((s * (math.log2(k) + alpha * r)).sum() / n) if k > 1 else float((s * alpha * r).sum() / n)
+    counts = _group_counts(csr.indptr, csr.indices, groups, k)
+    return description_length_bits(counts, np.bincount(groups, minlength=k).astype(np.int64), int(csr.shape[0]), alpha)
 
 
 @dataclass(frozen=True)

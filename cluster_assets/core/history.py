@@ -13,6 +13,7 @@ rows above the last real height that join the remaining groups in id order; only
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ class MergeHistory:
     sizes: np.ndarray
     counts: np.ndarray
     feature_ids: np.ndarray | None = None
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict[str, Any])
 
     def __post_init__(self) -> None:
         if self.feature_ids is None:
@@ -104,7 +105,7 @@ class MergeHistory:
         }
 
     @classmethod
-    def from_arrays(cls, arrays) -> MergeHistory:
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> MergeHistory:
         """Inverse of :meth:`to_arrays` (``arrays``: any mapping, e.g. an open ``.npz``)."""
         return cls(
             n_features=int(arrays["n_features"]),

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.arrays import FloatArray, Int32Array, Int64Array, IntArray
 from cluster_assets.core.coactivation import compact_index, count_dtype
 from cluster_assets.core.features import FeatureStats, canonical_csr, feature_statistics, per_prompt
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number, plain
@@ -129,7 +130,7 @@ class Memberships:
 
     def __init__(self, activity: SparseMatrix, feature_ids: np.ndarray | None = None):
         if isinstance(activity, (sp.csr_array, sp.csc_array)):
-            activity = compact_index(activity)  # else the transpose below inherits an int64 index
+            activity = compact_index(cast(sp.csr_array | sp.csc_array, activity))  # else the transpose below inherits an int64 index
         csc = compact_index(sp.csc_array(activity).astype(bool))
         csc.sum_duplicates()
         csc.sort_indices()
@@ -190,6 +191,7 @@ def activity_from_batches(batches: Iterable[SparseMatrix], threshold: float, n_f
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
+    indices: list[Int32Array]
     indptrs, indices, n_rows = [np.zeros(1, np.int64)], [], 0
     for batch in batches:
         csr = sp.csr_array(batch)
@@ -229,7 +231,7 @@ def prompt_activity(
     prompt ids in row order)."""
     if reduce not in ("max", "mean"):
         raise ValueError(f"unknown prompt reduce {reduce!r}; expected 'max' or 'mean'")
-    csr = sp.csr_array(activations)
+    csr: sp.csr_array = sp.csr_array(activations)
     config = MembershipConfig(threshold=threshold, unit="prompt", prompt_reduce=reduce)  # type: ignore[arg-type]
     return activity_of(csr, np.asarray(prompt_ids), np.arange(csr.shape[1]), config)
 
@@ -320,7 +322,14 @@ class MembershipResult:
 
 
 @nb.njit(parallel=True, cache=True)
-def _kept_activity(indptr, indices, data, column_of, threshold, index_type):
+def _kept_activity(
+    indptr: IntArray,
+    indices: IntArray,
+    data: FloatArray,
+    column_of: Int64Array,
+    threshold: float,
+    index_type: np.dtype[np.signedinteger[Any]],
+) -> tuple[Int64Array, IntArray]:
     """Boolean CSR of the entries above ``threshold`` in kept columns, renumbered by ``column_of``
     (-1 = dropped; increasing, so rows stay sorted).  Rows are independent: any thread count
     gives the same arrays."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: Any scipy sparse matrix or array, of any format (scipy's type stubs cannot express a
 #: constructor call on that union, so the core converts with ``sp.csr_array(...)`` itself).
@@ -35,7 +38,7 @@ def plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
 
 
-def check_choices(config: Any) -> None:
+def check_choices(config: DataclassInstance) -> None:
     """Check every ``Literal``-annotated field of a dataclass instance against its allowed values."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):

@@ -18,16 +18,20 @@ the values are bit-identical to the dense computation.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
+
+from cluster_assets.core.arrays import Array2D, FloatArray, Int32Array, Int64Array
 
 #: Sampled entries per row used to guess the floor.
 SAMPLE = 256
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _above(vals, floor, cand_v, cand_i):
+def _above(vals: FloatArray, floor: np.floating[Any], cand_v: FloatArray, cand_i: Int32Array) -> int:
     count = 0
     for j in range(vals.size):
         if vals[j] > floor:  # rarely true past a good floor, so well predicted (NaN: false)
@@ -38,7 +42,7 @@ def _above(vals, floor, cand_v, cand_i):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _rank_largest(vals, stride, rank, top):
+def _rank_largest(vals: FloatArray, stride: int, rank: int, top: FloatArray) -> np.floating[Any]:
     """The rank-th largest of vals[::stride] (insertion into a sorted top list)."""
     size = 0
     for s in range(0, vals.size, stride):
@@ -56,7 +60,7 @@ def _rank_largest(vals, stride, rank, top):
 
 
 @nb.njit(cache=True, nogil=True)
-def _select(work, n, target):
+def _select(work: FloatArray, n: int, target: int) -> np.floating[Any]:
     """The value of rank ``target`` (0 = smallest) among work[:n], by in-place quickselect."""
     lo, hi = 0, n - 1
     while lo < hi:
@@ -83,7 +87,15 @@ def _select(work, n, target):
 
 
 @nb.njit(cache=True, nogil=True)
-def _topk_rows(pre, bias, scale, k, out_idx, out_val, out_count):
+def _topk_rows(
+    pre: Array2D[np.floating[Any]],
+    bias: FloatArray,
+    scale: FloatArray,
+    k: int,
+    out_idx: Array2D[np.int32],
+    out_val: Array2D[np.floating[Any]],
+    out_count: Int64Array,
+) -> None:
     n_rows, d = pre.shape
     stride = max(1, d // SAMPLE)
     m = (d + stride - 1) // stride
@@ -129,12 +141,12 @@ def _topk_rows(pre, bias, scale, k, out_idx, out_val, out_count):
 
 
 def topk_relu_rows(
-    pre: np.ndarray,
+    pre: Array2D[np.floating[Any]],
     bias: np.ndarray,
     k: int,
-    out_idx: np.ndarray,
-    out_val: np.ndarray,
-    out_count: np.ndarray,
+    out_idx: Array2D[np.int32],
+    out_val: Array2D[np.floating[Any]],
+    out_count: Int64Array,
     scale: np.ndarray | None = None,
 ) -> None:
     """Fill row r of ``out_idx``/``out_val`` (shape (tokens, k)) with the non-zeros of
@@ -154,7 +166,7 @@ def topk_relu_rows(
         _topk_rows(np.ascontiguousarray(pre), np.ascontiguousarray(bias, dtype=pre.dtype), scale, k, out_idx, out_val, out_count)
 
 
-def rows_to_csr(out_idx: np.ndarray, out_val: np.ndarray, out_count: np.ndarray, d_sae: int) -> sp.csr_array:
+def rows_to_csr(out_idx: Array2D[np.int32], out_val: Array2D[np.floating[Any]], out_count: Int64Array, d_sae: int) -> sp.csr_array:
     """The CSR (tokens, d_sae) of rows filled by :func:`topk_relu_rows`."""
     keep = np.arange(out_idx.shape[1]) < out_count[:, None]
     indptr = np.concatenate([[0], np.cumsum(out_count)])

@@ -11,7 +11,7 @@ from cluster_assets.core.params import SparseMatrix
 
 def coactivation_problems(counts: np.ndarray, activity: SparseMatrix, n_samples_checked: int = 200, seed: int = 0) -> list[str]:
     """Symmetric, diagonal = membership counts, and a random sample of entries equal to a direct recount."""
-    problems = []
+    problems: list[str] = []
     csc = sp.csc_array(activity, dtype=bool)
     if counts.shape != (csc.shape[1], csc.shape[1]):
         return [f"shape {counts.shape} does not match {csc.shape[1]} features"]
@@ -35,7 +35,7 @@ def coactivation_problems(counts: np.ndarray, activity: SparseMatrix, n_samples_
 
 def history_problems(history: MergeHistory) -> list[str]:
     """k drops by one per step, pairs name live groups, MDL finite, sizes consistent."""
-    problems = []
+    problems: list[str] = []
     n = history.n_features
     live = {i: 1 for i in range(n)}
     for s, (a, b) in enumerate(history.pairs):
@@ -59,7 +59,7 @@ def history_problems(history: MergeHistory) -> list[str]:
 
 def partition_problems(labels: np.ndarray, feature_ids: np.ndarray, kept_ids: np.ndarray) -> list[str]:
     """Every kept feature in exactly one cluster (``-1``, density-clustering noise, counts as one), nothing else clustered."""
-    problems = []
+    problems: list[str] = []
     ids, counts = np.unique(feature_ids, return_counts=True)
     if (counts > 1).any():
         problems.append(f"{int((counts > 1).sum())} features appear in more than one cluster")

@@ -5,8 +5,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from cluster_assets.core.baseline import BaselineLabels
-from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
+from cluster_assets.core.validation import coactivation_problems, partition_problems
 from cluster_assets.defs.assets import stage_context
 from cluster_assets.defs.partitions import Partitions
 from cluster_assets.defs.project import Project
@@ -51,10 +50,7 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
     ) -> dg.AssetCheckResult:
         ctx = ctx_for(context, "merge_history", source, artifacts)
         clustering = ctx.read("merge_history")
-        if isinstance(clustering, BaselineLabels):
-            kept = ctx.read("memberships").memberships.feature_ids
-            return _outcome(partition_problems(clustering.labels, clustering.feature_ids, kept), method="umap_hdbscan")
-        return _outcome(history_problems(clustering), method="mdl_merge")
+        return _outcome(clustering.problems(ctx.read("memberships").memberships.feature_ids), method=clustering.method)
 
     @dg.asset_check(
         asset="clusters", partitions_def=partitions.both, blocking=True, description="Every kept feature is in exactly one cluster."

@@ -70,13 +70,13 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "merge_history",
-            fmt.MergeHistoryFormat(),
+            fmt.ClusteringFormat(),
             clustering.merge_history,
-            reads=("memberships", "coactivation", "activations"),  # activations: the baseline's profiles
-            sections=("merge",),  # + baseline for the baseline method: sections_for
+            reads=("memberships", "coactivation", "activations"),  # activations: the density baseline's profiles
+            sections=("clustering",),
             kinds=frozenset({"numba", "scipy"}),
-            description="The clustering method's output: the MDL merge (pairs, costs, MDL per step, scipy linkage), or the "
-            "UMAP+HDBSCAN baseline's labels when the sweep point selects method umap_hdbscan.",
+            description="The clustering method's output: the MDL merge's history (pairs, costs, MDL per step, scipy "
+            "linkage), or the fixed labels of the UMAP+HDBSCAN baseline.",
         ),
         Stage(
             "clusters",

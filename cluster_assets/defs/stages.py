@@ -45,7 +45,7 @@ class Stage:
     format: fmt.Format
     body: Callable[..., Output]  # (StageContext) -> Output; comparisons and the report take their gathered inputs too
     reads: tuple[str, ...] = ()  # every stage the body loads: its deps in Dagster and in the content address
-    sections: tuple[str, ...] = ()  # sweep sections the output depends on (see sections_for)
+    sections: tuple[str, ...] = ()  # sweep sections the output depends on
     partitioning: str = "dataset_point"  # "dataset_point", "hparams", "dataset" or "none"
     group: str = "clustering"
     kinds: frozenset[str] = frozenset()
@@ -62,17 +62,10 @@ class Stage:
         """The address parts that version the stage's files and logic."""
         return [f"format-v{self.format.version}"] + ([f"code-v{self.code_version}"] if self.code_version is not None else [])
 
-    def sections_for(self, point: SweepPoint) -> tuple[str, ...]:
-        """The sweep sections this stage reads for ``point`` (merge_history: also ``baseline`` for the baseline method)."""
-        if self.name == "merge_history" and point.merge.method == "umap_hdbscan":
-            return (*self.sections, "baseline")
-        return self.sections
-
     def params(self, point: SweepPoint) -> dict[str, Any]:
         """The sweep sections the output depends on, as they enter its address.  Unset (None)
         fields are left out, so a new optional parameter changes no existing address."""
-        sections = self.sections_for(point)
-        out = {s: {k: v for k, v in point.section(s).items() if v is not None} for s in sections}
+        out = {s: {k: v for k, v in point.section(s).items() if v is not None} for s in self.sections}
         if "prompts" in out:  # the replicate index, not the count: adding replicates leaves replicate 1 as it is
             out["prompts"] = {k: v for k, v in out["prompts"].items() if k != "replicates"} | {"replicate": point.replicate}
         return out
@@ -95,8 +88,20 @@ def validate_table(stages: Mapping[str, Stage]) -> None:
         seen.add(name)
 
 
+@dataclass(frozen=True)
+class Across:
+    """The partitions a one-dimensional stage (a comparison) reads: those whose ``clusters``
+    exist (``have``), the names of those that do not (``missing``), and for a sweep comparison
+    the held-out ``pool`` (the reference point's replicates of the dataset with activations)."""
+
+    have: list[Lineage]
+    missing: list[str]
+    pool: list[Lineage] = field(default_factory=list)
+
+
 class Lineage:
-    """Content addresses of the stages of one (dataset, sweep point), each computed once."""
+    """Content addresses of the stages of one partition, each computed once: a (dataset, sweep
+    point), a comparison's key, or neither (the SAE, the report).  The one place addresses are made."""
 
     def __init__(
         self,
@@ -104,11 +109,15 @@ class Lineage:
         project: Project,
         store: ArtifactStore,
         source: Any,
-        dataset: DatasetEntry | None,
-        point: SweepPoint | None,
+        dataset: DatasetEntry | None = None,
+        point: SweepPoint | None = None,
+        key: str | None = None,
     ):
         self.stages, self.project, self.store, self.source, self._dataset, self._point = stages, project, store, source, dataset, point
+        self.key = key
         self._artifacts: dict[str, Artifact] = {}
+        self._parts: dict[str, list[Any]] = {}
+        self._lineages: dict[tuple[str, str], Lineage] = {}
 
     @property
     def partitioned(self) -> bool:
@@ -126,12 +135,72 @@ class Lineage:
             raise ValueError("this lineage is not of a (dataset, sweep point) partition")
         return self._point
 
+    def lineage_of(self, dataset: str, point: str) -> Lineage:
+        """The lineage of a (dataset, sweep point) partition (comparisons read many)."""
+        if (dataset, point) not in self._lineages:
+            self._lineages[(dataset, point)] = Lineage(
+                self.stages, self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point)
+            )
+        return self._lineages[(dataset, point)]
+
+    def keyed(self, key: str) -> Lineage:
+        """The lineage of a comparison's partition ``key`` (a sweep point or a dataset)."""
+        return Lineage(self.stages, self.project, self.store, self.source, key=key)
+
+    def keys(self, partitioning: str) -> list[str]:
+        """The partition keys of a one-dimensional stage."""
+        if partitioning == "hparams":
+            return list(dict.fromkeys(p.point for p in self.project.sweep.values()))
+        return [d.name for d in self.project.datasets]
+
+    def across(self, name: str) -> Across:
+        """What the comparison ``name`` reads for this lineage's key."""
+        project, key = self.project, self._require_key()
+        if self.stages[name].partitioning == "hparams":
+            pairs = [(d.name, p.name) for d in project.datasets for p in project.replicates_of(key)]
+            pool = []
+        else:
+            pairs = [(key, p.name) for p in project.sweep.values()]
+            pool = [self.lineage_of(key, p.name) for p in project.replicates_of(project.reference.point)]
+        lineages = [self.lineage_of(d, p) for d, p in pairs]
+        have = [lin for lin in lineages if lin.artifact("clusters").exists]
+        missing = [f"{lin.dataset.name}|{lin.point.name}" for lin in lineages if not lin.artifact("clusters").exists]
+        return Across(have, missing, [lin for lin in pool if lin.artifact("activations").exists])
+
+    def found(self, name: str) -> dict[str, dict[str, Lineage]]:
+        """For a stage reading whole comparisons (the report): for each read stage, the keys whose
+        artifact exists (and compared something), with their lineages."""
+        out: dict[str, dict[str, Lineage]] = {}
+        for read in self.stages[name].reads:
+            out[read] = {}
+            for key in self.keys(self.stages[read].partitioning):
+                sub = self.keyed(key)
+                if sub.across(read).have and sub.artifact(read).exists:
+                    out[read][key] = sub
+        return out
+
+    def _require_key(self) -> str:
+        if self.key is None:
+            raise ValueError("this lineage has no single-dimension partition key")
+        return self.key
+
     def artifact(self, name: str) -> Artifact:
         if name not in self._artifacts:
-            self._artifacts[name] = self._address(name)
+            self._parts[name] = self._address_parts(name)
+            self._artifacts[name] = self.store.artifact(name, *self._parts[name])
         return self._artifacts[name]
 
-    def _address(self, name: str) -> Artifact:
+    def inputs(self, name: str) -> dict[str, Any]:
+        """What the manifest records as the artifact's inputs: the hashes of its reads, or its address parts."""
+        if self.stages[name].partitioning == "dataset_point":
+            return {u: self.artifact(u).hash for u in self.stages[name].reads}
+        self.artifact(name)
+        return {"address": self._parts[name]}
+
+    def _address_parts(self, name: str) -> list[Any]:
+        """Everything the stage's output depends on: its versions, then by partitioning: its
+        source's identity (no reads), the dataset, declared reads' hashes and sweep sections (a
+        2-D partition), each read partition's hashes (a comparison), or the read artifacts (the report)."""
         stage = self.stages[name]
         parts: list[Any] = stage.versions()
         if name == "sae":
@@ -139,11 +208,23 @@ class Lineage:
             parts.append(self.source.sae_identity(training))
         elif name == "prompts":
             parts += [self.dataset.model_dump(include={"name", "loader", "params"}), stage.params(self.point), self.source.model_identity()]
-        else:
+        elif stage.partitioning == "dataset_point":
             parts += [self.dataset.name, [self.artifact(u).hash for u in stage.reads], stage.params(self.point)]
+        elif stage.partitioning in ("hparams", "dataset"):
+            across = self.across(name)
+            parts += [
+                self._require_key(),
+                sorted((lin.dataset.name, lin.point.name, *(lin.artifact(u).hash for u in stage.reads)) for lin in across.have),
+            ]
+            if stage.partitioning == "dataset":  # scored on held-out samples of the reference point
+                pool = sorted((lin.point.name, lin.artifact("prompts").hash, lin.artifact("activations").hash) for lin in across.pool)
+                parts += [self.project.reference.model_dump(mode="json"), pool]
+        else:
+            hashes = sorted(sub.artifact(read).hash for read, subs in self.found(name).items() for sub in subs.values())
+            parts += [hashes, [p.model_dump(mode="json") for p in self.project.sweep.values() if p.replicate == 0]]
         if stage.numerics:
             parts.append({"numerics": device_class(self.source.resolved_device())})
-        return self.store.artifact(name, *parts)
+        return parts
 
 
 class UndeclaredReadError(KeyError):
@@ -176,10 +257,8 @@ class StageContext:
         key: str | None = None,
     ):
         self.stages, self.stage, self.project, self.source, self.store, self.log = stages, stage, project, source, store, log
-        self._key = key
-        self.lineage = Lineage(stages, project, store, source, dataset, point)
+        self.lineage = Lineage(stages, project, store, source, dataset, point, key)
         self.read_seconds = 0.0
-        self._lineages: dict[tuple[str, str], Lineage] = {}
 
     @property
     def dataset(self) -> DatasetEntry:
@@ -194,17 +273,9 @@ class StageContext:
     @property
     def key(self) -> str:
         """The partition key of a comparison (a sweep point or a dataset)."""
-        if self._key is None:
+        if self.lineage.key is None:
             raise ValueError(f"{self.stage.name} has no single-dimension partition key")
-        return self._key
-
-    def lineage_of(self, dataset: str, point: str) -> Lineage:
-        """The lineage of another partition (comparisons read many)."""
-        if (dataset, point) not in self._lineages:
-            self._lineages[(dataset, point)] = Lineage(
-                self.stages, self.project, self.store, self.source, self.project.dataset(dataset), self.project.point(point)
-            )
-        return self._lineages[(dataset, point)]
+        return self.lineage.key
 
     def require(self, artifact: Artifact, what: str) -> Artifact:
         """The artifact, verified; a clear failure when it is missing or its files changed."""
@@ -234,6 +305,8 @@ class StageContext:
 
     def describe(self, name: str, lineage: Lineage | None = None) -> str:
         lineage = lineage or self.lineage
+        if lineage.key is not None:
+            return f"{name}[{lineage.key}]"
         if self.stages[name].partitioning == "none" or not lineage.partitioned:
             return name
         return f"{name}[{lineage.dataset.name}|{lineage.point.name}]"
@@ -254,7 +327,7 @@ class StageContext:
 def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
     """The failure for a parameter error: the sweep point, its section and field, the problem -- once."""
     first = err.field.split(" / ")[0]
-    own = ctx.stage.sections_for(ctx.point)
+    own = ctx.stage.sections
     ordered = (*own, *(s for s in SECTIONS if s not in own))  # the stage's own sections first
     section = next((s for s in ordered if first in ctx.point.section(s)), None)
     where = ctx.point.point if ctx.point.replicate == 0 else f"{ctx.point.point} (replicate {ctx.point.replicate + 1})"
@@ -262,10 +335,9 @@ def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
     return dg.Failure(f"sweep point {where!r}, field {field}: {err.message}")
 
 
-def run_stage(
-    ctx: StageContext, artifact: Artifact, body: Callable[[StageContext], Output], inputs: dict[str, Any] | None = None
-) -> dg.MaterializeResult:
-    """Reuse ``artifact`` if it exists and verifies, else compute it with ``body``; return its metadata."""
+def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.MaterializeResult:
+    """Reuse the stage's artifact if it exists and verifies, else compute it with ``body``; return its metadata."""
+    artifact = ctx.lineage.artifact(ctx.stage.name)
     recomputed_because = None
     if artifact.exists:
         problems = artifact.problems()
@@ -285,9 +357,8 @@ def run_stage(
         if numerics:  # what decided the bytes, beside them
             out.summary["numerics"] = numerics
         t1 = time.perf_counter()
-        inputs = inputs if inputs is not None else {u: ctx.lineage.artifact(u).hash for u in ctx.stage.reads}
         record = {
-            "inputs": inputs,
+            "inputs": ctx.lineage.inputs(ctx.stage.name),
             "params": ctx.stage.params(ctx.point) if ctx.lineage.partitioned else {},
             "summary": out.summary,
             "markdown": out.markdown,

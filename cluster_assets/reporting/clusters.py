@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.core.analysis import ClusterAnalysis, Cut, describe_clusters
-from cluster_assets.storage.formats import Activations, Clusters
+from cluster_assets.storage.formats import Activations, Clusters, CutSummary
 
 #: Features per cluster shown in the co-firing heatmap (the largest clusters, up to this many features).
 HEATMAP_FEATURES = 200
@@ -67,5 +67,6 @@ def build_clusters(
         heatmap,
         np.asarray(bounds, np.int64),
         np.asarray(shown, np.int64),
+        CutSummary(cut.method, cut.k, cut.noise, cut.mdl_at_cut, int(activations.values.shape[0])),
         {"descriptions": descriptions},
     )

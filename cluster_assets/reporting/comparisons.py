@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from cluster_assets.config import SweepPoint
+from cluster_assets.core.analysis import cluster_activity
 from cluster_assets.core.comparison import best_matches, pair_metrics, stable_clusters
+from cluster_assets.core.heldout import heldout_score
+from cluster_assets.core.memberships import activity_of
 from cluster_assets.core.replicates import Estimate, between, verdict, within
 from cluster_assets.reporting.text import highlight, markdown_table
-from cluster_assets.storage.formats import Tables
+from cluster_assets.storage.formats import Activations, Clusters, Tables
+
+#: (dataset, hparams partition) -> that sample's activations, or its prompt ids
+ActivationsOf = Callable[[str, str], Activations]
+PromptIdsOf = Callable[[str, str], set[int]]
 
 #: The agreement statistics compared against their floors (higher = more alike).
 METRICS = ("ari", "nmi", "jaccard", "stable")
@@ -45,6 +53,7 @@ class PartitionClustering:
     descriptions: pl.DataFrame | None = None
     changes: dict = field(default_factory=dict)  # section.field -> value where the point differs from the reference
     tokens: int = 0  # tokens of the sample it was clustered on
+    settings: SweepPoint | None = None  # the partition's sweep point (how its samples are scored)
 
     def describe(self, cluster: int) -> dict:
         """kind (single-token / contextual) and dominant token class of a cluster."""
@@ -67,6 +76,128 @@ class PartitionClustering:
         if not rows.height:
             return ""
         return ", ".join(f"{t!r} {c}" for t, c in list(zip(rows["top_tokens"][0], rows["top_counts"][0]))[:n])
+
+
+def partition_record(
+    dataset: str, point: SweepPoint, reference: SweepPoint, artifact: str, memberships: str, clusters: Clusters
+) -> PartitionClustering:
+    """The comparison record of one ``clusters`` partition, from its stored record's typed fields.
+
+    artifact, memberships: the hashes of its clusters and memberships artifacts."""
+    cut = clusters.cut
+    changes = {k: v for k, v in point.changes_from(reference).items() if k != "clustering.seed"}
+    return PartitionClustering(
+        dataset,
+        point.point,
+        point.replicate,
+        point.name,
+        artifact,
+        memberships,
+        cut.method,
+        clusters.labels["feature_id"].to_numpy(),
+        clusters.labels["cluster"].to_numpy(),
+        cut.k,
+        cut.noise,
+        cut.mdl_at_cut,
+        int(clusters.labels.height),
+        clusters.clusters,
+        clusters.top_prompts,
+        clusters.extra.get("descriptions"),
+        changes,
+        cut.tokens,
+        point,
+    )
+
+
+def by(records: Sequence[PartitionClustering], attr: str) -> dict[str, list[PartitionClustering]]:
+    """Records grouped by ``attr`` (``dataset`` or ``point``), replicates in order."""
+    out: dict[str, list[PartitionClustering]] = {}
+    for r in sorted(records, key=lambda r: r.replicate):
+        out.setdefault(getattr(r, attr), []).append(r)
+    return out
+
+
+def score_row(rec: PartitionClustering, measured_on: str, sample: str, acts: Activations, kind: str) -> dict:
+    """A clustering scored by its description length on another sample (``acts``: ``sample`` of ``measured_on``)."""
+    settings = _settings(rec)
+    activity, _ = activity_of(acts.values, acts.token_prompt, rec.feature_ids, settings.memberships)
+    score = heldout_score(activity, rec.labels, settings.scoring_alpha)
+    return {
+        "point": rec.point,
+        "replicate": rec.replicate + 1,
+        "method": rec.method,
+        "clustered_on": rec.dataset,
+        "measured_on": measured_on,
+        "sample": sample,
+        "kind": kind,
+        "mdl": score.mdl,
+        "singletons": score.singletons,
+        "random": score.random,
+        "gain_vs_singletons": score.gain_vs_singletons,
+        "gain_vs_random": score.gain_vs_random,
+        "samples": score.samples,
+    }
+
+
+def _settings(rec: PartitionClustering) -> SweepPoint:
+    if rec.settings is None:
+        raise ValueError(f"record {rec.dataset}|{rec.partition} carries no sweep point to score it with")
+    return rec.settings
+
+
+def cross_dataset_rows(firsts: dict[str, PartitionClustering], activations_of: ActivationsOf) -> tuple[list[dict], list[dict]]:
+    """Each dataset's clusters (its first sample's) measured on every dataset's first sample:
+    firing rates (``activity``), and description length on the other datasets (``transfer``)."""
+    activity, transfer = [], []
+    for name, rec in firsts.items():
+        for other, orec in firsts.items():
+            acts = activations_of(other, orec.partition)
+            counts = cluster_activity(acts.values, rec.feature_ids, rec.labels, _settings(rec).memberships.threshold)
+            rates = counts / max(acts.values.shape[0], 1)
+            activity += [{"clustered_on": name, "cluster": c, "measured_on": other, "firing_rate": float(v)} for c, v in enumerate(rates)]
+            if other != name:
+                transfer.append(score_row(rec, other, orec.partition, acts, "transfer"))
+    return activity, transfer
+
+
+def heldout_rows(
+    records: Sequence[PartitionClustering], pool: Sequence[str], prompt_ids_of: PromptIdsOf, activations_of: ActivationsOf
+) -> list[dict]:
+    """Each clustering scored on a held-out sample of its dataset: the first partition of
+    ``pool`` (the reference point's replicates) that shares none of its prompts."""
+    rows = []
+    for rec in records:
+        mine = prompt_ids_of(rec.dataset, rec.partition)
+        target = next((t for t in pool if t != rec.partition and not (prompt_ids_of(rec.dataset, t) & mine)), None)
+        if target is not None:
+            rows.append(score_row(rec, rec.dataset, target, activations_of(rec.dataset, target), "same dataset"))
+    return rows
+
+
+def dataset_comparison_tables(
+    point: str, records: Sequence[PartitionClustering], missing: list[str], activations_of: ActivationsOf
+) -> Tables:
+    """:func:`compare_datasets`, with each dataset's clusters measured on the other datasets."""
+    firsts = {r.dataset: r for r in records if r.replicate == 0}
+    activity, transfer = cross_dataset_rows(firsts, activations_of)
+    tables = compare_datasets(point, by(records, "dataset"), missing, pl.DataFrame(activity) if activity else None)
+    if transfer:
+        tables.tables["transfer"] = pl.DataFrame(transfer)
+    return tables
+
+
+def sweep_comparison_tables(
+    dataset: str,
+    reference: str,
+    records: Sequence[PartitionClustering],
+    missing: list[str],
+    pool: Sequence[str],
+    prompt_ids_of: PromptIdsOf,
+    activations_of: ActivationsOf,
+) -> Tables:
+    """:func:`compare_points`, with each clustering scored on a held-out sample of the dataset."""
+    heldout = heldout_rows(records, pool, prompt_ids_of, activations_of)
+    return compare_points(dataset, reference, by(records, "point"), missing, pl.DataFrame(heldout) if heldout else None)
 
 
 def _metrics(a: PartitionClustering, b: PartitionClustering) -> dict[str, float]:

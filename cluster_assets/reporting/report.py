@@ -220,7 +220,7 @@ def _preprocessing(b: _Builder, sweeps: Mapping[str, Tables], reference: str, po
         n
         for n, p in points.items()
         if n != reference
-        and p.merge.method == "mdl_merge"
+        and p.density_baseline is None
         and p.changes_from(ref)
         and all(k.split(".")[0] in ("memberships", "prompts") for k in p.changes_from(ref))
     ]
@@ -240,9 +240,10 @@ def _preprocessing(b: _Builder, sweeps: Mapping[str, Tables], reference: str, po
 
 def _baselines(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint], gains: Gains) -> None:
     """Q2 and Q3: the density baseline, scored by held-out description length."""
-    base_points = [n for n, p in points.items() if p.merge.method == "umap_hdbscan"]
-    umap_points = [n for n in base_points if points[n].baseline.umap]
-    raw_points = [n for n in base_points if not points[n].baseline.umap]
+    baselines = {n: c for n, p in points.items() if (c := p.density_baseline) is not None}
+    base_points = list(baselines)
+    umap_points = [n for n, c in baselines.items() if c.umap]
+    raw_points = [n for n, c in baselines.items() if not c.umap]
     q2 = []
     for dataset in sweeps:
         for u in umap_points:

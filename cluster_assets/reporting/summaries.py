@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.core.analysis import Cut
-from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.clustering import Clustering
 from cluster_assets.core.memberships import MembershipResult
 from cluster_assets.reporting import plots
 from cluster_assets.reporting.comparisons import effect_plot_rows, effects_markdown
@@ -99,30 +99,21 @@ def coactivation_summary(counts: np.ndarray, n_samples: int) -> Shown:
     return {"summary": {"features": counts.shape[0], "samples": n_samples, "cofiring_pairs": pairs}}
 
 
-def merge_summary(history: MergeHistory, method: str) -> Shown:
-    return {
-        "summary": {
-            "method": method,
-            "features": history.n_features,
-            "merges": history.n_merges,
-            "best_k": history.best_k(),
-            "min_mdl": float(history.mdl.min()),
-            "initial_mdl": float(history.mdl[0]),
-        },
-        "figures": {"mdl_curve": plots.mdl_curve(history.ks, history.mdl, history.best_k())},
+def clustering_summary(result: Clustering) -> Shown:
+    """The merge history's MDL curve and best k, or the fixed labels' clusters and noise."""
+    summary: dict[str, Any] = {"method": result.method, "features": int(result.feature_ids.size)}
+    if result.history is None:
+        cut = result.at("mdl")
+        noise = cut.noise / cut.labels.size if cut.labels.size else 0.0
+        return {"summary": summary | {"clusters": cut.k, "noise_fraction": float(noise)}}
+    history = result.history
+    summary |= {
+        "merges": history.n_merges,
+        "best_k": history.best_k(),
+        "min_mdl": float(history.mdl.min()),
+        "initial_mdl": float(history.mdl[0]),
     }
-
-
-def baseline_summary(labels: np.ndarray, method: str) -> Shown:
-    """``labels``: (kept features,) cluster per feature, -1 = noise."""
-    return {
-        "summary": {
-            "method": method,
-            "features": int(labels.size),
-            "clusters": int(labels.max(initial=-1) + 1),
-            "noise_fraction": float((labels < 0).mean()) if labels.size else 0.0,
-        }
-    }
+    return {"summary": summary, "figures": {"mdl_curve": plots.mdl_curve(history.ks, history.mdl, history.best_k())}}
 
 
 def clusters_summary(record: Clusters, cut: Cut, cut_setting: Any) -> Shown:
@@ -136,7 +127,7 @@ def clusters_summary(record: Clusters, cut: Cut, cut_setting: Any) -> Shown:
         "size_median": float(np.median(sizes)) if sizes.size else 0.0,
         "size_max": int(sizes.max(initial=0)),
     }
-    summary |= {"cut": str(cut_setting), "mdl_at_cut": cut.mdl_at_cut} if cut.method == "mdl_merge" else {"noise_features": cut.noise}
+    summary |= {"noise_features": cut.noise} if cut.mdl_at_cut is None else {"cut": str(cut_setting), "mdl_at_cut": cut.mdl_at_cut}
     heatmap_labels = [f"cluster {c}" for c in record.heatmap_clusters]
     return {
         "summary": summary,

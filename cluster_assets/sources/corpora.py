@@ -13,7 +13,7 @@ import json
 import os
 import sysconfig
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def python_stdlib(lines_per_chunk: int = 24) -> Iterator[str]:
             yield "\n".join(lines[start : start + lines_per_chunk])
 
 
-def library_docstrings(packages: list[str] = ("numpy", "scipy", "polars"), min_chars: int = 300) -> Iterator[str]:
+def library_docstrings(packages: Sequence[str] = ("numpy", "scipy", "polars"), min_chars: int = 300) -> Iterator[str]:
     """Docstrings (modules, classes, functions) of installed packages, via ``ast``."""
     for package in packages:
         root = _package_dir(package)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
@@ -132,7 +133,7 @@ def iter_extraction(
     hook_name: str,
     token_lists: Sequence[Sequence[int]],
     batches: Sequence[np.ndarray],
-    dtype: np.dtype = np.float32,
+    dtype: npt.DTypeLike = np.float32,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ExtractionBatch]:
     """Yield sparse SAE activations batch by batch; ``batches`` holds indices into ``token_lists``
@@ -217,7 +218,7 @@ def extract_activations(
     prompt_ids: np.ndarray,
     batch_size: int,
     batch_tokens: int | None = None,
-    dtype: np.dtype = np.float32,
+    dtype: npt.DTypeLike = np.float32,
     progress: Callable[[int, int], None] | None = None,
 ):
     """Sparse SAE activations of every real token, in prompt then position order, and the token table.

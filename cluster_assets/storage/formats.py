@@ -8,6 +8,7 @@ in the old format are never read by the new reader.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from cluster_assets.core.baseline import BaselineLabels
+from cluster_assets.core.clustering import Clustering
 from cluster_assets.core.features import FeatureStats, quadrants
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.memberships import MembershipResult, Memberships
@@ -206,33 +207,53 @@ class CoactivationFormat(Format[np.ndarray]):
 # --- merge_history --------------------------------------------------------------------------
 
 
-class MergeHistoryFormat(Format["MergeHistory | BaselineLabels"]):
-    """The clustering method's output: the MDL merge history (with a scipy linkage matrix), or
-    the baseline's labels."""
+class ClusteringFormat(Format[Clustering]):
+    """A :class:`~cluster_assets.core.clustering.Clustering` in one ``.npz``: ``method``,
+    ``feature_ids``, and either ``labels`` or the merge history's arrays (prefixed ``history.``,
+    the scipy linkage matrix among them)."""
 
-    HISTORY = "merge_history.npz"
-    BASELINE = "baseline_labels.npz"
+    version = 2  # v1 held a merge history or baseline labels, in two file kinds
+    CLUSTERING = "clustering.npz"
+    HISTORY_PREFIX = "history."
 
-    def save(self, folder: Path, value: MergeHistory | BaselineLabels) -> None:
-        if isinstance(value, MergeHistory):
-            _save_npz(folder / self.HISTORY, **value.to_arrays())
-        else:
-            _save_npz(folder / self.BASELINE, feature_ids=value.feature_ids, labels=value.labels)
+    def save(self, folder: Path, value: Clustering) -> None:
+        arrays: dict[str, Any] = {"method": np.array(value.method), "feature_ids": value.feature_ids}
+        if value.labels is not None:
+            arrays["labels"] = value.labels
+        if value.history is not None:
+            arrays |= {self.HISTORY_PREFIX + k: v for k, v in value.history.to_arrays().items()}
+        _save_npz(folder / self.CLUSTERING, **arrays)
 
-    def load(self, folder: Path) -> MergeHistory | BaselineLabels:
-        if (folder / self.BASELINE).exists():
-            with np.load(folder / self.BASELINE) as z:
-                return BaselineLabels(z["feature_ids"], z["labels"])
-        with np.load(folder / self.HISTORY) as z:
-            return MergeHistory.from_arrays(z)
+    def load(self, folder: Path) -> Clustering:
+        with np.load(folder / self.CLUSTERING) as z:
+            history = {k.removeprefix(self.HISTORY_PREFIX): z[k] for k in z.files if k.startswith(self.HISTORY_PREFIX)}
+            return Clustering(
+                str(z["method"]),
+                z["feature_ids"],
+                history=MergeHistory.from_arrays(history) if history else None,
+                labels=z["labels"] if "labels" in z.files else None,
+            )
 
 
 # --- clusters -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class CutSummary:
+    """What a clustering's cut is, as the comparisons read it: the method, ``k`` clusters,
+    ``noise`` features labelled -1, the MDL (bits/sample) at the cut of a merge history (None
+    for fixed labels), and the ``tokens`` of the sample it was clustered on."""
+
+    method: str
+    k: int
+    noise: int
+    mdl_at_cut: float | None
+    tokens: int
+
+
+@dataclass(frozen=True)
 class Clusters:
-    """Clusters at the cut: ``labels`` (feature_id, cluster; -1 = baseline noise), one row per
+    """Clusters at the cut (``cut``: what it is), ``labels`` (feature_id, cluster; -1 = baseline noise), one row per
     cluster in ``clusters``, ``top_prompts`` (text and the [start, end) character spans of its active tokens),
     ``correlation`` (k x k, prompt-level), ``heatmap`` (log co-firing of the largest clusters'
     features, in cluster order) with ``heatmap_bounds`` (where each cluster's block ends) and
@@ -245,19 +266,22 @@ class Clusters:
     heatmap: np.ndarray
     heatmap_bounds: np.ndarray
     heatmap_clusters: np.ndarray
+    cut: CutSummary
     extra: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
 class ClustersFormat(Format[Clusters]):
-    version = 2  # v1 held bracket-marked prompt text and no heatmap bounds
+    version = 3  # v2 had no cut.json, v1 held bracket-marked prompt text and no heatmap bounds
     EXTRA = ("descriptions",)  # the per-cluster tables besides the main ones (``<name>.parquet``)
     LABELS = "labels.parquet"
     CLUSTERS = "clusters.parquet"
     TOP_PROMPTS = "top_prompts.parquet"
     CORRELATION = "correlation.npy"
     HEATMAP = "heatmap.npz"
+    CUT = "cut.json"
 
     def save(self, folder: Path, value: Clusters) -> None:
+        (folder / self.CUT).write_text(json.dumps(dataclasses.asdict(value.cut), indent=2))
         value.labels.write_parquet(folder / self.LABELS)
         value.clusters.write_parquet(folder / self.CLUSTERS)
         value.top_prompts.write_parquet(folder / self.TOP_PROMPTS)
@@ -280,6 +304,7 @@ class ClustersFormat(Format[Clusters]):
             heatmap,
             bounds,
             shown,
+            CutSummary(**json.loads((folder / self.CUT).read_text())),
             extra,
         )
 

@@ -36,8 +36,8 @@ def test_repo_sweep_has_points_and_validates():
         ),
         ("points: {a: {merge_everything: {}}}", r"sweep point 'a', field merge_everything: is not a known field"),
         (
-            "points:\n  a:\n    merge: {threshold: 1.5}\n",
-            r"line 3: sweep point 'a', field merge\.threshold: must be a finite number >= 0\.0 and <= 1\.0, got 1\.5$",
+            "points:\n  a:\n    clustering: {threshold: 1.5}\n",
+            r"line 3: sweep point 'a', field clustering\.threshold: must be a finite number >= 0\.0 and <= 1\.0, got 1\.5$",
         ),
         (
             "points:\n  a:\n    memberships: {dead_stat: median}\n",
@@ -47,7 +47,12 @@ def test_repo_sweep_has_points_and_validates():
             "points:\n  a:\n    memberships: {min_entropy: 3, max_entropy: 1}\n",
             r"sweep point 'a', field memberships\.min_entropy: 3\.0 is above max_entropy = 1\.0$",
         ),
-        ("points:\n  a:\n    baseline: {n_neighbors: 1}\n", r"sweep point 'a', field baseline\.n_neighbors: must be a finite number >= 2"),
+        (
+            "points:\n  a:\n    clustering: {method: umap_hdbscan, n_neighbors: 1}\n",
+            r"line 3: sweep point 'a', field clustering\.n_neighbors: must be a finite number >= 2",
+        ),
+        ("points:\n  a:\n    clustering: {method: umap_hdbscan, alpha: 1.0}\n", r"field clustering\.alpha: is not a known field"),
+        ("points:\n  a:\n    clustering: {method: kmeans}\n", r"field clustering: .*'mdl_merge', 'umap_hdbscan'"),
         ("points: {}", "no sweep points"),
         ("pionts: {a: {}}", r"line 1: unknown top-level key 'pionts'"),
         ("points:\n  a: {prompts: {n_prompts: 3}\n  b: {}\n", r"f\.yaml, line 3, column \d+: not valid YAML"),
@@ -113,13 +118,13 @@ def test_replicates_that_cannot_be_disjoint_fail_at_load(tmp_path, cache_dir):
 def test_replicates_expand_into_partitions_with_their_own_seeds(tmp_path):
     sweep = _write(
         tmp_path,
-        "points:\n  a: {prompts: {replicates: 3}}\n  m: {merge: {sampler: mcmc}, prompts: {replicates: 2}}\n  g: {prompts: {replicates: 2}}\n",
+        "points:\n  a: {prompts: {replicates: 3}}\n  m: {clustering: {sampler: mcmc}, prompts: {replicates: 2}}\n  g: {prompts: {replicates: 2}}\n",
     )
     points = load_sweep(sweep)
     assert list(points) == ["a", "a@2", "a@3", "m", "m@2", "g", "g@2"]
     assert [p.replicate for p in points.values()] == [0, 1, 2, 0, 1, 0, 1]
-    assert points["m@2"].merge.seed == points["m"].merge.seed + 1  # stochastic sampler: another merge seed
-    assert points["g@2"].merge.seed == points["g"].merge.seed  # greedy: the prompts differ, the merge is deterministic
+    assert points["m@2"].clustering.seed == points["m"].clustering.seed + 1  # stochastic sampler: another merge seed
+    assert points["g@2"].clustering.seed == points["g"].clustering.seed  # greedy: the prompts differ, the merge is deterministic
     with pytest.raises(ConfigFileError, match="may not be empty or contain '@'"):
         load_sweep(_write(tmp_path, "points: {'a@2': {}}", "bad.yaml"))
 
@@ -174,3 +179,17 @@ def test_a_sample_is_sized_by_prompts_or_by_tokens(tmp_path):
     assert (points["t"].prompts.n_prompts, points["t"].prompts.n_tokens) == (None, 9000)
     with pytest.raises(ConfigFileError, match="set n_prompts or n_tokens, not both"):
         load_sweep(_write(tmp_path, "points:\n  b: {prompts: {n_prompts: 5, n_tokens: 9000}}\n", "both.yaml"))
+
+
+def test_a_point_that_picks_another_clustering_method_starts_from_its_defaults(tmp_path):
+    sweep = _write(
+        tmp_path,
+        "defaults:\n  clustering: {alpha: 0.5, seed: 4}\npoints:\n  m: {}\n  u: {clustering: {method: umap_hdbscan, n_neighbors: 7}}\n"
+        "  a: {clustering: {threshold: 0.2}}\n",
+    )
+    points = load_sweep(sweep)
+    assert (points["m"].clustering.alpha, points["m"].clustering.seed) == (0.5, 4)
+    assert (points["a"].clustering.alpha, points["a"].clustering.threshold) == (0.5, 0.2)  # same method: the defaults merge in
+    assert points["u"].density_baseline is not None and points["u"].density_baseline.n_neighbors == 7
+    assert points["u"].density_baseline.seed == 0 and points["m"].density_baseline is None
+    assert points["u"].changes_from(points["m"]) == {"clustering.method": "umap_hdbscan", "clustering.n_neighbors": 7}

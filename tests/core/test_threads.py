@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np, scipy.sparse as sp, xxhash
     import numba
     from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, coactivation, run_merge
-    from cluster_assets.core.analysis import analyse_clusters, describe_clusters, labels_at_cut
+    from cluster_assets.core.analysis import analyse_clusters, cut_labels, describe_clusters
     from cluster_assets.core.heldout import heldout_score
 
     rng = np.random.default_rng(0)
@@ -31,12 +31,12 @@ SCRIPT = textwrap.dedent("""
     for config in (MergeConfig(), MergeConfig(threshold=0.3, seed=1), MergeConfig(sampler="mcmc", temperature=0.5, seed=2)):
         h = run_merge(csc, config, cofiring=counts)
         add(h.pairs, h.costs, h.mdl)
-    cut = labels_at_cut(h, "mdl")
-    an = analyse_clusters(cut.labels, cut.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5)
+    _, labels = cut_labels(h, "mdl")
+    an = analyse_clusters(labels, h.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5)
     add(an.correlation, an.prompt_activity.toarray(), np.asarray(an.clusters["mean_activation"]))
     desc = describe_clusters(an.token_clusters, rng.integers(0, 50, n), np.arange(n) % 40, rng.integers(0, 7, n))
     add(np.asarray(desc["mean_position"]), np.asarray(desc["share_word"]))
-    score = heldout_score(res.memberships.to_csr(), cut.labels, 1.0)
+    score = heldout_score(res.memberships.to_csr(), labels, 1.0)
     add(np.array([score.mdl, score.random]))
     print(numba.get_num_threads(), digest.hexdigest())
 """)

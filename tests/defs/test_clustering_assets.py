@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 import cluster_assets.defs.assets.clustering as clustering_mod
-from cluster_assets.storage.formats import ClustersFormat, MembershipsFormat, MergeHistoryFormat
+from cluster_assets.storage.formats import ClusteringFormat, ClustersFormat, MembershipsFormat
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_two_datasets_by_two_sweep_points_end_to_end(trained):
             == graph.metadata(res, "memberships")["kept_features"].value
         )
         assert stored.clusters.height == cmd["k"].value == graph.metadata(res, "merge_history")["best_k"].value
-        hist = MergeHistoryFormat().load(Path(graph.metadata(res, "merge_history")["path"].value))
+        hist = ClusteringFormat().load(Path(graph.metadata(res, "merge_history")["path"].value)).history
+        assert hist is not None
         assert np.argmin(hist.mdl) == hist.n_features - cmd["k"].value
         assert stored.top_prompts["span_starts"].list.len().min() >= 1  # every top prompt marks its active tokens
         assert set(features["quadrant"].unique()) >= {"flowing", "careful", "exploring", "resampling"}
@@ -51,7 +52,7 @@ def test_two_datasets_by_two_sweep_points_end_to_end(trained):
 def test_alpha_only_point_recomputes_nothing_upstream(trained, monkeypatch):
     graph = trained
     graph.partition("kjv", "base")
-    calls = {"build_memberships": 0, "count_coactivation": 0, "run_merge": 0}
+    calls = {"build_memberships": 0, "count_coactivation": 0, "cluster": 0}
     for name in calls:
         original = getattr(clustering_mod, name)
 
@@ -62,7 +63,7 @@ def test_alpha_only_point_recomputes_nothing_upstream(trained, monkeypatch):
         monkeypatch.setattr(clustering_mod, name, counting)
     res = graph.partition("kjv", "alpha_low")
     assert res.success
-    assert calls == {"build_memberships": 0, "count_coactivation": 0, "run_merge": 1}
+    assert calls == {"build_memberships": 0, "count_coactivation": 0, "cluster": 1}
     for asset in ("prompts", "activations", "memberships", "coactivation"):
         assert graph.metadata(res, asset)["reused"].value, asset
     assert not graph.metadata(res, "merge_history")["reused"].value
@@ -115,11 +116,11 @@ def test_checks_fail_on_corrupted_coactivation(trained):
 
 def test_checks_fail_on_corrupted_history_and_clusters(trained):
     def corrupt_history(path):
-        with np.load(path / "merge_history.npz") as z:
+        with np.load(path / "clustering.npz") as z:
             fields = dict(z)
-        fields["pairs"][1] = fields["pairs"][0]  # merges groups that no longer exist
-        np.savez(path / "merge_history.npz", **fields)
-        return "merge_history.npz"
+        fields["history.pairs"][1] = fields["history.pairs"][0]  # merges groups that no longer exist
+        np.savez(path / "clustering.npz", **fields)
+        return "clustering.npz"
 
     evaluation = _check_on_corrupted(trained, "merge_history", "merge_history_is_valid", corrupt_history)
     assert not evaluation.passed and "live groups" in evaluation.description

@@ -99,7 +99,7 @@ def test_sweep_comparison_and_method_comparison(setup):
     assert set(zip(heldout["point"], heldout["replicate"])) == {("base", 1), ("base", 2), ("hdbscan_umap", 1), ("hdbscan_raw", 1)}
     effects = tables.tables["effects"].filter(pl.col("metric") == "ari")
     assert set(effects["a"]) == {"hdbscan_umap", "hdbscan_raw"} and set(effects["b"]) == {"base"}
-    assert "merge.method=umap_hdbscan" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
+    assert "clustering.method=umap_hdbscan" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
     # the changes column keeps the parameter that tells the two baseline points apart
     assert (
         points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()

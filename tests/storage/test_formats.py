@@ -5,7 +5,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, run_merge
-from cluster_assets.core.baseline import BaselineLabels
+from cluster_assets.core.clustering import Clustering
 from cluster_assets.storage import formats as fmt
 
 
@@ -25,16 +25,19 @@ def test_memberships_round_trip(tmp_path):
     np.testing.assert_array_equal(back.sample_prompt, result.sample_prompt)
 
 
-def test_merge_history_and_baseline_round_trip(tmp_path):
+def test_clustering_round_trips_with_a_history_and_with_fixed_labels(tmp_path):
     x = sp.csr_array(np.random.default_rng(1).random((200, 12)) < 0.3)
     history = run_merge(x, MergeConfig(seed=3), feature_ids=np.arange(12) * 5)
-    fmt.MergeHistoryFormat().save(tmp_path, history)
-    assert fmt.MergeHistoryFormat().load(tmp_path) == history
-    labels = BaselineLabels(np.arange(5), np.array([0, -1, 1, 0, 1]))
+    merged = Clustering("mdl_merge", history.feature_ids, history=history)
+    fmt.ClusteringFormat().save(tmp_path, merged)
+    back = fmt.ClusteringFormat().load(tmp_path)
+    assert back == merged and back.history == history and back.labels is None
+    flat = Clustering("umap_hdbscan", np.arange(5), labels=np.array([0, -1, 1, 0, 1]))
     (tmp_path / "b").mkdir()
-    fmt.MergeHistoryFormat().save(tmp_path / "b", labels)
-    back = fmt.MergeHistoryFormat().load(tmp_path / "b")
-    np.testing.assert_array_equal(back.labels, labels.labels)
+    fmt.ClusteringFormat().save(tmp_path / "b", flat)
+    back = fmt.ClusteringFormat().load(tmp_path / "b")
+    assert back == flat and back.history is None and back != merged
+    np.testing.assert_array_equal(back.labels, [0, -1, 1, 0, 1])
 
 
 def test_activations_round_trip(tmp_path):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numba as nb
 
+from cluster_assets.core.arrays import Int64Array
+
 
 @nb.njit(cache=True, inline="always")
-def pair_key(alpha, log_km1, s, r, c, i, j):
+def pair_key(alpha: float, log_km1: float, s: Int64Array, r: Int64Array, c: int, i: int, j: int) -> float:
     """``alpha * M_ij - log2(k-1) * c_ij`` with ``M_ij = s_i r_j + s_j r_i - c_ij (r_i + r_j)`` (exact integer)."""
     m = s[i] * r[j] + s[j] * r[i] - c * (r[i] + r[j])
     return alpha * m - log_km1 * c

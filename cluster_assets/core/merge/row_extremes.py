@@ -26,22 +26,37 @@ chosen pair is identical to the full-scan sampler's (tests compare them bit for 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numba as nb
 import numpy as np
 
+from cluster_assets.core.arrays import Float64Array, Int64Array, IntArray
 from cluster_assets.core.merge.cost import pair_key
 
 DIRTY = np.inf  # validity bound that forces a rebuild at the next step
 
 
 @nb.njit(cache=True, inline="always")
-def _key(alpha, log_km1, s, r, cof, i, j):
+def _key(alpha: float, log_km1: float, s: Int64Array, r: Int64Array, cof: IntArray, i: int, j: int) -> float:
     return pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
 
 
 @nb.njit(cache=True)
-def _rebuild(i, active, start, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
+def _rebuild(
+    i: int,
+    active: Int64Array,
+    start: int,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    alpha: float,
+    log_km1: float,
+    margin: float,
+    best: Int64Array,
+    valid: Float64Array,
+    sgn: float,
+) -> None:
     """Row i's extreme of sgn*key (pairs with active slots after i) and its validity bound."""
     n = active.size
     best_j, best_f = -1, np.inf
@@ -66,13 +81,24 @@ def _rebuild(i, active, start, s, r, cof, alpha, log_km1, margin, best, valid, s
 
 
 @nb.njit(cache=True)
-def _stored(active, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
+def _stored(
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    alpha: float,
+    log_km1: float,
+    margin: float,
+    best: Int64Array,
+    valid: Float64Array,
+    sgn: float,
+) -> tuple[Float64Array, float]:
     """sgn*key of every row's stored pair (rebuilding expired rows) and their minimum."""
     n = active.size
     stored = np.full(n, np.inf)
     low = np.inf
     for a in range(n - 1):
-        i = active[a]
+        i: int = active[a]
         if log_km1 < valid[i]:
             _rebuild(i, active, a + 1, s, r, cof, alpha, log_km1, margin, best, valid, sgn)
         if best[i] >= 0:
@@ -82,7 +108,18 @@ def _stored(active, s, r, cof, alpha, log_km1, margin, best, valid, sgn):
 
 
 @nb.njit(cache=True)
-def _exact_extreme(active, s, r, cof, alpha, log_km1, margin, stored, low, sgn):
+def _exact_extreme(
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    alpha: float,
+    log_km1: float,
+    margin: float,
+    stored: Float64Array,
+    low: float,
+    sgn: float,
+) -> float:
     """Exact min of sgn*key over all pairs: only rows whose stored value is near ``low`` can hold it."""
     n = active.size
     exact = np.inf
@@ -95,7 +132,19 @@ def _exact_extreme(active, s, r, cof, alpha, log_km1, margin, stored, low, sgn):
 
 
 @nb.njit(cache=True)
-def _collect_below(active, s, r, cof, alpha, log_km1, cut, stored_min, margin, out_i, out_j):
+def _collect_below(
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    alpha: float,
+    log_km1: float,
+    cut: float,
+    stored_min: Float64Array,
+    margin: float,
+    out_i: Int64Array,
+    out_j: Int64Array,
+) -> int:
     """Every pair with key <= cut in row-major order (rows whose minimum cannot reach the cut are skipped)."""
     n = active.size
     count = 0
@@ -113,13 +162,26 @@ def _collect_below(active, s, r, cof, alpha, log_km1, cut, stored_min, margin, o
 
 
 @nb.njit(cache=True)
-def _after_merge(active, g, removed, s, r, cof, alpha, next_log_km1, margin, best, valid, sgn):
+def _after_merge(
+    active: Int64Array,
+    g: int,
+    removed: int,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    alpha: float,
+    next_log_km1: float,
+    margin: float,
+    best: Int64Array,
+    valid: Float64Array,
+    sgn: float,
+) -> None:
     """Row bookkeeping after slot ``removed`` merged into ``g`` (``active`` already excludes it)."""
     valid[g] = DIRTY
     valid[removed] = DIRTY
     best[removed] = -1
     for a in range(active.size):
-        m = active[a]
+        m: int = active[a]
         if m >= g:
             break
         star = best[m]
@@ -171,19 +233,24 @@ class RowExtremes:
         self._out_i = np.empty(256, dtype=np.int64)
         self._out_j = np.empty(256, dtype=np.int64)
 
-    def _exact(self, rows: _Rows, active, s, r, cof, log_km1):
+    def exact(
+        self, rows: _Rows, active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, log_km1: float
+    ) -> tuple[Float64Array, float]:
+        """Every row's stored sgn*key and the exact extreme key of ``rows``' sign."""
         stored, low = _stored(active, s, r, cof, self.alpha, log_km1, self.margin, rows.best, rows.valid, rows.sgn)
         return stored, rows.sgn * _exact_extreme(active, s, r, cof, self.alpha, log_km1, self.margin, stored, low, rows.sgn)
 
-    def cut(self, active, s, r, cof, log_km1) -> tuple[np.ndarray, float]:
+    def cut(self, active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, log_km1: float) -> tuple[Float64Array, float]:
         """Every row's stored minimum key and the range sampler's cut ``lo + threshold * (hi - lo)`` (exact)."""
-        stored_min, lo = self._exact(self.minima, active, s, r, cof, log_km1)
+        stored_min, lo = self.exact(self.minima, active, s, r, cof, log_km1)
         if self.maxima is None:
             return stored_min, lo
-        _, hi = self._exact(self.maxima, active, s, r, cof, log_km1)
+        _, hi = self.exact(self.maxima, active, s, r, cof, log_km1)
         return stored_min, lo + self.threshold * (hi - lo)
 
-    def collect(self, active, s, r, cof, log_km1, stored_min, cut) -> tuple[np.ndarray, np.ndarray]:
+    def collect(
+        self, active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, log_km1: float, stored_min: Float64Array, cut: float
+    ) -> tuple[Int64Array, Int64Array]:
         """Every pair with key <= cut, in row-major order (the full scan's candidate list)."""
         while True:
             count = _collect_below(active, s, r, cof, self.alpha, log_km1, cut, stored_min, self.margin, self._out_i, self._out_j)
@@ -192,31 +259,56 @@ class RowExtremes:
             self._out_i = np.empty(2 * count, dtype=np.int64)
             self._out_j = np.empty(2 * count, dtype=np.int64)
 
-    def merged(self, active, g, removed, s, r, cof, next_log_km1) -> None:
+    def merged(self, active: Int64Array, g: int, removed: int, s: Int64Array, r: Int64Array, cof: IntArray, next_log_km1: float) -> None:
         for rows in (self.minima, self.maxima):
             if rows is not None:
                 _after_merge(active, g, removed, s, r, cof, self.alpha, next_log_km1, self.margin, rows.best, rows.valid, rows.sgn)
 
 
 @nb.njit(cache=True)
-def _proposal_keys(active, s, r, cof, alpha, log_km1, rows, offsets):
+def _proposal_keys(
+    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, rows: IntArray, offsets: Int64Array
+) -> Float64Array:
     """Keys of the proposed pairs (row position a, partner position a + 1 + offset)."""
     out = np.empty(rows.size)
     for t in range(rows.size):
-        a = rows[t]
-        out[t] = _key(alpha, log_km1, s, r, cof, active[a], active[a + 1 + offsets[t]])
+        a: int = rows[t]
+        # an Any-valued index (offsets[t]) makes numpy's stubs pick the fancy-index overload
+        out[t] = _key(alpha, log_km1, s, r, cof, active[a], active[a + 1 + offsets[t]])  # pyright: ignore[reportArgumentType]
     return out
 
 
-def _propose(extremes: RowExtremes, active, s, r, cof, log_km1, mass, pairs_in_row, rng: np.random.Generator, batch: int):
+def _propose(
+    extremes: RowExtremes,
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    log_km1: float,
+    mass: Float64Array | Int64Array,
+    pairs_in_row: Int64Array,
+    rng: np.random.Generator,
+    batch: int,
+) -> tuple[IntArray, Int64Array, Float64Array]:
     """``batch`` proposals: row positions drawn in proportion to ``mass`` (a cumulative sum
     over rows), a uniform pair within each row; their partner offsets and keys."""
-    rows = np.minimum(np.searchsorted(mass, rng.random(batch) * mass[-1], side="right"), active.size - 2)
+    # mass[-1] is Any to numpy's stubs, which leaves searchsorted's overload (scalar or array) open
+    rows = np.minimum(cast(IntArray, np.searchsorted(mass, rng.random(batch) * mass[-1], side="right")), active.size - 2)
     offsets = (rng.random(batch) * pairs_in_row[rows]).astype(np.int64)
     return rows, offsets, _proposal_keys(active, s, r, cof, extremes.alpha, log_km1, rows, offsets)
 
 
-def extremes_mcmc_pick(extremes: RowExtremes, active, s, r, cof, log_km1, scale: float, rng: np.random.Generator, batch: int = 64):
+def extremes_mcmc_pick(
+    extremes: RowExtremes,
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    log_km1: float,
+    scale: float,
+    rng: np.random.Generator,
+    batch: int = 64,
+) -> tuple[int, int, float]:
     """Exact draw with probability proportional to exp((min_key - key) * scale), by rejection.
 
     Row ``a`` is proposed with probability proportional to (pairs in the row) x (an upper
@@ -224,7 +316,7 @@ def extremes_mcmc_pick(extremes: RowExtremes, active, s, r, cof, log_km1, scale:
     row is accepted with probability weight / bound.  Accepted pairs follow the target
     distribution exactly; the expected number of proposals is at most the row length.
     """
-    stored_min, lo = extremes._exact(extremes.minima, active, s, r, cof, log_km1)
+    stored_min, lo = extremes.exact(extremes.minima, active, s, r, cof, log_km1)
     n = active.size
     pairs_in_row = (n - 1 - np.arange(n)).astype(np.int64)
     with np.errstate(over="ignore"):
@@ -245,16 +337,16 @@ RANGE_SCAN_PAIRS = 1 << 16
 
 def extremes_range_pick(
     extremes: RowExtremes,
-    active,
-    s,
-    r,
-    cof,
-    log_km1,
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    cof: IntArray,
+    log_km1: float,
     u: float,
     rng: np.random.Generator | None,
     scan_pairs: int | None = None,
     batch: int = 64,
-):
+) -> tuple[int, int, float]:
     """Exact uniform draw among the pairs with key <= cut (for greedy: the ties at the minimum).
 
     Without ``rng`` the candidates are listed in row-major order and ``u`` picks one: the

@@ -10,17 +10,20 @@ import math
 import numba as nb
 import numpy as np
 
+from cluster_assets.core.arrays import Float64Array, Int64Array, IntArray
 from cluster_assets.core.merge.cost import pair_key
 
 
 @nb.njit(parallel=True, cache=True)
-def _row_key_ranges(active, s, r, cof, alpha, log_km1):
+def _row_key_ranges(
+    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float
+) -> tuple[Float64Array, Float64Array]:
     """Per row a (pairs active[a] < active[b], b > a): smallest and largest key."""
     n = active.size
     lo = np.full(n, np.inf)
     hi = np.full(n, -np.inf)
     for a in nb.prange(n - 1):
-        i = active[a]
+        i: int = active[a]
         row_lo, row_hi = np.inf, -np.inf
         for b in range(a + 1, n):
             key = pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])
@@ -31,11 +34,13 @@ def _row_key_ranges(active, s, r, cof, alpha, log_km1):
 
 
 @nb.njit(parallel=True, cache=True)
-def _row_counts_below(active, s, r, cof, alpha, log_km1, cut):
+def _row_counts_below(
+    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, cut: float
+) -> Int64Array:
     n = active.size
     counts = np.zeros(n, dtype=np.int64)
     for a in nb.prange(n - 1):
-        i = active[a]
+        i: int = active[a]
         c = 0
         for b in range(a + 1, n):
             if pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b]) <= cut:
@@ -45,11 +50,13 @@ def _row_counts_below(active, s, r, cof, alpha, log_km1, cut):
 
 
 @nb.njit(parallel=True, cache=True)
-def _row_weights(active, s, r, cof, alpha, log_km1, lo, scale):
+def _row_weights(
+    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, lo: float, scale: float
+) -> Float64Array:
     n = active.size
     sums = np.zeros(n)
     for a in nb.prange(n - 1):
-        i = active[a]
+        i: int = active[a]
         acc = 0.0
         for b in range(a + 1, n):
             acc += math.exp((lo - pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])) * scale)
@@ -58,7 +65,9 @@ def _row_weights(active, s, r, cof, alpha, log_km1, lo, scale):
 
 
 @nb.njit(cache=True)
-def scan_range_pick(active, s, r, cof, alpha, log_km1, threshold, u):
+def scan_range_pick(
+    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, threshold: float, u: float
+) -> tuple[int, int, float]:
     """Uniform choice among pairs with key <= min + threshold * (max - min), in row-major order.
 
     Rows are counted in parallel; the target is located by a prefix sum over rows, then
@@ -75,7 +84,7 @@ def scan_range_pick(active, s, r, cof, alpha, log_km1, threshold, u):
         if target >= counts[a]:
             target -= counts[a]
             continue
-        i = active[a]
+        i: int = active[a]
         for b in range(a + 1, n):
             j = active[b]
             key = pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
@@ -87,7 +96,9 @@ def scan_range_pick(active, s, r, cof, alpha, log_km1, threshold, u):
 
 
 @nb.njit(cache=True)
-def scan_mcmc_pick(active, s, r, cof, alpha, log_km1, scale, u):
+def scan_mcmc_pick(
+    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, scale: float, u: float
+) -> tuple[int, int, float]:
     """Pair drawn with probability proportional to exp((min_key - key) * scale).
 
     Row weight sums are computed in parallel (each row by one thread, so the sums are
@@ -104,7 +115,7 @@ def scan_mcmc_pick(active, s, r, cof, alpha, log_km1, scale, u):
         if acc + sums[a] <= target and a < n - 2:
             acc += sums[a]
             continue
-        i = active[a]
+        i: int = active[a]
         for b in range(a + 1, n):
             j = active[b]
             key = pair_key(alpha, log_km1, s, r, cof[i, j], i, j)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from cluster_assets.core.arrays import Int64Array, IntArray
+
 
 @nb.njit(cache=True)
-def intersect_sorted(a, b):
+def intersect_sorted(a: IntArray, b: IntArray) -> IntArray:
     out = np.empty(min(a.size, b.size), dtype=a.dtype)
     i = j = n = 0
     while i < a.size and j < b.size:
@@ -24,7 +26,7 @@ def intersect_sorted(a, b):
 
 
 @nb.njit(cache=True)
-def union_sorted(a, b):
+def union_sorted(a: IntArray, b: IntArray) -> IntArray:
     out = np.empty(a.size + b.size, dtype=a.dtype)
     i = j = n = 0
     while i < a.size or j < b.size:
@@ -43,7 +45,7 @@ def union_sorted(a, b):
 
 
 @nb.njit(cache=True)
-def difference_sorted(a, b):
+def difference_sorted(a: IntArray, b: IntArray) -> IntArray:
     """Sorted a minus b."""
     out = np.empty(a.size, dtype=a.dtype)
     i = j = n = 0
@@ -58,7 +60,9 @@ def difference_sorted(a, b):
 
 
 @nb.njit(parallel=True, cache=True)
-def group_counts(samples, row_indptr, row_indices, label, n_slots, n_chunks):
+def group_counts(
+    samples: IntArray, row_indptr: IntArray, row_indices: IntArray, label: Int64Array, n_slots: int, n_chunks: int
+) -> Int64Array:
     """For every group slot g: on how many of the given samples g is active (each sample once)."""
     partial = np.zeros((n_chunks, n_slots), dtype=np.int64)
     step = (samples.size + n_chunks - 1) // n_chunks

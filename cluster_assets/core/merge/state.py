@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numba as nb
@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from cluster_assets.core.coactivation import as_activity_csr, coactivation, compact_index, count_dtype
 from cluster_assets.core.history import MergeHistory
+from cluster_assets.core.mdl import description_length_bits
 from cluster_assets.core.merge.row_extremes import RowExtremes, extremes_mcmc_pick, extremes_range_pick
 from cluster_assets.core.merge.scan import scan_mcmc_pick, scan_range_pick
 from cluster_assets.core.merge.sets import difference_sorted, group_counts, intersect_sorted, union_sorted
@@ -42,10 +43,8 @@ ENGINES = ("auto", "scan")
 
 @dataclass(frozen=True)
 class MergeConfig:
-    """The clustering method and the MDL merge's parameters (the ``merge`` section of a sweep point).
+    """The MDL merge's parameters (the ``clustering`` section of a sweep point with method ``mdl_merge``).
 
-    method: ``mdl_merge`` (this module) or ``umap_hdbscan`` (the density baseline of
-        :mod:`cluster_assets.core.baseline`, configured by its own section).
     alpha: weight of the per-feature cost (bits per active feature), finite.
     sampler: ``"range"`` (uniform among pairs within ``threshold * (max - min)`` of the
         minimum cost; ``threshold=0`` is greedy) or ``"mcmc"`` (probability proportional
@@ -57,7 +56,7 @@ class MergeConfig:
     # read by pydantic when the sweep file is validated into this type: unknown keys are errors
     __pydantic_config__ = {"extra": "forbid"}
 
-    method: Literal["mdl_merge", "umap_hdbscan"] = "mdl_merge"
+    method: Literal["mdl_merge"] = "mdl_merge"
     alpha: float = 1.0
     sampler: Literal["range", "mcmc"] = "range"
     threshold: float = 0.0
@@ -76,6 +75,10 @@ class MergeConfig:
     def stochastic(self) -> bool:
         """Whether the seed changes the result (mcmc, or range with a band above the minimum)."""
         return self.sampler == "mcmc" or self.threshold > 0
+
+    def replica(self, replicate: int) -> MergeConfig:
+        """The config of replicate ``replicate`` (0-based): another seed where the seed matters."""
+        return replace(self, seed=self.seed + replicate) if self.stochastic and replicate else self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,10 +141,7 @@ class MergeState:
 
     def mdl(self, alpha: float) -> float:
         """MDL of the current grouping, bits per sample."""
-        s, r = self.counts[self.active], self.sizes[self.active]
-        total = int(s.sum())
-        weighted = int((s * r).sum())
-        return (math.log2(self.k) * total + alpha * weighted) / self.n_samples
+        return description_length_bits(self.counts[self.active], self.sizes[self.active], self.n_samples, alpha)
 
     def choose(self, config: MergeConfig, u: float, rng: np.random.Generator | None = None) -> tuple[int, int, float]:
         """Pick the pair (i, j) of slots to merge; return its cost (bits/sample).
@@ -239,8 +239,6 @@ def run_merge(
     identical across engines; for range (threshold > 0) and mcmc the fast engine draws
     from the same distribution by rejection, so its histories differ from the scan's.
     """
-    if config.method != "mdl_merge":
-        raise ParameterError("method", f"run_merge runs mdl_merge, got {config.method!r}")
     state = MergeState(activity, cofiring, engine, overwrite_cofiring)
     possible = max(state.n_features - 3, 0)
     iters = possible if config.iters is None else config.iters

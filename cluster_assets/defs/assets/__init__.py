@@ -4,12 +4,10 @@ Every asset has the same shape (:func:`materialize`): resolve the partition, com
 stage's content address, and hand :func:`~cluster_assets.defs.stages.run_stage` the body.
 """
 
-import functools
 from collections.abc import Mapping
 
 import dagster as dg
 
-from cluster_assets.defs.assets import comparisons
 from cluster_assets.defs.automation import answers_condition, missing_condition
 from cluster_assets.defs.dask import model_step_tags
 from cluster_assets.defs.partitions import Partitions, partition_names
@@ -33,39 +31,7 @@ def stage_context(
 def materialize(
     context, project: Project, stages: Mapping[str, Stage], stage: Stage, source: ActivationSource, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    ctx = stage_context(context, project, stages, stage, source, artifacts)
-    body = stage.body
-    if stage.name == "research_report":
-        found, parts = report_inputs(ctx)
-        artifact = ctx.store.artifact(stage.name, *parts)
-        return run_stage(ctx, artifact, functools.partial(body, comparisons=found), inputs={"address": parts})
-    if stage.partitioning in ("dataset_point", "none"):
-        return run_stage(ctx, ctx.lineage.artifact(stage.name), body)
-    inputs = comparisons.gather(ctx, stage.name, ctx.key)
-    if inputs.missing:
-        ctx.log.info(f"{len(inputs.missing)} partitions have no clusters yet; comparing {len(inputs.have)}")
-    parts = comparisons.address_parts(ctx, stage.name, ctx.key, inputs)
-    return run_stage(ctx, ctx.store.artifact(stage.name, *parts), functools.partial(body, inputs=inputs), inputs={"address": parts})
-
-
-def report_inputs(ctx: StageContext) -> tuple[dict[str, dict], list]:
-    """The comparison artifacts that exist for the current partitions (by stage and key), and the
-    report's address parts: those artifacts and the sweep points the report reads."""
-    found: dict[str, dict] = {"dataset_comparison": {}, "sweep_comparison": {}}
-    keys = {
-        "dataset_comparison": list(dict.fromkeys(p.point for p in ctx.project.sweep.values())),
-        "sweep_comparison": [d.name for d in ctx.project.datasets],
-    }
-    for stage, stage_keys in keys.items():
-        for key in stage_keys:
-            sub = StageContext(ctx.stages, ctx.stages[stage], ctx.project, ctx.source, ctx.store, ctx.log, key=key)
-            inputs = comparisons.gather(sub, stage, key)
-            artifact = ctx.store.artifact(stage, *comparisons.address_parts(sub, stage, key, inputs))
-            if inputs.have and artifact.exists:
-                found[stage][key] = ctx.require(artifact, f"{stage}[{key}]")
-    points = [p.model_dump(mode="json") for p in ctx.project.sweep.values() if p.replicate == 0]
-    hashes = sorted(a.hash for arts in found.values() for a in arts.values())
-    return found, [*ctx.stage.versions(), hashes, points]
+    return run_stage(stage_context(context, project, stages, stage, source, artifacts), stage.body)
 
 
 def build_assets(project: Project, partitions: Partitions, stages: Mapping[str, Stage]) -> list[dg.AssetsDefinition]:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from cluster_assets.core import build_memberships, run_merge
+from cluster_assets.core import build_memberships
 from cluster_assets.core import coactivation as count_coactivation
-from cluster_assets.core.analysis import analyse_clusters, labels_at_cut
-from cluster_assets.core.baseline import BaselineLabels, activation_profiles, umap_hdbscan
+from cluster_assets.core.analysis import analyse_clusters
+from cluster_assets.core.clustering import cluster
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting.clusters import build_clusters
-from cluster_assets.reporting.summaries import (
-    baseline_summary,
-    clusters_summary,
-    coactivation_summary,
-    memberships_summary,
-    merge_summary,
-)
+from cluster_assets.reporting.summaries import clustering_summary, clusters_summary, coactivation_summary, memberships_summary
 
 
 def memberships(ctx: StageContext) -> Output:
@@ -30,22 +24,21 @@ def coactivation(ctx: StageContext) -> Output:
 
 
 def merge_history(ctx: StageContext) -> Output:
-    members, config = ctx.read("memberships").memberships, ctx.point.merge
-    if config.method == "umap_hdbscan":
-        acts = ctx.read("activations")
-        labels = umap_hdbscan(activation_profiles(acts.values, acts.token_prompt, members.feature_ids), ctx.point.baseline)
-        return Output(BaselineLabels(members.feature_ids, labels), **baseline_summary(labels, config.method))
-    cofiring = ctx.read("coactivation")
-    progress = ctx.progress("merges")
-    history = run_merge(
-        members.activity, config, cofiring=cofiring, overwrite_cofiring=True, feature_ids=members.feature_ids, progress=progress
+    members, acts = ctx.read("memberships").memberships, ctx.read("activations")
+    result = cluster(
+        members,
+        ctx.point.clustering,
+        activations=acts.values,
+        token_prompt=acts.token_prompt,
+        cofiring=ctx.read("coactivation"),
+        progress=ctx.progress("merges"),
     )
-    return Output(history, **merge_summary(history, config.method))
+    return Output(result, **clustering_summary(result))
 
 
 def clusters(ctx: StageContext) -> Output:
     clustering, acts, settings = ctx.read("merge_history"), ctx.read("activations"), ctx.point
-    cut = labels_at_cut(clustering, settings.clusters.cut)
+    cut = clustering.at(settings.clusters.cut)
     tokens = acts.tokens["token"].to_list()
     threshold, top = settings.memberships.threshold, settings.clusters.top_prompts
     analysis = analyse_clusters(cut.labels, cut.feature_ids, acts.values, acts.token_prompt, tokens, threshold, top)
