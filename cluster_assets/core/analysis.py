@@ -11,12 +11,13 @@ one aggregates them per prompt, and everything else is sorting and counting thos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.arrays import BoolArray, Float64Array, FloatArray, Int64Array, IntArray
 from cluster_assets.core.features import canonical_csr, prompt_rows
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.params import ParameterError, check_number
@@ -70,15 +71,25 @@ class Cut:
 
 @dataclass(frozen=True)
 class ClusterAnalysis:
-    clusters: dict[str, list]  # one row per cluster 0..k-1
-    top_prompts: dict[str, list]  # one row per (cluster, rank)
+    clusters: dict[str, list[Any]]  # one row per cluster 0..k-1
+    top_prompts: dict[str, list[Any]]  # one row per (cluster, rank)
     correlation: np.ndarray  # (k, k) Pearson correlation of prompt-level cluster activity
     prompt_activity: sp.csr_array  # (n_prompts, k) active-token count of each cluster per prompt
     token_clusters: sp.csr_array  # (tokens, k) active member features of each cluster on each token
 
 
 @nb.njit(cache=True)
-def _sum_by_group(indptr, cols, values, col_map, threshold, row_order, row_group, n_groups, k):
+def _sum_by_group(
+    indptr: IntArray,
+    cols: IntArray,
+    values: FloatArray,
+    col_map: IntArray,
+    threshold: float,
+    row_order: IntArray,
+    row_group: IntArray,
+    n_groups: int,
+    k: int,
+) -> tuple[Int64Array, Int64Array, Int64Array, Float64Array, Float64Array]:
     """Per group of rows and mapped column: how many entries and the sum of their values.
 
     Rows are visited in ``row_order``, along which ``row_group`` (0..n_groups-1) does not
@@ -118,7 +129,7 @@ def _sum_by_group(indptr, cols, values, col_map, threshold, row_order, row_group
 
 
 @nb.njit(cache=True)
-def _marks(sel_c, sel_p, starts, row_order, tok_indptr, tok_c):
+def _marks(sel_c: IntArray, sel_p: IntArray, starts: IntArray, row_order: IntArray, tok_indptr: IntArray, tok_c: IntArray) -> BoolArray:
     """For each selected (cluster, prompt): whether the cluster is active on each of the prompt's
     tokens, flattened in prompt-token order (offsets: ``starts[p+1] - starts[p]`` per selection)."""
     total = 0
@@ -246,7 +257,7 @@ def analyse_clusters(
     chosen_rank = rank[rank < top_n]
     starts = np.searchsorted(row_prompt[order], np.arange(prompts.size + 1))
     marks = _marks(p_c[chosen], p_row[chosen], starts, order, tok_indptr, tok_c)
-    top: dict[str, list] = {
+    top: dict[str, list[Any]] = {
         "cluster": [],
         "rank": [],
         "prompt_id": [],
@@ -278,7 +289,7 @@ def describe_clusters(
     token_class: np.ndarray,
     top_n: int = 10,
     single_share: float = 0.5,
-) -> dict[str, list]:
+) -> dict[str, list[Any]]:
     """What each cluster fires on, from its (token, cluster) activity pairs.
 
     token_clusters: (tokens, k) from :func:`analyse_clusters`; token_ids, positions,
@@ -310,7 +321,7 @@ def describe_clusters(
         mean_position = np.where(
             active > 0, np.bincount(c, weights=np.asarray(positions, dtype=np.float64)[rows], minlength=k) / active, np.nan
         )
-    out: dict[str, list] = {
+    out: dict[str, list[Any]] = {
         "cluster": list(range(k)),
         "top_token_ids": [],
         "top_counts": [],

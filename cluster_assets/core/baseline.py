@@ -8,11 +8,12 @@ merge (one label per kept feature), so every comparison works for both methods.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.arrays import FloatArray, IntArray
 from cluster_assets.core.params import ParameterError, check_number
 
 
@@ -67,7 +68,7 @@ class BaselineConfig:
 
 def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
     """HDBSCAN labels (``-1`` = noise) of each row of ``profiles``."""
-    from sklearn.cluster import HDBSCAN
+    from sklearn.cluster import HDBSCAN  # pyright: ignore[reportMissingTypeStubs]  (scikit-learn has no stubs or py.typed; results are cast below)
 
     n = profiles.shape[0]
     if n < 2:
@@ -75,7 +76,7 @@ def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
     if config.min_cluster_size > n:
         raise ParameterError("min_cluster_size", f"{config.min_cluster_size} is more than the {n} kept features")
     if config.umap:
-        import umap
+        import umap  # pyright: ignore[reportMissingTypeStubs]  (umap-learn has no stubs or py.typed; its result is cast below)
 
         if config.n_neighbors >= n:
             raise ParameterError("n_neighbors", f"{config.n_neighbors} must be below the {n} kept features")
@@ -87,7 +88,8 @@ def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
             random_state=config.seed,
             n_jobs=1,
         )
-        points = reducer.fit_transform(sp.csr_matrix(profiles))  # umap takes the older sparse matrix type
+        # umap takes the older sparse matrix type; it returns the dense (n, n_components) embedding
+        points = cast(FloatArray, reducer.fit_transform(sp.csr_matrix(profiles)))  # pyright: ignore[reportUnknownMemberType]  (untyped umap)
     else:
         points = profiles.toarray()
     model = HDBSCAN(
@@ -96,4 +98,4 @@ def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
         cluster_selection_epsilon=config.epsilon,
         copy=True,  # pyright: ignore[reportArgumentType]  (sklearn 1.9's stubs type it by its transitional 'warn' default)
     )
-    return model.fit_predict(points).astype(np.int64)
+    return cast(IntArray, model.fit_predict(points)).astype(np.int64)  # pyright: ignore[reportUnknownMemberType]  (untyped sklearn)

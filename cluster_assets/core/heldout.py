@@ -15,11 +15,12 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.arrays import Int64Array, IntArray
 from cluster_assets.core.mdl import description_length_bits
 
 
 @nb.njit(cache=True)
-def _group_counts(indptr, indices, group_of, k):
+def _group_counts(indptr: IntArray, indices: IntArray, group_of: IntArray, k: int) -> Int64Array:
     counts = np.zeros(k, np.int64)
     stamp = np.full(k, -1, np.int64)
     for t in range(indptr.size - 1):

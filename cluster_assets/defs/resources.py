@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
+from cluster_assets.config import DatasetEntry
 from cluster_assets.defs.instance import reap_dead_runs, tag_run_process
 from cluster_assets.storage import ArtifactStore
+
+if TYPE_CHECKING:  # torch loads only when a model step runs
+    from cluster_assets.sources.sae_training import SAEPlan
 
 #: Environment variables of the deployment (one place, read by resources and the CLI).
 MODE_ENV, CACHE_ENV, ARTIFACTS_ENV = "CLUSTER_ASSETS_MODE", "CLUSTER_ASSETS_CACHE", "CLUSTER_ASSETS_ARTIFACTS"
@@ -87,6 +92,20 @@ class ActivationSource(dg.ConfigurableResource):
         if self.mode == "hub":
             return {**self.model_identity(), "release": self.sae_release, "sae_id": self.sae_id}
         return {**self.model_identity(), "training": self.sae_training.model_dump(), "datasets": training}
+
+    def sae_plan(self, datasets: Sequence[DatasetEntry]) -> SAEPlan:
+        """How this deployment's SAE is trained (or, in hub mode, evaluated) on ``datasets``' SAE split."""
+        from cluster_assets.sources.sae_training import SAEPlan
+
+        return SAEPlan(
+            self.hook_name,
+            datasets,
+            self.sae_training.model_dump(),
+            self.batch_size,
+            self.batch_tokens,
+            self.resolved_cache() / "corpora",
+            self.resolved_device(),
+        )
 
     def neuronpedia_id(self) -> str | None:
         """The SAE's Neuronpedia id (hub mode, when sae-lens' registry names one)."""

@@ -52,82 +52,65 @@ def training_token_lists(texts: list[str], tokenizer, n_tokens: int, max_tokens:
     return out
 
 
+@dataclass(frozen=True)
+class SAEPlan:
+    """How a deployment's SAE is made, besides the model: the hook, the ``datasets`` whose SAE
+    split it is trained (or evaluated) on, ``training`` (the keyword arguments of
+    :func:`train_topk_sae` plus ``tokens_per_dataset``, distinct tokens collected per corpus), the
+    forward batches (``batch_size`` prompts, ``batch_tokens``; see
+    :func:`~cluster_assets.sources.extraction.length_batches`), the corpus cache and the device."""
+
+    hook_name: str
+    datasets: Sequence[DatasetEntry]
+    training: Mapping[str, Any]
+    batch_size: int
+    batch_tokens: int | None
+    corpus_cache: str | Path | None
+    device: str
+
+
 def sae_split_activations(
-    model,
-    hook_name: str,
-    datasets: Sequence[DatasetEntry],
-    tokens_per_dataset: int,
-    batch_size: int,
-    batch_tokens: int | None,
-    corpus_cache: str | Path | None,
-    log: Callable[[str], None] = print,
+    model, plan: SAEPlan, tokens_per_dataset: int, log: Callable[[str], None] = print
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """(tokens, d_model) hook activations of each dataset's SAE split, and the tokens taken from each."""
     parts, per_dataset = [], {}
-    for entry in datasets:
-        lists = training_token_lists(load_texts(entry, corpus_cache), model.tokenizer, tokens_per_dataset)
-        acts = collect_hook_activations(model, hook_name, lists, batch_size, batch_tokens)
+    for entry in plan.datasets:
+        lists = training_token_lists(load_texts(entry, plan.corpus_cache), model.tokenizer, tokens_per_dataset)
+        acts = collect_hook_activations(model, plan.hook_name, lists, plan.batch_size, plan.batch_tokens)
         per_dataset[entry.name] = int(acts.shape[0])
         log(f"collected {acts.shape[0]} SAE-split tokens from {entry.name}")
         parts.append(acts)
     return torch.cat(parts), per_dataset
 
 
-def train_embedded_sae(
-    model,
-    hook_name: str,
-    datasets: Sequence[DatasetEntry],
-    training: Mapping[str, Any],
-    batch_size: int,
-    batch_tokens: int | None,
-    corpus_cache: str | Path | None,
-    device: str,
-    log: Callable[[str], None] = print,
-) -> TrainedSAE:
-    """Collect hook activations from each dataset's SAE split and train a TopK SAE on them.
-
-    ``training``: the keyword arguments of :func:`train_topk_sae` plus ``tokens_per_dataset``
-    (distinct tokens collected from each corpus); ``batch_size``, ``batch_tokens``: the forward
-    batches (:func:`~cluster_assets.sources.extraction.length_batches`).
-    """
-    if not datasets:
+def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print) -> TrainedSAE:
+    """Collect hook activations from each dataset's SAE split and train a TopK SAE on them."""
+    if not plan.datasets:
         raise ValueError("no SAE training datasets named (the registry's sae_training list is empty)")
-    training = dict(training)
+    training = dict(plan.training)
     tokens_per_dataset = training.pop("tokens_per_dataset")
     t0 = time.perf_counter()
-    acts, per_dataset = sae_split_activations(model, hook_name, datasets, tokens_per_dataset, batch_size, batch_tokens, corpus_cache, log)
+    acts, per_dataset = sae_split_activations(model, plan, tokens_per_dataset, log)
     if acts.shape[0] < training["batch_size"]:
         raise ValueError(
-            f"only {acts.shape[0]} SAE training tokens from {[e.name for e in datasets]}; need at least {training['batch_size']}"
+            f"only {acts.shape[0]} SAE training tokens from {[e.name for e in plan.datasets]}; need at least {training['batch_size']}"
         )
     acts = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(training["seed"]))]
     n_eval = max(1, int(HELD_OUT_FRACTION * acts.shape[0]))
     held_out, train = acts[:n_eval], acts[n_eval:]
     t1 = time.perf_counter()
-    sae = train_topk_sae(train, **training, device=device, progress=lambda done, total: log(f"SAE training: {done}/{total} samples"))
+    sae = train_topk_sae(train, **training, device=plan.device, progress=lambda done, total: log(f"SAE training: {done}/{total} samples"))
     t2 = time.perf_counter()
     quality = evaluate_sae(sae, held_out)
     return TrainedSAE(sae, quality, int(train.shape[0]), per_dataset, t1 - t0, t2 - t1)
 
 
-def prepare_sae(
-    mode: str,
-    model,
-    hook_name: str,
-    datasets: Sequence[DatasetEntry],
-    training: Mapping[str, Any],
-    batch_size: int,
-    batch_tokens: int | None,
-    corpus_cache: str | Path | None,
-    device: str,
-    load_hub_sae: Callable[[], Any],
-    log: Callable[[str], None] = print,
-) -> TrainedSAE:
-    """The SAE of a deployment: trained on ``datasets`` (embedded mode), or the pretrained hub
-    SAE evaluated on the same datasets' SAE split (hub mode)."""
+def prepare_sae(mode: str, model, plan: SAEPlan, load_hub_sae: Callable[[], Any], log: Callable[[str], None] = print) -> TrainedSAE:
+    """The SAE of a deployment: trained by ``plan`` (embedded mode), or the pretrained hub SAE
+    evaluated on the same datasets' SAE split (hub mode)."""
     if mode == "embedded":
-        return train_embedded_sae(model, hook_name, datasets, training, batch_size, batch_tokens, corpus_cache, device, log)
+        return train_embedded_sae(model, plan, log)
     t0 = time.perf_counter()
     sae = load_hub_sae()
-    acts, per_dataset = sae_split_activations(model, hook_name, datasets, HUB_EVAL_TOKENS, batch_size, batch_tokens, corpus_cache, log)
+    acts, per_dataset = sae_split_activations(model, plan, HUB_EVAL_TOKENS, log)
     return TrainedSAE(sae, evaluate_sae(sae, acts), 0, per_dataset, time.perf_counter() - t0, 0.0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numba as nb
 import numpy as np
@@ -80,7 +80,7 @@ class MergeConfig:
         """The config of replicate ``replicate`` (0-based): another seed where the seed matters."""
         return replace(self, seed=self.seed + replicate) if self.stochastic and replicate else self
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -116,8 +116,9 @@ class MergeState:
         # int32 sample ids and co-firing counts (both bounded by the sample count) halve the memory;
         # a merged row sums two counts, so the type must hold 2 * n_samples.  A canonical boolean
         # CSC (what Memberships holds) already lists each feature's samples: no second transpose.
-        if isinstance(activity, sp.csc_array) and activity.dtype == bool and activity.has_canonical_format:
-            csc = compact_index(activity)
+        # cast: isinstance on the Any-typed SparseMatrix leaves csc_array's scalar type Unknown
+        if isinstance(activity, sp.csc_array) and cast(sp.csc_array, activity).dtype == bool and activity.has_canonical_format:
+            csc = compact_index(cast(sp.csc_array, activity))
         else:
             csc = compact_index(csr).tocsc()
             csc.sort_indices()

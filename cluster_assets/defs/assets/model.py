@@ -29,19 +29,7 @@ def sae(ctx: StageContext) -> Output:
     from cluster_assets.sources.sae_training import prepare_sae
 
     src = ctx.source
-    prepared = prepare_sae(
-        src.mode,
-        src.model(),
-        src.hook_name,
-        ctx.project.registry.training_entries(),
-        src.sae_training.model_dump(),
-        src.batch_size,
-        src.batch_tokens,
-        src.resolved_cache() / "corpora",
-        src.resolved_device(),
-        src.hub_sae,
-        log=ctx.log.info,
-    )
+    prepared = prepare_sae(src.mode, src.model(), src.sae_plan(ctx.project.registry.training_entries()), src.hub_sae, log=ctx.log.info)
     ctx.log.info(f"SAE: FVU {prepared.quality.fvu:.3f}, L0 {prepared.quality.l0:.1f}")
     return Output(prepared.sae, **sae_summary(prepared, src.mode))
 
