@@ -11,6 +11,7 @@ from cluster_assets.defs.partitions import Partitions
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 from cluster_assets.defs.stages import Stage
+from cluster_assets.storage import formats as fmt
 
 
 def _outcome(problems: list[str], **metadata) -> dg.AssetCheckResult:
@@ -33,7 +34,7 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
         context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
     ) -> dg.AssetCheckResult:
         ctx = ctx_for(context, "coactivation", source, artifacts)
-        counts, members = ctx.read("coactivation"), ctx.read("memberships").memberships
+        counts, members = ctx.read("coactivation", fmt.CoactivationFormat), ctx.read("memberships", fmt.MembershipsFormat).memberships
         seed = zlib.crc32(context.run.run_id.encode())  # each run samples other entries
         return _outcome(
             coactivation_problems(counts, members.activity, seed=seed), artifact=ctx.lineage.artifact("coactivation").address, seed=seed
@@ -49,8 +50,10 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
         context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
     ) -> dg.AssetCheckResult:
         ctx = ctx_for(context, "merge_history", source, artifacts)
-        clustering = ctx.read("merge_history")
-        return _outcome(clustering.problems(ctx.read("memberships").memberships.feature_ids), method=clustering.method)
+        clustering = ctx.read("merge_history", fmt.ClusteringFormat)
+        return _outcome(
+            clustering.problems(ctx.read("memberships", fmt.MembershipsFormat).memberships.feature_ids), method=clustering.method
+        )
 
     @dg.asset_check(
         asset="clusters", partitions_def=partitions.both, blocking=True, description="Every kept feature is in exactly one cluster."
@@ -58,8 +61,8 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
     def every_kept_feature_in_one_cluster(
         context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
     ) -> dg.AssetCheckResult:
-        labels = ctx_for(context, "clusters", source, artifacts).read("clusters").labels
-        kept = ctx_for(context, "memberships", source, artifacts).read("memberships").memberships.feature_ids
+        labels = ctx_for(context, "clusters", source, artifacts).read("clusters", fmt.ClustersFormat).labels
+        kept = ctx_for(context, "memberships", source, artifacts).read("memberships", fmt.MembershipsFormat).memberships.feature_ids
         return _outcome(partition_problems(labels["cluster"].to_numpy(), labels["feature_id"].to_numpy(), kept))
 
     return [coactivation_is_exact, merge_history_is_valid, every_kept_feature_in_one_cluster]

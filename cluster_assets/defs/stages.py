@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -35,6 +35,7 @@ from cluster_assets.storage import Artifact, ArtifactStore
 from cluster_assets.storage import formats as fmt
 
 MODEL_POOL = "model"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -291,15 +292,19 @@ class StageContext:
             )
         return artifact
 
-    def read(self, name: str, lineage: Lineage | None = None, **load_kwargs: Any) -> Any:
-        """Load a stage's value of this partition (or of ``lineage``'s), verified: one the stage
-        declares in ``reads`` (or the stage itself, for its checks); anything else is an error."""
+    def read(self, name: str, form: type[fmt.Format[T]], lineage: Lineage | None = None, **load_kwargs: Any) -> T:
+        """Load a stage's value of this partition (or of ``lineage``'s), verified and typed by its
+        format ``form`` (``Format[T]`` gives a ``T``): a stage the body declares in ``reads`` (or the
+        stage itself, for its checks), stored in that format; anything else is an error."""
         if name != self.stage.name and name not in self.stage.reads:
             raise UndeclaredReadError(f"{self.stage.name} reads {name!r}, which its row does not declare (reads={self.stage.reads})")
+        stored = self.stages[name].format
+        if not isinstance(stored, form):
+            raise TypeError(f"{self.stage.name} reads {name!r} as {form.__name__}, but its row stores it as {type(stored).__name__}")
         lineage = lineage or self.lineage
         artifact = self.require(lineage.artifact(name), self.describe(name, lineage))
         t0 = time.perf_counter()
-        value = self.stages[name].format.load(artifact.path, **load_kwargs)
+        value = stored.load(artifact.path, **load_kwargs)
         self.read_seconds += time.perf_counter() - t0
         return value
 

@@ -13,6 +13,7 @@ from cluster_assets.defs.definitions import build_definitions
 from cluster_assets.defs.pipeline import STAGES, partition_chain
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 from cluster_assets.defs.stages import Lineage, Output, Stage, StageContext
+from cluster_assets.storage import formats as fmt
 from cluster_assets.storage.formats import CoactivationFormat, Format
 from tests.conftest import Graph, tiny_resources
 
@@ -29,13 +30,13 @@ class TotalsFormat(Format[dict]):
 
 def totals(ctx: StageContext) -> Output:
     """The toy stage: co-firing pairs and kept features of a partition."""
-    counts, members = ctx.read("coactivation"), ctx.read("memberships").memberships
+    counts, members = ctx.read("coactivation", fmt.CoactivationFormat), ctx.read("memberships", fmt.MembershipsFormat).memberships
     value = {"pairs": int(np.triu(counts, 1).sum()), "kept": int(members.feature_ids.size)}
     return Output(value, summary=value)
 
 
 def sneaky(ctx: StageContext) -> Output:
-    ctx.read("activations")  # not among its reads
+    ctx.read("activations", fmt.ActivationsFormat)  # not among its reads
     return Output({})
 
 
@@ -102,3 +103,13 @@ def test_a_row_reading_an_unknown_stage_fails_when_the_definitions_load(project)
         build_definitions(project, {}, stages=toy_table(reads=("coactivation", "nowhere")))
     with pytest.raises(TypeError):
         Stage("no_body", TotalsFormat())  # type: ignore[call-arg]  -- a row without its body is not a row
+
+
+def test_a_read_is_typed_by_the_format_its_row_stores(project, tmp_path):
+    table = toy_table()
+    store, source = ArtifactStoreResource(root=str(tmp_path)).store(), ActivationSource()
+    ctx = StageContext(table, table["toy_totals"], project, source, store, None, project.dataset("kjv"), project.point("base"))
+    with pytest.raises(TypeError, match="toy_totals reads 'coactivation' as ClustersFormat, but its row stores it as CoactivationFormat"):
+        ctx.read("coactivation", fmt.ClustersFormat)
+    with pytest.raises(dg.Failure, match=r"coactivation\[kjv\|base\] has not been materialised"):
+        ctx.read("coactivation", fmt.CoactivationFormat)  # the right format: on to the artifact, which is missing

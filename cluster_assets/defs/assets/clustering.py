@@ -9,38 +9,39 @@ from cluster_assets.core.clustering import cluster
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting.clusters import build_clusters
 from cluster_assets.reporting.summaries import clustering_summary, clusters_summary, coactivation_summary, memberships_summary
+from cluster_assets.storage import formats as fmt
 
 
 def memberships(ctx: StageContext) -> Output:
-    acts = ctx.read("activations")
+    acts = ctx.read("activations", fmt.ActivationsFormat)
     result = build_memberships(acts.values, acts.token_prompt, ctx.point.memberships)
     return Output(result, **memberships_summary(result, ctx.point.memberships.unit))
 
 
 def coactivation(ctx: StageContext) -> Output:
-    members = ctx.read("memberships").memberships
+    members = ctx.read("memberships", fmt.MembershipsFormat).memberships
     counts = count_coactivation(members.activity)
     return Output(counts, **coactivation_summary(counts, members.n_samples))
 
 
 def merge_history(ctx: StageContext) -> Output:
-    members, acts = ctx.read("memberships").memberships, ctx.read("activations")
+    members, acts = ctx.read("memberships", fmt.MembershipsFormat).memberships, ctx.read("activations", fmt.ActivationsFormat)
     result = cluster(
         members,
         ctx.point.clustering,
         activations=acts.values,
         token_prompt=acts.token_prompt,
-        cofiring=ctx.read("coactivation"),
+        cofiring=ctx.read("coactivation", fmt.CoactivationFormat),
         progress=ctx.progress("merges"),
     )
     return Output(result, **clustering_summary(result))
 
 
 def clusters(ctx: StageContext) -> Output:
-    clustering, acts, settings = ctx.read("merge_history"), ctx.read("activations"), ctx.point
+    clustering, acts, settings = ctx.read("merge_history", fmt.ClusteringFormat), ctx.read("activations", fmt.ActivationsFormat), ctx.point
     cut = clustering.at(settings.clusters.cut)
     tokens = acts.tokens["token"].to_list()
     threshold, top = settings.memberships.threshold, settings.clusters.top_prompts
     analysis = analyse_clusters(cut.labels, cut.feature_ids, acts.values, acts.token_prompt, tokens, threshold, top)
-    record = build_clusters(cut, analysis, ctx.read("coactivation"), acts, ctx.source.neuronpedia_id())
+    record = build_clusters(cut, analysis, ctx.read("coactivation", fmt.CoactivationFormat), acts, ctx.source.neuronpedia_id())
     return Output(record, **clusters_summary(record, cut, settings.clusters.cut))

@@ -13,6 +13,7 @@ from cluster_assets.reporting.comparisons import (
     sweep_comparison_tables,
 )
 from cluster_assets.reporting.summaries import dataset_comparison_summary, sweep_comparison_summary
+from cluster_assets.storage import formats as fmt
 from cluster_assets.storage.formats import Activations
 
 
@@ -25,16 +26,18 @@ def _across(ctx: StageContext) -> Across:
 
 def _record(ctx: StageContext, lineage: Lineage) -> PartitionClustering:
     hashes = (lineage.artifact("clusters").hash, lineage.artifact("memberships").hash)
-    return partition_record(lineage.dataset.name, lineage.point, ctx.project.reference, *hashes, ctx.read("clusters", lineage))
+    return partition_record(
+        lineage.dataset.name, lineage.point, ctx.project.reference, *hashes, ctx.read("clusters", fmt.ClustersFormat, lineage)
+    )
 
 
 def _activations(ctx: StageContext, dataset: str, point: str) -> Activations:
-    return ctx.read("activations", ctx.lineage.lineage_of(dataset, point))
+    return ctx.read("activations", fmt.ActivationsFormat, ctx.lineage.lineage_of(dataset, point))
 
 
 def _prompt_ids(ctx: StageContext, cache: dict[tuple[str, str], set[int]], dataset: str, point: str) -> set[int]:
     if (dataset, point) not in cache:
-        cache[(dataset, point)] = set(ctx.read("prompts", ctx.lineage.lineage_of(dataset, point))["prompt_id"].to_list())
+        cache[(dataset, point)] = set(ctx.read("prompts", fmt.PromptsFormat, ctx.lineage.lineage_of(dataset, point))["prompt_id"].to_list())
     return cache[(dataset, point)]
 
 
@@ -65,7 +68,7 @@ def research_report(ctx: StageContext) -> Output:
     from cluster_assets.reporting.report import build_report, headlines
 
     found = ctx.lineage.found(ctx.stage.name)
-    loaded = {stage: {key: ctx.read(stage, sub) for key, sub in subs.items()} for stage, subs in found.items()}
+    loaded = {stage: {key: ctx.read(stage, fmt.TablesFormat, sub) for key, sub in subs.items()} for stage, subs in found.items()}
     points = {p.point: p for p in ctx.project.sweep.values() if p.replicate == 0}
     document = build_report(loaded["dataset_comparison"], loaded["sweep_comparison"], ctx.project.reference.point, points)
     summary = {"sections": document.markdown.count("\n## "), **headlines(document.markdown)}

@@ -7,6 +7,7 @@ import polars as pl
 
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting.summaries import activations_summary, prompts_summary, sae_summary
+from cluster_assets.storage import formats as fmt
 from cluster_assets.storage.formats import Activations
 
 
@@ -37,8 +38,8 @@ def sae(ctx: StageContext) -> Output:
 def activations(ctx: StageContext) -> Output:
     from cluster_assets.sources.extraction import extract_activations
 
-    frame, src = ctx.read("prompts"), ctx.source
-    the_sae = ctx.read("sae", device=src.resolved_device())
+    frame, src = ctx.read("prompts", fmt.PromptsFormat), ctx.source
+    the_sae = ctx.read("sae", fmt.SAEFormat, device=src.resolved_device())
     lists, ids = frame["token_ids"].to_list(), frame["prompt_id"].to_numpy()
     dtype, progress = np.dtype(ctx.point.activations.dtype), ctx.progress("prompts extracted")
     values, tokens, timing = extract_activations(
