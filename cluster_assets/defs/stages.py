@@ -30,6 +30,7 @@ from cluster_assets.config.models import SECTIONS
 from cluster_assets.core.params import ParameterError
 from cluster_assets.defs.metadata import PeakMemory, artifact_metadata, figure_markdown, plain_metadata, ran_on
 from cluster_assets.defs.project import Project
+from cluster_assets.reporting.summaries import summary_values
 from cluster_assets.sources.numerics import check_libraries, device_class, model_numerics
 from cluster_assets.storage import Artifact, ArtifactStore
 from cluster_assets.storage import formats as fmt
@@ -237,7 +238,7 @@ class Output:
     """What a stage body returns: the value its format saves, and its metadata as plain values."""
 
     value: Any
-    summary: dict[str, Any] = field(default_factory=dict)  # numbers, strings, lists, dicts (kept in the manifest)
+    summary: Any = field(default_factory=dict)  # a summary dataclass of plain values (reporting.summaries), or a dict; kept in the manifest
     markdown: dict[str, str] = field(default_factory=dict)  # previews shown as markdown
     figures: dict[str, bytes] = field(default_factory=dict)  # PNGs, saved under figures/
 
@@ -359,13 +360,12 @@ def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.M
                 out = body(ctx)
         except ParameterError as err:
             raise parameter_failure(ctx, err) from None
-        if numerics:  # what decided the bytes, beside them
-            out.summary["numerics"] = numerics
+        summary = summary_values(out.summary) | ({"numerics": numerics} if numerics else {})  # what decided the bytes, beside them
         t1 = time.perf_counter()
         record = {
             "inputs": ctx.lineage.inputs(ctx.stage.name),
             "params": ctx.stage.params(ctx.point) if ctx.lineage.partitioned else {},
-            "summary": out.summary,
+            "summary": summary,
             "markdown": out.markdown,
             "recomputed_because": recomputed_because,
         }

@@ -1,12 +1,16 @@
-"""What each stage shows beside its files: plain-value summaries, markdown previews and figures.
+"""What each stage shows beside its files: a typed summary, markdown previews and figures.
 
 Each function takes a stage's result and returns the keyword arguments of the stage's output
 (``summary``, ``markdown``, ``figures``), so an asset body ends with
-``Output(value, **<stage>_summary(...))``.
+``Output(value, **<stage>_summary(...))``.  A summary is a dataclass of plain values (one per
+stage); :func:`summary_values` renders any of them to the metadata dict, in one place.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,97 @@ from cluster_assets.reporting.comparisons import effect_plot_rows, effects_markd
 from cluster_assets.reporting.text import highlight, markdown_table
 from cluster_assets.storage.formats import Clusters, Tables, features_table
 
-Shown = dict[str, Any]  # {"summary": {...}, "markdown": {...}, "figures": {...}}
+Shown = dict[str, Any]  # {"summary": <a summary dataclass>, "markdown": {...}, "figures": {...}}
+
+
+def summary_values(summary: Any) -> dict[str, Any]:
+    """A summary's metadata: its fields by name (a field's ``metadata["key"]`` renames it), the
+    fields of a nested dataclass inlined, None fields left out.  A mapping passes through."""
+    if not dataclasses.is_dataclass(summary) or isinstance(summary, type):
+        return dict(summary) if isinstance(summary, Mapping) else {}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(summary):
+        value = getattr(summary, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out |= summary_values(value)
+        elif value is not None:
+            out[f.metadata.get("key", f.name)] = value
+    return out
+
+
+@dataclass(frozen=True)
+class PromptsSummary:
+    row_count: int = field(metadata={"key": "dagster/row_count"})
+    tokens: int
+    tokens_per_prompt_median: float
+    truncated: int
+    empty_dropped: int
+    duplicates_dropped: int
+    usable_texts: int
+
+
+@dataclass(frozen=True)
+class SAESummary:
+    mode: str
+    quality: Any  # SAEQuality (sources): its fields are shown inline
+    training_tokens: int
+    tokens_per_dataset: dict[str, int]
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class ActivationsSummary:
+    tokens: int
+    nonzeros: int
+    mean_l0: float
+    d_sae: int
+    tokens_per_second: float
+    timing: Any  # ExtractionTimings (sources): its fields are shown inline
+
+
+@dataclass(frozen=True)
+class MembershipsSummary:
+    samples: int
+    unit: str
+    kept_features: int
+    dropped: dict[str, int]
+    quadrants: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CoactivationSummary:
+    features: int
+    samples: int
+    cofiring_pairs: int
+
+
+@dataclass(frozen=True)
+class ClusteringSummary:
+    """A merge history's figures (merges .. initial_mdl) or fixed labels' (clusters, noise_fraction)."""
+
+    method: str
+    features: int
+    merges: int | None = None
+    best_k: int | None = None
+    min_mdl: float | None = None
+    initial_mdl: float | None = None
+    clusters: int | None = None
+    noise_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class ClustersSummary:
+    """``cut`` and ``mdl_at_cut`` for a merge history's cut, ``noise_features`` for fixed labels."""
+
+    method: str
+    k: int
+    features: int
+    singletons: int
+    size_median: float
+    size_max: int
+    cut: str | None = None
+    mdl_at_cut: float | None = None
+    noise_features: int | None = None
 
 
 def prompts_summary(frame: pl.DataFrame, report: Any) -> Shown:
@@ -30,30 +124,24 @@ def prompts_summary(frame: pl.DataFrame, report: Any) -> Shown:
         f"- `{pid}` ({n} tokens): {highlight(text, [], [], width=140)}"
         for pid, n, text in frame.head(5).select("prompt_id", "n_tokens", "text").iter_rows()
     )
-    return {
-        "summary": {
-            "dagster/row_count": frame.height,
-            "tokens": int(lengths.sum()),
-            "tokens_per_prompt_median": float(np.median(lengths.to_numpy())),
-            "truncated": int(frame["truncated"].sum()),
-            "empty_dropped": report.n_empty,
-            "duplicates_dropped": report.n_duplicates,
-            "usable_texts": report.n_usable,
-        },
-        "markdown": {"preview": preview},
-    }
+    summary = PromptsSummary(
+        frame.height,
+        int(lengths.sum()),
+        float(np.median(lengths.to_numpy())),
+        int(frame["truncated"].sum()),
+        report.n_empty,
+        report.n_duplicates,
+        report.n_usable,
+    )
+    return {"summary": summary, "markdown": {"preview": preview}}
 
 
 def sae_summary(prepared: Any, mode: str) -> Shown:
     """``prepared``: a :class:`~cluster_assets.sources.sae_training.TrainedSAE`."""
     return {
-        "summary": {
-            "mode": mode,
-            **prepared.quality.__dict__,
-            "training_tokens": prepared.training_tokens_collected,
-            "tokens_per_dataset": prepared.tokens_per_dataset,
-            "train_seconds": prepared.train_seconds,
-        }
+        "summary": SAESummary(
+            mode, prepared.quality, prepared.training_tokens_collected, prepared.tokens_per_dataset, prepared.train_seconds
+        )
     }
 
 
@@ -61,16 +149,7 @@ def activations_summary(values: Any, timing: Any) -> Shown:
     """``values``: CSR (tokens, d_sae); ``timing``: the extraction's :class:`ExtractionTimings`."""
     n = values.shape[0]
     seconds = timing.forward_seconds + timing.encode_seconds + timing.assemble_seconds
-    return {
-        "summary": {
-            "tokens": n,
-            "nonzeros": int(values.nnz),
-            "mean_l0": values.nnz / max(n, 1),
-            "d_sae": values.shape[1],
-            "tokens_per_second": n / max(seconds, 1e-9),
-            **timing.__dict__,
-        }
-    }
+    return {"summary": ActivationsSummary(n, int(values.nnz), values.nnz / max(n, 1), values.shape[1], n / max(seconds, 1e-9), timing)}
 
 
 def memberships_summary(result: MembershipResult, unit: str) -> Shown:
@@ -78,13 +157,13 @@ def memberships_summary(result: MembershipResult, unit: str) -> Shown:
     kept = table.filter(pl.col("kept"))
     rate, entropy = table["firing_rate"].to_numpy(), table["entropy"].to_numpy()
     return {
-        "summary": {
-            "samples": result.memberships.n_samples,
-            "unit": unit,
-            "kept_features": int(result.kept.sum()),
-            "dropped": dict(table.filter(~pl.col("kept")).group_by("reason").len().sort("reason").iter_rows()),
-            "quadrants": dict(kept.group_by("quadrant").len().sort("quadrant").iter_rows()),
-        },
+        "summary": MembershipsSummary(
+            result.memberships.n_samples,
+            unit,
+            int(result.kept.sum()),
+            dict(table.filter(~pl.col("kept")).group_by("reason").len().sort("reason").iter_rows()),
+            dict(kept.group_by("quadrant").len().sort("quadrant").iter_rows()),
+        ),
         "figures": {
             "entropy_vs_rate": plots.entropy_vs_rate(rate, entropy, result.kept),
             "rate_histogram": plots.rate_histogram(rate),
@@ -96,38 +175,37 @@ def memberships_summary(result: MembershipResult, unit: str) -> Shown:
 def coactivation_summary(counts: np.ndarray, n_samples: int) -> Shown:
     """``counts``: (F, F) co-firing counts of the kept features."""
     pairs = int((np.count_nonzero(counts) - np.count_nonzero(np.diag(counts))) // 2)
-    return {"summary": {"features": counts.shape[0], "samples": n_samples, "cofiring_pairs": pairs}}
+    return {"summary": CoactivationSummary(counts.shape[0], n_samples, pairs)}
 
 
 def clustering_summary(result: Clustering) -> Shown:
     """The merge history's MDL curve and best k, or the fixed labels' clusters and noise."""
-    summary: dict[str, Any] = {"method": result.method, "features": int(result.feature_ids.size)}
+    features = int(result.feature_ids.size)
     if result.history is None:
         cut = result.at("mdl")
         noise = cut.noise / cut.labels.size if cut.labels.size else 0.0
-        return {"summary": summary | {"clusters": cut.k, "noise_fraction": float(noise)}}
+        return {"summary": ClusteringSummary(result.method, features, clusters=cut.k, noise_fraction=float(noise))}
     history = result.history
-    summary |= {
-        "merges": history.n_merges,
-        "best_k": history.best_k(),
-        "min_mdl": float(history.mdl.min()),
-        "initial_mdl": float(history.mdl[0]),
-    }
+    summary = ClusteringSummary(
+        result.method, features, history.n_merges, history.best_k(), float(history.mdl.min()), float(history.mdl[0])
+    )
     return {"summary": summary, "figures": {"mdl_curve": plots.mdl_curve(history.ks, history.mdl, history.best_k())}}
 
 
 def clusters_summary(record: Clusters, cut: Cut, cut_setting: Any) -> Shown:
     """``cut_setting``: the sweep point's ``clusters.cut`` (``mdl`` or a number of clusters)."""
     sizes = record.clusters["size"].to_numpy()
-    summary = {
-        "method": cut.method,
-        "k": cut.k,
-        "features": int(cut.labels.size),
-        "singletons": int((sizes == 1).sum()),
-        "size_median": float(np.median(sizes)) if sizes.size else 0.0,
-        "size_max": int(sizes.max(initial=0)),
-    }
-    summary |= {"noise_features": cut.noise} if cut.mdl_at_cut is None else {"cut": str(cut_setting), "mdl_at_cut": cut.mdl_at_cut}
+    summary = ClustersSummary(
+        cut.method,
+        cut.k,
+        int(cut.labels.size),
+        int((sizes == 1).sum()),
+        float(np.median(sizes)) if sizes.size else 0.0,
+        int(sizes.max(initial=0)),
+        cut=None if cut.mdl_at_cut is None else str(cut_setting),
+        mdl_at_cut=cut.mdl_at_cut,
+        noise_features=cut.noise if cut.mdl_at_cut is None else None,
+    )
     heatmap_labels = [f"cluster {c}" for c in record.heatmap_clusters]
     return {
         "summary": summary,
