@@ -83,11 +83,13 @@ class Graph:
         return self.dg.MultiPartitionKey({"dataset": dataset, "hparams": hparams})
 
     def materialize(self, names, partition_key=None, checks=False, **kwargs):
-        """Materialise the named assets (their upstream stages as source assets)."""
+        """Materialise the named assets (their upstream stages as source assets), and with
+        ``checks`` the asset checks of those assets."""
         selected = [self.assets[n] for n in names]
         sources = [a.to_source_asset() for n, a in self.assets.items() if n not in names]
+        own_checks = [c for c in self.checks if any(k.asset_key.to_user_string() in names for k in c.check_keys)]
         return self.dg.materialize(
-            [*selected, *sources, *(self.checks if checks else [])],
+            [*selected, *sources, *(own_checks if checks else [])],
             partition_key=partition_key,
             resources=self.resources,
             instance=self.instance,

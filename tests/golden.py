@@ -121,10 +121,12 @@ def run(root: Path) -> dict[str, Any]:
                 addresses[f"{name}{label}"] = graph.metadata(result, name)["artifact"].value
 
         materialize(["sae"], None, "")
+        materialize(["sae_evals"], None, "")
         for dataset, point in PARTITIONS:
             materialize(list(Graph.CHAIN), graph.key(dataset, point), f"[{dataset}|{point}]")
         materialize(["dataset_comparison"], "base", "[base]")
         materialize(["sweep_comparison"], "kjv", "[kjv]")
+        materialize(["ground_truth"], None, "")
         materialize(["research_report"], None, "")
     return {
         "numerics": device_class("cpu"),

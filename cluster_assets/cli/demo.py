@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dagster instance: {instance.root_directory}")
     keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
     points = list(dict.fromkeys(project.point(h).point for h in args.hparams))
-    runs = [("sae_job", None)] + [("partition_job", key) for key in keys]
+    runs = [("sae_job", None), ("sae_evals_job", None)] + [("partition_job", key) for key in keys]
     runs += [("dataset_comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets]
-    runs += [("research_report_job", None)]
+    runs += [("ground_truth_job", None), ("research_report_job", None)]
     t_start = time.perf_counter()
     for i, (job_name, key) in enumerate(runs, 1):
         label = f"{job_name}[{key}]" if key else job_name
@@ -79,6 +79,13 @@ def summary(instance: dg.DagsterInstance, keys: list, clusters_shown: int = 3) -
     sae = _latest(instance, "sae", None)
     if sae is not None:
         print(f"\nSAE: FVU {sae['fvu']:.3f}, L0 {sae['l0']:.1f}, dead {sae['dead_fraction']:.1%}  ({sae['path']})")
+    evals = _latest(instance, "sae_evals", None)
+    if evals is not None:
+        for d in evals["datasets"]:
+            print(
+                f"  on {d}: CE loss recovered {evals['loss_recovered'][d]:.3f}, explained variance "
+                f"{evals['explained_variance'][d]:.3f}, dead {evals['dead_fraction'][d]:.1%}, dense {evals['dense_fraction'][d]:.1%}"
+            )
     for key in keys:
         mem, clu = _latest(instance, "memberships", str(key)), _latest(instance, "clusters", str(key))
         if mem is None or clu is None:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from cluster_assets.config.models import REPLICATE_MARK, DatasetEntry, Registry, SweepPoint
+from cluster_assets.config.models import REPLICATE_MARK, DatasetEntry, GroundTruth, Registry, SAEEvaluation, SweepPoint
 from cluster_assets.core.clustering import METHODS
 from cluster_assets.core.merge import MergeConfig
 from cluster_assets.core.params import ParameterError, plain
+from cluster_assets.core.sae_quality import SAEQuality
 
 CONFIG_DIR = Path(__file__).parent
 DEFAULT_SWEEP = CONFIG_DIR / "sweep.yaml"
@@ -146,15 +147,27 @@ def load_sweep(path: str | Path | None = None) -> dict[str, SweepPoint]:
     return out
 
 
+#: The registry's settings sections besides its datasets, and their types.
+REGISTRY_SECTIONS = {"sae_evaluation": SAEEvaluation, "sae_quality": SAEQuality, "ground_truth": GroundTruth}
+
+
 def load_registry(path: str | Path | None = None) -> Registry:
     """The datasets by name, in file order, and the SAE's training datasets."""
     path = Path(path) if path else datasets_path()
     data, lines = _read_yaml(path)
-    unknown = sorted(set(data) - {"datasets", "sae_training"})
+    known = ("datasets", "sae_training", *REGISTRY_SECTIONS)
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigFileError(
-            f"{_where(path, lines, unknown[0])}: unknown top-level key {unknown[0]!r}; expected 'datasets' and 'sae_training'"
+            f"{_where(path, lines, unknown[0])}: unknown top-level key {unknown[0]!r}; expected {', '.join(map(repr, known))}"
         )
+    sections = {}
+    for name, model in REGISTRY_SECTIONS.items():
+        try:
+            sections[name] = TypeAdapter(model).validate_python(data.get(name) or {})
+        except ValidationError as err:
+            loc, message = describe(err)[0]
+            raise ConfigFileError(f"{_where(path, lines, name, *loc)}: field {'.'.join((name, *loc))}: {message}") from None
     entries = data.get("datasets") or {}
     if not isinstance(entries, dict) or not entries:
         raise ConfigFileError(f"{_where(path, lines, 'datasets')}: no datasets under 'datasets'")
@@ -177,7 +190,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
             )
         if not datasets[name].offline:
             raise ConfigFileError(f"{_where(path, lines, 'sae_training')}: sae_training names {name!r}, which is not offline")
-    return Registry(datasets=datasets, sae_training=tuple(training))
+    return Registry(datasets=datasets, sae_training=tuple(training), **sections)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

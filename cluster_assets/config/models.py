@@ -18,6 +18,7 @@ from cluster_assets.core.baseline import BaselineConfig
 from cluster_assets.core.clustering import ClusteringConfig
 from cluster_assets.core.memberships import MembershipConfig
 from cluster_assets.core.merge import MergeConfig
+from cluster_assets.core.sae_quality import SAEQuality
 
 #: Partition names of a point's replicates 2..R: ``<point>@<r>`` (replicate 1 is the point itself).
 REPLICATE_MARK = "@"
@@ -141,13 +142,67 @@ class DatasetEntry(BaseModel):
     params: dict[str, Any] = {}
 
 
+class SAEEvaluation(_Section):
+    """How the SAE is measured on each dataset (the registry's ``sae_evaluation``): sae-lens' evals
+    on ``tokens_per_dataset`` tokens of held-out text in rows of ``context_size`` tokens,
+    ``batch_prompts`` rows per forward; a feature is dense when it fires on more than
+    ``dense_above`` of the tokens.  Part of the evals' address."""
+
+    tokens_per_dataset: int = Field(default=2048, gt=0)
+    context_size: int = Field(default=64, gt=1, le=2048)
+    batch_prompts: int = Field(default=16, gt=0)
+    dense_above: float = Field(default=0.1, gt=0.0, le=1.0)
+
+
+class GroundTruth(_Section):
+    """Activations with planted co-firing structure (sae-lens' synthetic toolkit) that every
+    clustering method of the sweep is asked to recover (the registry's ``ground_truth``), at each
+    of ``sample_sizes`` samples.  The plant: ``groups`` groups of ``group_size`` features that
+    co-fire (Gaussian-copula correlation ``correlation`` inside a group), the first ``hierarchies``
+    of them trees (children fire only with their parent), group firing probabilities Zipf-like
+    from ``max_firing`` to ``min_firing``, and ``noise_features`` independent features
+    (``frequent_noise`` of them on half the samples); ``tokens_per_prompt`` samples make a prompt."""
+
+    sample_sizes: tuple[int, ...] = (500, 2000, 8000)
+    groups: int = Field(default=12, ge=1)
+    group_size: int = Field(default=5, ge=2)
+    correlation: float = Field(default=0.9, gt=0.0, lt=1.0)
+    hierarchies: int = Field(default=3, ge=0)
+    noise_features: int = Field(default=16, ge=0)
+    frequent_noise: int = Field(default=2, ge=0)
+    max_firing: float = Field(default=0.2, gt=0.0, le=1.0)
+    min_firing: float = Field(default=0.01, gt=0.0, le=1.0)
+    tokens_per_prompt: int = Field(default=16, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GroundTruth:
+        if self.hierarchies > self.groups:
+            raise ValueError(f"hierarchies ({self.hierarchies}) is more than groups ({self.groups})")
+        if self.frequent_noise > self.noise_features:
+            raise ValueError(f"frequent_noise ({self.frequent_noise}) is more than noise_features ({self.noise_features})")
+        if self.min_firing >= self.max_firing:
+            raise ValueError(f"min_firing ({self.min_firing}) must be below max_firing ({self.max_firing})")
+        if not self.sample_sizes or min(self.sample_sizes) < self.tokens_per_prompt:
+            raise ValueError(f"sample_sizes must be non-empty, each at least tokens_per_prompt ({self.tokens_per_prompt})")
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return self.groups * self.group_size + self.noise_features
+
+
 class Registry(BaseModel):
-    """The corpus registry: the datasets, and the ones the embedded SAE is trained on."""
+    """The corpus registry: the datasets, the ones the embedded SAE is trained on, and how the
+    SAE is measured on them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     datasets: dict[str, DatasetEntry]
     sae_training: tuple[str, ...] = ()
+    sae_evaluation: SAEEvaluation = SAEEvaluation()
+    sae_quality: SAEQuality = SAEQuality()
+    ground_truth: GroundTruth = GroundTruth()
 
     def __getitem__(self, name: str) -> DatasetEntry:
         return self.datasets[name]

@@ -1,10 +1,12 @@
 """Asset checks, blocking where a downstream result would be wrong."""
 
+import dataclasses
 import zlib
 from collections.abc import Mapping
 
 import dagster as dg
 
+from cluster_assets.core.sae_quality import SAEEval, quality_problems
 from cluster_assets.core.validation import coactivation_problems, partition_problems
 from cluster_assets.defs.assets import stage_context
 from cluster_assets.defs.partitions import Partitions
@@ -14,9 +16,12 @@ from cluster_assets.defs.stages import Stage
 from cluster_assets.storage import formats as fmt
 
 
-def _outcome(problems: list[str], **metadata) -> dg.AssetCheckResult:
+def _outcome(problems: list[str], severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR, **metadata) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=not problems, description="; ".join(problems) if problems else "ok", metadata={"problems": len(problems), **metadata}
+        passed=not problems,
+        description="; ".join(problems) if problems else "ok",
+        metadata={"problems": len(problems), **metadata},
+        severity=severity,
     )
 
 
@@ -65,4 +70,18 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
         kept = ctx_for(context, "memberships", source, artifacts).read("memberships", fmt.MembershipsFormat).memberships.feature_ids
         return _outcome(partition_problems(labels["cluster"].to_numpy(), labels["feature_id"].to_numpy(), kept))
 
-    return [coactivation_is_exact, merge_history_is_valid, every_kept_feature_in_one_cluster]
+    @dg.asset_check(
+        asset="sae_evals",
+        blocking=False,
+        description="The SAE meets the registry's sae_quality thresholds (CE loss recovered, dead features, ...) on every dataset.",
+    )
+    def sae_quality(
+        context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
+    ) -> dg.AssetCheckResult:
+        table = ctx_for(context, "sae_evals", source, artifacts).read("sae_evals", fmt.TablesFormat).tables["evals"]
+        thresholds = project.registry.sae_quality
+        problems = quality_problems([SAEEval(**row) for row in table.iter_rows(named=True)], thresholds)
+        limits = {k: v for k, v in dataclasses.asdict(thresholds).items() if v is not None}
+        return _outcome(problems, dg.AssetCheckSeverity.WARN, **limits)  # a weak SAE is worth a warning, not a stopped pipeline
+
+    return [coactivation_is_exact, merge_history_is_valid, every_kept_feature_in_one_cluster, sae_quality]

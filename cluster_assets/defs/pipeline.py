@@ -39,6 +39,20 @@ STAGES: dict[str, Stage] = {
             "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
         ),
         Stage(
+            "sae_evals",
+            fmt.TablesFormat(),
+            model.sae_evals,
+            reads=("sae",),
+            sections=("datasets", "sae_evaluation"),  # the datasets in use, and how much of their held-out text
+            partitioning="none",
+            group="model_side",
+            kinds=frozenset({"pytorch", "polars"}),
+            pool=MODEL_POOL,
+            numerics=True,
+            description="The SAE measured as the field measures SAEs, on held-out text of every dataset (sae-lens' "
+            "evals): CE loss recovered vs zero-ablation, KL divergence, explained variance, L0, dead and dense features.",
+        ),
+        Stage(
             "activations",
             fmt.ActivationsFormat(),
             model.activations,
@@ -110,15 +124,28 @@ STAGES: dict[str, Stage] = {
             "replicate noise floor, and each clustering's held-out description length.",
         ),
         Stage(
+            "ground_truth",
+            fmt.TablesFormat(),
+            comparisons.ground_truth,
+            sections=("ground_truth", "clustering"),  # the plant, and every clustering method of the sweep
+            partitioning="none",
+            group="comparisons",
+            kinds=frozenset({"pytorch", "polars"}),
+            numerics=True,  # the plant is drawn with torch (a Gaussian copula)
+            description="Every clustering method of the sweep asked to recover planted co-firing structure (sae-lens' "
+            "synthetic activations: correlated groups, hierarchies, frequent features): ARI and best-match Jaccard "
+            "against the plant, by number of samples.",
+        ),
+        Stage(
             "research_report",
             fmt.DocumentFormat(),
             comparisons.research_report,
-            reads=("dataset_comparison", "sweep_comparison"),
+            reads=("sae_evals", "ground_truth", "dataset_comparison", "sweep_comparison"),
             partitioning="none",
             group="comparisons",
             kinds=frozenset({"markdown"}),
             description="The research report: one section per research question, each effect against its noise floor.",
-            code_version="2",  # 2: negative gains read "costs ... more than", titles wrap, headlines in the metadata
+            code_version="3",  # 3: the scale line states the SAE's quality per dataset; 2: negative gains read "costs ...", titles wrap
         ),
     ]
 }

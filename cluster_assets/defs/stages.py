@@ -17,6 +17,7 @@ with :meth:`StageContext.read` (verified) and call one library function.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dagster as dg
+from pydantic import BaseModel
 
 from cluster_assets.config import DatasetEntry, SweepPoint
 from cluster_assets.config.models import SECTIONS
@@ -47,7 +49,7 @@ class Stage:
     format: fmt.Format
     body: Callable[..., Output]  # (StageContext) -> Output; comparisons and the report take their gathered inputs too
     reads: tuple[str, ...] = ()  # every stage the body loads: its deps in Dagster and in the content address
-    sections: tuple[str, ...] = ()  # sweep sections the output depends on
+    sections: tuple[str, ...] = ()  # sweep sections the output depends on (unpartitioned: see Lineage._settings)
     partitioning: str = "dataset_point"  # "dataset_point", "hparams", "dataset" or "none"
     group: str = "clustering"
     kinds: frozenset[str] = frozenset()
@@ -171,10 +173,13 @@ class Lineage:
 
     def found(self, name: str) -> dict[str, dict[str, Lineage]]:
         """For a stage reading whole comparisons (the report): for each read stage, the keys whose
-        artifact exists (and compared something), with their lineages."""
+        artifact exists (and compared something), with their lineages (key "" for an unpartitioned one)."""
         out: dict[str, dict[str, Lineage]] = {}
         for read in self.stages[name].reads:
             out[read] = {}
+            if self.stages[read].partitioning == "none":
+                out[read] = {"": self} if self.artifact(read).exists else {}
+                continue
             for key in self.keys(self.stages[read].partitioning):
                 sub = self.keyed(key)
                 if sub.across(read).have and sub.artifact(read).exists:
@@ -199,6 +204,18 @@ class Lineage:
         self.artifact(name)
         return {"address": self._parts[name]}
 
+    def _settings(self, section: str) -> Any:
+        """A section an unpartitioned stage depends on: ``datasets`` (those in use), a section of the
+        registry, or a sweep section (its distinct values over the sweep's points, first replicates)."""
+        if section == "datasets":
+            return [d.model_dump(include={"name", "loader", "params"}) for d in self.project.datasets]
+        registry = self.project.registry
+        if section in type(registry).model_fields:
+            value = getattr(registry, section)
+            return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
+        values = [p.section(section) for p in self.project.sweep.values() if p.replicate == 0]
+        return [v for i, v in enumerate(values) if v not in values[:i]]
+
     def _address_parts(self, name: str) -> list[Any]:
         """Everything the stage's output depends on: its versions, then by partitioning: its
         source's identity (no reads), the dataset, declared reads' hashes and sweep sections (a
@@ -221,6 +238,8 @@ class Lineage:
             if stage.partitioning == "dataset":  # scored on held-out samples of the reference point
                 pool = sorted((lin.point.name, lin.artifact("prompts").hash, lin.artifact("activations").hash) for lin in across.pool)
                 parts += [self.project.reference.model_dump(mode="json"), pool]
+        elif stage.partitioning == "none" and all(self.stages[u].partitioning == "none" for u in stage.reads):
+            parts += [[self.artifact(u).hash for u in stage.reads], {s: self._settings(s) for s in stage.sections}]
         else:
             hashes = sorted(sub.artifact(read).hash for read, subs in self.found(name).items() for sub in subs.values())
             parts += [hashes, [p.model_dump(mode="json") for p in self.project.sweep.values() if p.replicate == 0]]

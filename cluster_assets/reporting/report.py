@@ -143,11 +143,40 @@ def _gain_figure(gains: Gains, points: list[str], title: str, index: int) -> byt
     return plots.effect_vs_floor(rows, "fraction of held-out description length saved", title) if rows else None
 
 
-def _scale(datasets: Mapping[str, Tables], reference: str) -> list[str]:
+def _ground_truth_statements(recovery: pl.DataFrame | None, reference: str) -> list[str]:
+    """Q3's ground-truth row: at the most and the fewest samples, how well the MDL merge (the
+    reference point) and the best density baseline recover the planted groups."""
+    if recovery is None or not recovery.height:
+        return []
+    out = []
+    sizes = sorted(set(recovery["samples"].to_list()))
+    for n in sorted({sizes[-1], sizes[0]}, reverse=True):
+        at = recovery.filter(pl.col("samples") == n)
+        merge = at.filter(pl.col("point") == reference)
+        others = at.filter(pl.col("point") != reference).sort("ari", descending=True)
+        if not merge.height or not others.height:
+            continue
+        m, o = merge.row(0, named=True), others.row(0, named=True)
+        out.append(
+            f"Ground truth, {n:,} samples of a planted structure: the MDL merge `{reference}` recovers it with ARI "
+            f"{m['ari']:.2f} (best-match Jaccard {m['jaccard']:.2f}); the best other method, `{o['point']}` ({o['method']}), "
+            f"ARI {o['ari']:.2f} (Jaccard {o['jaccard']:.2f})."
+        )
+    return out
+
+
+def _scale(datasets: Mapping[str, Tables], reference: str, sae_evals: pl.DataFrame | None) -> list[str]:
     scale = datasets.get(reference) or next(iter(datasets.values()), None)
     if scale is None:
         return []
     tokens, reps, kept = scale.summary.get("tokens", {}), scale.summary.get("replicates", {}), scale.summary.get("kept", {})
+    quality = ""
+    if sae_evals is not None and sae_evals.height:
+        rows = sae_evals.filter(pl.col("dataset").is_in(list(tokens))) if tokens else sae_evals
+        quality = "; SAE quality (CE loss recovered / explained variance / dead features, sae-lens' evals): " + ", ".join(
+            f"{r['dataset']} {r['loss_recovered']:.3f} / {r['explained_variance']:.3f} / {r['dead_fraction']:.1%}"
+            for r in rows.iter_rows(named=True)
+        )
     return [
         f"**Scale:** {len(tokens)} datasets ({', '.join(tokens)}); tokens per sample (point `{scale.summary.get('point', reference)}`): "
         + ", ".join(f"{d} {n:,}" for d, n in tokens.items())
@@ -155,6 +184,7 @@ def _scale(datasets: Mapping[str, Tables], reference: str) -> list[str]:
         + ", ".join(f"{d} {n}" for d, n in reps.items())
         + "; kept features: "
         + ", ".join(f"{d} {n:,}" for d, n in kept.items())
+        + quality
         + ".",
         "",
     ]
@@ -177,16 +207,22 @@ def headlines(markdown: str) -> dict[str, str]:
 
 
 def build_report(
-    datasets: Mapping[str, Tables], sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint]
+    datasets: Mapping[str, Tables],
+    sweeps: Mapping[str, Tables],
+    reference: str,
+    points: Mapping[str, SweepPoint],
+    sae_evals: pl.DataFrame | None = None,
+    ground_truth: pl.DataFrame | None = None,
 ) -> Document:
     """The report from whatever comparisons exist.
 
     ``datasets``: the dataset comparison per sweep point; ``sweeps``: the sweep comparison per
     dataset; ``reference``: the reference point; ``points``: the sweep's points by name (one
-    entry per point, not per replicate).
+    entry per point, not per replicate); ``sae_evals``: the SAE's evals, one row per dataset;
+    ``ground_truth``: each method's recovery of a planted structure, one row per (point, samples).
     """
     b = _Builder()
-    b.lines += ["# cluster_assets research report", "", *_scale(datasets, reference)]
+    b.lines += ["# cluster_assets research report", "", *_scale(datasets, reference, sae_evals)]
     b.lines += [
         (
             f"Reference point: `{reference}`. Agreement (ARI, NMI, best-match Jaccard) is measured on the SAE features both "
@@ -206,7 +242,7 @@ def build_report(
         ]
     gains = heldout_gains(sweeps)
     _preprocessing(b, sweeps, reference, points)
-    _baselines(b, sweeps, reference, points, gains)
+    _baselines(b, sweeps, reference, points, gains, ground_truth)
     _datasets(b, datasets.get(reference), reference, gains)
     _in_common(b, datasets, reference)
     b.lines.append(f"_Numbers from {len(sweeps)} datasets and {len(datasets)} sweep points._")
@@ -238,8 +274,15 @@ def _preprocessing(b: _Builder, sweeps: Mapping[str, Tables], reference: str, po
     b.section(0, figure, [_statement(f"`{r['a']}` ({r['dataset']})", f"`{reference}`", r) for r in rows])
 
 
-def _baselines(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint], gains: Gains) -> None:
-    """Q2 and Q3: the density baseline, scored by held-out description length."""
+def _baselines(
+    b: _Builder,
+    sweeps: Mapping[str, Tables],
+    reference: str,
+    points: Mapping[str, SweepPoint],
+    gains: Gains,
+    ground_truth: pl.DataFrame | None = None,
+) -> None:
+    """Q2 and Q3: the density baseline, scored by held-out description length and against a planted structure."""
     baselines = {n: c for n, p in points.items() if (c := p.density_baseline) is not None}
     base_points = list(baselines)
     umap_points = [n for n, c in baselines.items() if c.umap]
@@ -295,7 +338,16 @@ def _baselines(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points
             if p in shown
         ]
     )
+    q3 += _ground_truth_statements(ground_truth, reference)
     b.section(2, _gain_figure(gains, shown, "Held-out MDL saved vs a random partition of the same sizes", 1), q3, table)
+    if ground_truth is not None and ground_truth.height:
+        b.lines += [
+            "Ground truth (sae-lens' synthetic activations with planted co-firing groups, hierarchies and frequent "
+            "features; ARI against the plant, noise counted as singletons):",
+            "",
+            markdown_table(ground_truth.select("point", "method", "samples", "ari", "jaccard", "clusters", "noise"), width=40),
+            "",
+        ]
 
 
 def _datasets(b: _Builder, ref_cmp: Tables | None, reference: str, gains: Gains) -> None:

@@ -9,7 +9,7 @@ stage); :func:`summary_values` renders any of them to the metadata dict, in one 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import polars as pl
 from cluster_assets.core.analysis import Cut
 from cluster_assets.core.clustering import Clustering
 from cluster_assets.core.memberships import MembershipResult
+from cluster_assets.core.sae_quality import SAEEval
 from cluster_assets.reporting import plots
 from cluster_assets.reporting.comparisons import effect_plot_rows, effects_markdown
 from cluster_assets.reporting.text import highlight, markdown_table
@@ -60,6 +61,26 @@ class SAESummary:
     training_tokens: int
     tokens_per_dataset: dict[str, int]
     train_seconds: float
+
+
+@dataclass(frozen=True)
+class SAEEvalsSummary:
+    """Each metric by dataset (the full table is the artifact's ``evals`` table)."""
+
+    datasets: list[str]
+    loss_recovered: dict[str, float]
+    explained_variance: dict[str, float]
+    kl_div_with_sae: dict[str, float]
+    l0: dict[str, float]
+    dead_fraction: dict[str, float]
+    dense_fraction: dict[str, float]
+    tokens: dict[str, int]
+
+
+@dataclass(frozen=True)
+class GroundTruthSummary:
+    ari_at_most_samples: dict[str, float]  # by sweep point (each distinct clustering config)
+    samples: list[int]
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,48 @@ def sae_summary(prepared: Any, mode: str) -> Shown:
             mode, prepared.quality, prepared.training_tokens_collected, prepared.tokens_per_dataset, prepared.train_seconds
         )
     }
+
+
+def sae_evals_record(evals: Sequence[SAEEval]) -> Tables:
+    """The evals as the stored table, one row per dataset."""
+    return Tables({"evals": pl.DataFrame([e.row() for e in evals])}, {"datasets": [e.dataset for e in evals]})
+
+
+def sae_evals_summary(evals: Sequence[SAEEval]) -> Shown:
+    def by(metric: str) -> dict[str, Any]:
+        return {e.dataset: getattr(e, metric) for e in evals}
+
+    summary = SAEEvalsSummary(
+        [e.dataset for e in evals],
+        *(by(m) for m in ("loss_recovered", "explained_variance", "kl_div_with_sae", "l0", "dead_fraction", "dense_fraction", "tokens")),
+    )
+    table = pl.DataFrame([e.row() for e in evals]).select(
+        "dataset",
+        "loss_recovered",
+        "explained_variance",
+        "kl_div_with_sae",
+        "l0",
+        "dead_fraction",
+        "dense_fraction",
+        "ce_loss_clean",
+        "ce_loss_with_sae",
+        "ce_loss_zero_ablation",
+        "tokens",
+    )
+    return {"summary": summary, "markdown": {"evals": markdown_table(table, width=80)}}
+
+
+def ground_truth_record(rows: Sequence[Mapping[str, Any]]) -> Tables:
+    """The recovery of the planted structure, one row per (point, samples)."""
+    return Tables({"recovery": pl.DataFrame(list(rows))}, {"points": list(dict.fromkeys(r["point"] for r in rows))})
+
+
+def ground_truth_summary(rows: Sequence[Mapping[str, Any]]) -> Shown:
+    """ARI against the plant by point at the largest sample size, and the whole curve as a table."""
+    table = pl.DataFrame(list(rows))
+    largest = table.filter(pl.col("samples") == table["samples"].max())
+    summary = GroundTruthSummary(dict(zip(largest["point"], largest["ari"])), sorted(set(table["samples"])))
+    return {"summary": summary, "markdown": {"recovery": markdown_table(table, width=40)}}
 
 
 def activations_summary(values: Any, timing: Any) -> Shown:

@@ -117,12 +117,30 @@ def test_report_has_a_section_per_question(setup):
         graph.materialize(["dataset_comparison"], point)
     for dataset in DATASETS:
         graph.materialize(["sweep_comparison"], dataset)
+    evals = graph.materialize(["sae_evals"], checks=True)
+    quality = graph.metadata(evals, "sae_evals")
+    offline = [d.name for d in graph.project.datasets]
+    assert quality["datasets"].value == offline and set(quality["loss_recovered"].value) == set(offline)
+    [check] = evals.get_asset_check_evaluations()
+    # the fixture's tiny SAE (256 features, 6,144 training tokens) is far below the default thresholds: a warning that says so
+    assert check.check_name == "sae_quality" and not check.passed and check.severity.value == "WARN"
+    assert "kjv: loss_recovered" in check.description and "(sae_quality.min_loss_recovered)" in check.description
+    truth = graph.metadata(graph.materialize(["ground_truth"]), "ground_truth")
+    # every distinct clustering config of the fixture sweep, at each sample size of the fixture's plant
+    assert set(truth["ari_at_most_samples"].value) == {"base", "alpha_low", "hdbscan_umap", "hdbscan_raw"}
+    assert truth["samples"].value == [300, 3000] and truth["ari_at_most_samples"].value["base"] >= 0.9
     res = graph.materialize(["research_report"])
     md = graph.metadata(res, "research_report")
     document = DocumentFormat().load(Path(md["path"].value))
     for i in range(1, 6):
         assert f"## Q{i}." in document.markdown
     assert "**Scale:**" in document.markdown and "json_docstrings" in document.markdown
+    scale = next(line for line in document.markdown.splitlines() if line.startswith("**Scale:**"))
+    assert "SAE quality (CE loss recovered" in scale
+    assert f"kjv {quality['loss_recovered'].value['kjv']:.3f} / " in scale
+    q3 = document.markdown.split("## Q3")[1].split("## Q4")[0]
+    assert "Ground truth, 3,000 samples of a planted structure: the MDL merge `base` recovers it with ARI" in q3
+    assert "Ground truth, 300 samples" in q3 and "| point | method | samples | ari |" in q3
     assert len(document.figures) >= 4
     assert "two samples of kjv:" in document.markdown and "floor unknown" not in document.markdown.split("## Q4")[1].split("## Q5")[0]
     assert "data:image/png;base64" in md["report"].value

@@ -4,6 +4,7 @@ read a pre-populated cache (HF_HUB_OFFLINE=1) and produce activations and cluste
 It runs in a fresh process: huggingface_hub reads HF_HUB_CACHE when it is first imported."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ SCRIPT = textwrap.dedent("""
     with dg.DagsterInstance.ephemeral() as instance:
         graph = Graph(fixture_project(mode="hub"), resources, instance)
         sae = graph.sae()
+        evals = graph.materialize(["sae_evals"], checks=True)
         result = graph.partition("kjv", "base")
         clusters = ClustersFormat().load(Path(graph.metadata(result, "clusters")["path"].value)).clusters
         print("RESULT " + json.dumps({
@@ -34,6 +36,8 @@ SCRIPT = textwrap.dedent("""
             "first": clusters.row(0, named=True),
             "links": int(clusters["feature_links"].list.len().sum()), "size": int(clusters["size"].sum()),
             "top_clusters": graph.metadata(result, "clusters")["top_clusters"].value,
+            "evals": {k: graph.metadata(evals, "sae_evals")[k].value for k in ("datasets", "loss_recovered", "explained_variance", "l0", "dead_fraction", "kl_div_with_sae")},
+            "checked": [c.check_name for c in evals.get_asset_check_evaluations()],
         }))
 """)
 
@@ -53,6 +57,12 @@ def test_hub_mode_end_to_end_from_a_prepopulated_cache(tmp_path, embedded_cache)
     assert done.returncode == 0, done.stderr[-4000:]
     out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     assert out["sae_mode"] == "hub" and out["success"]
+    # the hub SAE is measured with the same evals as the embedded one, on every offline dataset
+    evals = out["evals"]
+    assert evals["datasets"] == ["kjv", "python_stdlib", "json_docstrings", "kjv_again"] and out["checked"] == ["sae_quality"]
+    for metric in ("loss_recovered", "explained_variance", "l0", "dead_fraction", "kl_div_with_sae"):
+        assert set(evals[metric]) == set(evals["datasets"]) and all(math.isfinite(v) for v in evals[metric].values()), metric
+    assert all(0 < v <= D_SAE for v in evals["l0"].values())
     assert out["d_sae"] == D_SAE and out["tokens"] > 0
     # every feature links to its Neuronpedia dashboard (sae-lens' registry names the SAE's Neuronpedia id)
     first = out["first"]

@@ -23,6 +23,9 @@ SCRIPT = textwrap.dedent("""
     from cluster_assets.sources.model import load_embedded_model
     from cluster_assets.sources.numerics import model_numerics
     from cluster_assets.sources.sae import train_topk_sae
+    from cluster_assets.sources.sae_evals import eval_rows, evaluate
+    from cluster_assets.sources.synthetic import sample
+    from cluster_assets.config.models import GroundTruth, SAEEvaluation
 
     cache, datasets = sys.argv[2], sys.argv[3]
     hook = "blocks.3.hook_mlp_out"
@@ -38,6 +41,10 @@ SCRIPT = textwrap.dedent("""
         for batch_size in (1, 8, 64):  # 1: every short prompt alone, the smallest matmuls
             values, tokens, _ = extract_activations(model, sae, hook, lists, np.arange(len(lists)), batch_size, 4096)
             out[f"batch_{batch_size}"] = digest(values.data, values.indices, values.indptr, tokens["token_id"])
+        settings = SAEEvaluation(tokens_per_dataset=256, context_size=32, batch_prompts=4)
+        out["evals"] = repr(evaluate(sae, model, hook, eval_rows(texts, model.tokenizer, settings), settings))
+        synthetic, _ = sample(GroundTruth(groups=6, noise_features=4), 3000)
+        out["synthetic"] = digest(synthetic.data, synthetic.indices, synthetic.indptr)
     print(json.dumps(out))
 """)
 
@@ -52,7 +59,7 @@ def test_model_steps_do_not_depend_on_the_torch_thread_count(embedded_cache, cac
         runs[threads] = json.loads(done.stdout.strip().splitlines()[-1])
         assert runs[threads]["threads"] == threads  # torch really ran at that many intra-op threads
     assert runs[1]["env"]["class"] == device_class("cpu")
-    for key in ("sae", "batch_1", "batch_8", "batch_64"):
+    for key in ("sae", "batch_1", "batch_8", "batch_64", "evals", "synthetic"):
         assert runs[1][key] == runs[2][key] == runs[3][key], (key, {t: r[key] for t, r in runs.items()})
 
 

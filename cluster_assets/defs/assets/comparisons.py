@@ -12,7 +12,12 @@ from cluster_assets.reporting.comparisons import (
     partition_record,
     sweep_comparison_tables,
 )
-from cluster_assets.reporting.summaries import dataset_comparison_summary, sweep_comparison_summary
+from cluster_assets.reporting.summaries import (
+    dataset_comparison_summary,
+    ground_truth_record,
+    ground_truth_summary,
+    sweep_comparison_summary,
+)
 from cluster_assets.storage import formats as fmt
 from cluster_assets.storage.formats import Activations
 
@@ -64,12 +69,32 @@ def sweep_comparison(ctx: StageContext) -> Output:
     return Output(tables, **sweep_comparison_summary(tables, across.missing))
 
 
+def ground_truth(ctx: StageContext) -> Output:
+    from cluster_assets.sources.synthetic import recovery_curve
+
+    methods = {}
+    for p in ctx.project.sweep.values():  # each distinct clustering config once, named by its first point
+        if p.replicate == 0 and p.clustering not in methods.values():
+            methods[p.point] = p.clustering
+    ctx.log.info(f"recovering the planted structure with {len(methods)} clustering configs: {', '.join(methods)}")
+    rows = recovery_curve(ctx.project.registry.ground_truth, methods)
+    return Output(ground_truth_record(rows), **ground_truth_summary(rows))
+
+
 def research_report(ctx: StageContext) -> Output:
     from cluster_assets.reporting.report import build_report, headlines
 
     found = ctx.lineage.found(ctx.stage.name)
     loaded = {stage: {key: ctx.read(stage, fmt.TablesFormat, sub) for key, sub in subs.items()} for stage, subs in found.items()}
     points = {p.point: p for p in ctx.project.sweep.values() if p.replicate == 0}
-    document = build_report(loaded["dataset_comparison"], loaded["sweep_comparison"], ctx.project.reference.point, points)
+    evals, truth = loaded["sae_evals"].get(""), loaded["ground_truth"].get("")
+    document = build_report(
+        loaded["dataset_comparison"],
+        loaded["sweep_comparison"],
+        ctx.project.reference.point,
+        points,
+        evals.tables["evals"] if evals is not None else None,
+        truth.tables["recovery"] if truth is not None else None,
+    )
     summary = {"sections": document.markdown.count("\n## "), **headlines(document.markdown)}
     return Output(document, summary, markdown={"report": document.inline()})

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.defs.stages import Output, StageContext
-from cluster_assets.reporting.summaries import activations_summary, prompts_summary, sae_summary
+from cluster_assets.reporting.summaries import activations_summary, prompts_summary, sae_evals_record, sae_evals_summary, sae_summary
 from cluster_assets.storage import formats as fmt
 from cluster_assets.storage.formats import Activations
 
@@ -33,6 +33,16 @@ def sae(ctx: StageContext) -> Output:
     prepared = prepare_sae(src.mode, src.model(), src.sae_plan(ctx.project.registry.training_entries()), src.hub_sae, log=ctx.log.info)
     ctx.log.info(f"SAE: FVU {prepared.quality.fvu:.3f}, L0 {prepared.quality.l0:.1f}")
     return Output(prepared.sae, **sae_summary(prepared, src.mode))
+
+
+def sae_evals(ctx: StageContext) -> Output:
+    from cluster_assets.sources.sae_evals import evaluate_datasets
+
+    src = ctx.source
+    the_sae = ctx.read("sae", fmt.SAEFormat, device=src.resolved_device())
+    settings, cache = ctx.project.registry.sae_evaluation, src.resolved_cache() / "corpora"
+    evals = evaluate_datasets(the_sae, src.model(), src.hook_name, ctx.project.datasets, settings, cache, log=ctx.log.info)
+    return Output(sae_evals_record(evals), **sae_evals_summary(evals))
 
 
 def activations(ctx: StageContext) -> Output:
