@@ -1,10 +1,12 @@
-"""An SAE's evals on one dataset, and the thresholds a usable SAE meets (pure data and checks)."""
+"""An SAE's evals on each dataset, and the thresholds a usable SAE meets (pure data and checks)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from cluster_assets.core.params import check_number
 
@@ -18,7 +20,8 @@ class SAEEval:
 
     loss_recovered = (zero-ablated - with SAE) / (zero-ablated - clean): 1 is the model's own
     loss, 0 no better than ablating the hook.  dead / dense: fraction of features that never
-    fire / fire on more than the evaluation's ``dense_above`` of the tokens."""
+    fire on this dataset's tokens / fire on more than the evaluation's ``dense_above`` of them
+    (a multi-domain SAE has features that are dead on one dataset and alive on another)."""
 
     dataset: str
     tokens: int
@@ -38,11 +41,27 @@ class SAEEval:
 
 
 @dataclass(frozen=True)
+class SAEEvals:
+    """The evals of every dataset, and ``density``: (datasets, d_sae) float64 firing density of
+    each feature on each dataset's tokens, rows in the order of ``evals``."""
+
+    evals: list[SAEEval]
+    density: npt.NDArray[np.float64]
+
+    @property
+    def dead_everywhere(self) -> float:
+        """Fraction of features that fire on no dataset's tokens: the SAE's dead features."""
+        if self.density.size == 0:
+            return 0.0
+        return float((self.density.max(axis=0) == 0).mean())
+
+
+@dataclass(frozen=True)
 class SAEQuality:
-    """What the ``sae_quality`` check asks of the SAE on every dataset (the registry's
-    ``sae_quality``): CE loss recovered at least ``min_loss_recovered``, at most
-    ``max_dead_fraction`` dead features and, when set, explained variance at least
-    ``min_explained_variance`` and at most ``max_dense_fraction`` dense features."""
+    """What the ``sae_quality`` check asks of the SAE (the registry's ``sae_quality``): on every
+    dataset CE loss recovered at least ``min_loss_recovered`` and, when set, explained variance at
+    least ``min_explained_variance`` and at most ``max_dense_fraction`` dense features; and at most
+    ``max_dead_fraction`` features that fire on no dataset."""
 
     # read by pydantic when the registry file is validated into this type: unknown keys are errors
     __pydantic_config__ = {"extra": "forbid"}
@@ -59,14 +78,13 @@ class SAEQuality:
         check_number("max_dense_fraction", self.max_dense_fraction, ge=0.0, le=1.0)
 
 
-def quality_problems(evals: Sequence[SAEEval], quality: SAEQuality) -> list[str]:
-    """Each dataset's metric that misses its threshold, naming the dataset, the value and the
-    registry field that sets the threshold (empty: every threshold met on every dataset)."""
+def quality_problems(result: SAEEvals, quality: SAEQuality) -> list[str]:
+    """Each metric that misses its threshold, naming the dataset, the value and the registry field
+    that sets the threshold (empty: every threshold met)."""
     problems: list[str] = []
-    for e in evals:
+    for e in result.evals:
         checks: list[tuple[str, float, str, float | None, bool]] = [
             ("loss_recovered", e.loss_recovered, "min_loss_recovered", quality.min_loss_recovered, True),
-            ("dead_fraction", e.dead_fraction, "max_dead_fraction", quality.max_dead_fraction, False),
             ("explained_variance", e.explained_variance, "min_explained_variance", quality.min_explained_variance, True),
             ("dense_fraction", e.dense_fraction, "max_dense_fraction", quality.max_dense_fraction, False),
         ]
@@ -81,4 +99,11 @@ def quality_problems(evals: Sequence[SAEEval], quality: SAEQuality) -> list[str]
             if threshold is not None and (value < threshold if at_least else value > threshold):
                 side = "below" if at_least else "above"
                 problems.append(f"{e.dataset}: {metric} {value:.4g} is {side} the threshold {threshold:g} (sae_quality.{field})")
+    dead = result.dead_everywhere
+    if dead > quality.max_dead_fraction:
+        names = ", ".join(e.dataset for e in result.evals)
+        problems.append(
+            f"every dataset ({names}): dead_fraction {dead:.4g} (features that fire on none) is above the threshold "
+            f"{quality.max_dead_fraction:g} (sae_quality.max_dead_fraction)"
+        )
     return problems

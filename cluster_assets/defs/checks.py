@@ -6,13 +6,14 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from cluster_assets.core.sae_quality import SAEEval, quality_problems
+from cluster_assets.core.sae_quality import quality_problems
 from cluster_assets.core.validation import coactivation_problems, partition_problems
 from cluster_assets.defs.assets import stage_context
 from cluster_assets.defs.partitions import Partitions
 from cluster_assets.defs.project import Project
 from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
 from cluster_assets.defs.stages import Stage
+from cluster_assets.reporting.summaries import sae_evals_from
 from cluster_assets.storage import formats as fmt
 
 
@@ -78,9 +79,9 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
     def sae_quality(
         context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource
     ) -> dg.AssetCheckResult:
-        table = ctx_for(context, "sae_evals", source, artifacts).read("sae_evals", fmt.TablesFormat).tables["evals"]
+        record = ctx_for(context, "sae_evals", source, artifacts).read("sae_evals", fmt.TablesFormat)
         thresholds = project.registry.sae_quality
-        problems = quality_problems([SAEEval(**row) for row in table.iter_rows(named=True)], thresholds)
+        problems = quality_problems(sae_evals_from(record), thresholds)
         limits = {k: v for k, v in dataclasses.asdict(thresholds).items() if v is not None}
         return _outcome(problems, dg.AssetCheckSeverity.WARN, **limits)  # a weak SAE is worth a warning, not a stopped pipeline
 

@@ -19,7 +19,7 @@ import polars as pl
 from cluster_assets.core.analysis import Cut
 from cluster_assets.core.clustering import Clustering
 from cluster_assets.core.memberships import MembershipResult
-from cluster_assets.core.sae_quality import SAEEval
+from cluster_assets.core.sae_quality import SAEEval, SAEEvals
 from cluster_assets.reporting import plots
 from cluster_assets.reporting.comparisons import effect_plot_rows, effects_markdown
 from cluster_assets.reporting.text import highlight, markdown_table
@@ -75,6 +75,7 @@ class SAEEvalsSummary:
     dead_fraction: dict[str, float]
     dense_fraction: dict[str, float]
     tokens: dict[str, int]
+    dead_everywhere: float  # features that fire on no dataset (dead_fraction: silent on that dataset)
 
 
 @dataclass(frozen=True)
@@ -166,18 +167,38 @@ def sae_summary(prepared: Any, mode: str) -> Shown:
     }
 
 
-def sae_evals_record(evals: Sequence[SAEEval]) -> Tables:
-    """The evals as the stored table, one row per dataset."""
-    return Tables({"evals": pl.DataFrame([e.row() for e in evals])}, {"datasets": [e.dataset for e in evals]})
+def sae_evals_record(result: SAEEvals) -> Tables:
+    """The stored evals: ``evals`` (one row per dataset) and ``density`` (feature, then each
+    dataset's firing density of it)."""
+    names = [e.dataset for e in result.evals]
+    density = pl.DataFrame({"feature": np.arange(result.density.shape[1]), **dict(zip(names, result.density))})
+    evals = pl.DataFrame([e.row() for e in result.evals])
+    return Tables({"evals": evals, "density": density}, {"datasets": names, "dead_everywhere": result.dead_everywhere})
 
 
-def sae_evals_summary(evals: Sequence[SAEEval]) -> Shown:
+def sae_evals_from(record: Tables) -> SAEEvals:
+    """Inverse of :func:`sae_evals_record`."""
+    names = record.summary["datasets"]
+    evals = [SAEEval(**row) for row in record.tables["evals"].iter_rows(named=True)]
+    return SAEEvals(evals, record.tables["density"].select(names).to_numpy().T.astype(np.float64))
+
+
+def sae_evals_summary(result: SAEEvals) -> Shown:
+    evals = result.evals
+
     def by(metric: str) -> dict[str, Any]:
         return {e.dataset: getattr(e, metric) for e in evals}
 
     summary = SAEEvalsSummary(
-        [e.dataset for e in evals],
-        *(by(m) for m in ("loss_recovered", "explained_variance", "kl_div_with_sae", "l0", "dead_fraction", "dense_fraction", "tokens")),
+        datasets=[e.dataset for e in evals],
+        loss_recovered=by("loss_recovered"),
+        explained_variance=by("explained_variance"),
+        kl_div_with_sae=by("kl_div_with_sae"),
+        l0=by("l0"),
+        dead_fraction=by("dead_fraction"),
+        dense_fraction=by("dense_fraction"),
+        tokens=by("tokens"),
+        dead_everywhere=result.dead_everywhere,
     )
     table = pl.DataFrame([e.row() for e in evals]).select(
         "dataset",

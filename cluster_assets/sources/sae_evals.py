@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from cluster_assets.config.models import DatasetEntry, SAEEvaluation
-from cluster_assets.core.sae_quality import SAEEval
+from cluster_assets.core.sae_quality import SAEEval, SAEEvals
 from cluster_assets.sources.corpora import load_texts, usable_texts
 from cluster_assets.sources.numerics import fixed_threads, threads
 
@@ -66,8 +67,11 @@ def eval_rows(texts: Sequence[str], tokenizer: Any, settings: SAEEvaluation) -> 
     return torch.tensor(stream[: n * settings.context_size], dtype=torch.long).reshape(n, settings.context_size)
 
 
-def evaluate(sae: Any, model: Any, hook_name: str, rows: torch.Tensor, settings: SAEEvaluation, dataset: str = "") -> SAEEval:
-    """sae-lens' ``run_evals`` of ``sae`` spliced in at ``hook_name``, on every row of ``rows``."""
+def evaluate(
+    sae: Any, model: Any, hook_name: str, rows: torch.Tensor, settings: SAEEvaluation, dataset: str = ""
+) -> tuple[SAEEval, np.ndarray]:
+    """sae-lens' ``run_evals`` of ``sae`` spliced in at ``hook_name``, on every row of ``rows``; and
+    the (d_sae,) float64 firing density of each feature on those tokens."""
     from sae_lens.evals import EvalConfig, run_evals
     from sae_lens.training.activation_scaler import ActivationScaler
 
@@ -90,9 +94,9 @@ def evaluate(sae: Any, model: Any, hook_name: str, rows: torch.Tensor, settings:
     # its sums split by torch's thread count, as training's do, so it runs on training's fixed count
     with torch.no_grad(), fixed_threads(threads(str(model.cfg.device), training=True)):
         metrics, features = run_evals(sae, cast(Any, store), model, ActivationScaler(), config, exclude_special_tokens=True)
-    density = torch.tensor(features["feature_density"])
+    density = np.asarray(features["feature_density"], dtype=np.float64)
     performance, behaviour = metrics["model_performance_preservation"], metrics["model_behavior_preservation"]
-    return SAEEval(
+    scores = SAEEval(
         dataset=dataset,
         tokens=int(batches * settings.batch_prompts * rows.shape[1]),
         ce_loss_clean=float(performance["ce_loss_without_sae"]),
@@ -103,9 +107,10 @@ def evaluate(sae: Any, model: Any, hook_name: str, rows: torch.Tensor, settings:
         kl_div_zero_ablation=float(behaviour["kl_div_with_ablation"]),
         explained_variance=float(metrics["reconstruction_quality"]["explained_variance"]),
         l0=float(metrics["sparsity"]["l0"]),
-        dead_fraction=float((density == 0).float().mean()),
-        dense_fraction=float((density > settings.dense_above).float().mean()),
+        dead_fraction=float((density == 0).mean()),
+        dense_fraction=float((density > settings.dense_above).mean()),
     )
+    return scores, density
 
 
 def evaluate_datasets(
@@ -116,14 +121,16 @@ def evaluate_datasets(
     settings: SAEEvaluation,
     corpus_cache: str | Path | None,
     log: Callable[[str], None] = print,
-) -> list[SAEEval]:
-    """One :class:`SAEEval` per dataset, on its held-out (analysis-split) text."""
-    out = []
+) -> SAEEvals:
+    """The evals of every dataset, on its held-out (analysis-split) text."""
+    evals, densities = [], []
     for entry in datasets:
         rows = eval_rows(load_texts(entry, corpus_cache), model.tokenizer, settings)
-        out.append(evaluate(sae, model, hook_name, rows, settings, entry.name))
-        e = out[-1]
+        e, density = evaluate(sae, model, hook_name, rows, settings, entry.name)
+        evals.append(e)
+        densities.append(density)
         log(
-            f"SAE on {entry.name}: loss recovered {e.loss_recovered:.3f}, explained variance {e.explained_variance:.3f}, dead {e.dead_fraction:.1%}"
+            f"SAE on {entry.name}: loss recovered {e.loss_recovered:.3f}, explained variance {e.explained_variance:.3f}, "
+            f"silent on this dataset {e.dead_fraction:.1%}"
         )
-    return out
+    return SAEEvals(evals, np.stack(densities) if densities else np.zeros((0, 0)))
