@@ -18,7 +18,7 @@ from cluster_assets.config.models import REPLICATE_MARK, DatasetEntry, GroundTru
 from cluster_assets.core.clustering import METHODS
 from cluster_assets.core.merge import MergeConfig
 from cluster_assets.core.params import ParameterError, plain
-from cluster_assets.core.sae_quality import SAEQuality
+from cluster_assets.core.sae_quality import SAEQualityThresholds
 
 CONFIG_DIR = Path(__file__).parent
 DEFAULT_SWEEP = CONFIG_DIR / "sweep.yaml"
@@ -148,7 +148,7 @@ def load_sweep(path: str | Path | None = None) -> dict[str, SweepPoint]:
 
 
 #: The registry's settings sections besides its datasets, and their types.
-REGISTRY_SECTIONS = {"sae_evaluation": SAEEvaluation, "sae_quality": SAEQuality, "ground_truth": GroundTruth}
+REGISTRY_SECTIONS = {"sae_evaluation": SAEEvaluation, "sae_quality": SAEQualityThresholds, "ground_truth": GroundTruth}
 
 
 def load_registry(path: str | Path | None = None) -> Registry:

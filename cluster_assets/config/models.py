@@ -18,7 +18,7 @@ from cluster_assets.core.baseline import BaselineConfig
 from cluster_assets.core.clustering import ClusteringConfig
 from cluster_assets.core.memberships import MembershipConfig
 from cluster_assets.core.merge import MergeConfig
-from cluster_assets.core.sae_quality import SAEQuality
+from cluster_assets.core.sae_quality import SAEQualityThresholds
 
 #: Partition names of a point's replicates 2..R: ``<point>@<r>`` (replicate 1 is the point itself).
 REPLICATE_MARK = "@"
@@ -111,11 +111,13 @@ class SweepPoint(BaseModel):
         """The density baseline's settings where this point clusters with it, else None."""
         return self.clustering if isinstance(self.clustering, BaselineConfig) else None
 
-    @property
-    def scoring_alpha(self) -> float:
+    def scoring_alpha(self, reference: SweepPoint) -> float:
         """The alpha of the description length a clustering is scored by on held-out data: the
-        merge's own, the MDL merge's default for a method that has none."""
-        return self.clustering.alpha if isinstance(self.clustering, MergeConfig) else MergeConfig.alpha
+        merge's own; for a method that has none, the reference point's (the MDL merge's default
+        when the reference has none either)."""
+        if isinstance(self.clustering, MergeConfig):
+            return self.clustering.alpha
+        return reference.clustering.alpha if isinstance(reference.clustering, MergeConfig) else MergeConfig.alpha
 
     def changes_from(self, other: SweepPoint) -> dict[str, Any]:
         """``section.field -> value`` where this point differs from ``other``.  Where the
@@ -152,6 +154,15 @@ class SAEEvaluation(_Section):
     context_size: int = Field(default=64, gt=1, le=2048)
     batch_prompts: int = Field(default=16, gt=0)
     dense_above: float = Field(default=0.1, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_batch(self) -> SAEEvaluation:
+        if self.tokens_per_dataset < self.context_size * self.batch_prompts:
+            raise ValueError(
+                f"tokens_per_dataset ({self.tokens_per_dataset}) is less than one batch of batch_prompts x context_size "
+                f"({self.batch_prompts} x {self.context_size})"
+            )
+        return self
 
 
 class GroundTruth(_Section):
@@ -201,7 +212,7 @@ class Registry(BaseModel):
     datasets: dict[str, DatasetEntry]
     sae_training: tuple[str, ...] = ()
     sae_evaluation: SAEEvaluation = SAEEvaluation()
-    sae_quality: SAEQuality = SAEQuality()
+    sae_quality: SAEQualityThresholds = SAEQualityThresholds()
     ground_truth: GroundTruth = GroundTruth()
 
     def __getitem__(self, name: str) -> DatasetEntry:

@@ -57,7 +57,7 @@ class SAEEvals:
 
 
 @dataclass(frozen=True)
-class SAEQuality:
+class SAEQualityThresholds:
     """What the ``sae_quality`` check asks of the SAE (the registry's ``sae_quality``): on every
     dataset CE loss recovered at least ``min_loss_recovered`` and, when set, explained variance at
     least ``min_explained_variance`` and at most ``max_dense_fraction`` dense features; and at most
@@ -78,7 +78,7 @@ class SAEQuality:
         check_number("max_dense_fraction", self.max_dense_fraction, ge=0.0, le=1.0)
 
 
-def quality_problems(result: SAEEvals, quality: SAEQuality) -> list[str]:
+def quality_problems(result: SAEEvals, quality: SAEQualityThresholds) -> list[str]:
     """Each metric that misses its threshold, naming the dataset, the value and the registry field
     that sets the threshold (empty: every threshold met)."""
     problems: list[str] = []

@@ -145,7 +145,7 @@ STAGES: dict[str, Stage] = {
             group="comparisons",
             kinds=frozenset({"markdown"}),
             description="The research report: one section per research question, each effect against its noise floor.",
-            code_version="3",  # 3: the scale line states the SAE's quality per dataset; 2: negative gains read "costs ...", titles wrap
+            code_version="4",  # 4: Q3 sets the merge against another method; 3: the SAE's quality in the scale line
         ),
     ]
 }

@@ -102,6 +102,14 @@ class Project:
     def replicates_of(self, point: str) -> list[SweepPoint]:
         return [p for p in self.sweep.values() if p.point == point]
 
+    def first_points_by(self, section: str) -> dict[str, SweepPoint]:
+        """Each distinct value of a sweep section once, by the first point (first replicate) that has it."""
+        out: dict[str, SweepPoint] = {}
+        for p in self.sweep.values():
+            if p.replicate == 0 and all(p.section(section) != q.section(section) for q in out.values()):
+                out[p.point] = p
+        return out
+
     def files_digest(self) -> str:
         """Hash of the two files' contents (to notice edits that need a code-location reload)."""
         return content_hash(self.sweep_path.read_text(), self.registry_path.read_text())

@@ -122,6 +122,8 @@ class Lineage:
         self._artifacts: dict[str, Artifact] = {}
         self._parts: dict[str, list[Any]] = {}
         self._lineages: dict[tuple[str, str], Lineage] = {}
+        self._across: dict[str, Across] = {}
+        self._found: dict[str, dict[str, dict[str, Lineage]]] = {}
 
     @property
     def partitioned(self) -> bool:
@@ -158,7 +160,13 @@ class Lineage:
         return [d.name for d in self.project.datasets]
 
     def across(self, name: str) -> Across:
-        """What the comparison ``name`` reads for this lineage's key."""
+        """What the comparison ``name`` reads for this lineage's key (found once: the address and the
+        body see the same partitions, even while others land)."""
+        if name not in self._across:
+            self._across[name] = self._find_across(name)
+        return self._across[name]
+
+    def _find_across(self, name: str) -> Across:
         project, key = self.project, self._require_key()
         if self.stages[name].partitioning == "hparams":
             pairs = [(d.name, p.name) for d in project.datasets for p in project.replicates_of(key)]
@@ -173,7 +181,13 @@ class Lineage:
 
     def found(self, name: str) -> dict[str, dict[str, Lineage]]:
         """For a stage reading whole comparisons (the report): for each read stage, the keys whose
-        artifact exists (and compared something), with their lineages (key "" for an unpartitioned one)."""
+        artifact exists (and compared something), with their lineages (key "" for an unpartitioned
+        one).  Found once, as :meth:`across`."""
+        if name not in self._found:
+            self._found[name] = self._find_found(name)
+        return self._found[name]
+
+    def _find_found(self, name: str) -> dict[str, dict[str, Lineage]]:
         out: dict[str, dict[str, Lineage]] = {}
         for read in self.stages[name].reads:
             out[read] = {}
@@ -206,15 +220,15 @@ class Lineage:
 
     def _settings(self, section: str) -> Any:
         """A section an unpartitioned stage depends on: ``datasets`` (those in use), a section of the
-        registry, or a sweep section (its distinct values over the sweep's points, first replicates)."""
+        registry, or a sweep section (each distinct value, by the first point that has it; unset fields left out)."""
         if section == "datasets":
             return [d.model_dump(include={"name", "loader", "params"}) for d in self.project.datasets]
         registry = self.project.registry
         if section in type(registry).model_fields:
             value = getattr(registry, section)
             return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
-        values = [p.section(section) for p in self.project.sweep.values() if p.replicate == 0]
-        return [v for i, v in enumerate(values) if v not in values[:i]]
+        points = self.project.first_points_by(section)
+        return {name: {k: v for k, v in p.section(section).items() if v is not None} for name, p in points.items()}
 
     def _address_parts(self, name: str) -> list[Any]:
         """Everything the stage's output depends on: its versions, then by partitioning: its
@@ -351,6 +365,8 @@ class StageContext:
 
 def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
     """The failure for a parameter error: the sweep point, its section and field, the problem -- once."""
+    if not ctx.lineage.partitioned:
+        return dg.Failure(f"{ctx.stage.name}, field {err.field}: {err.message}")
     first = err.field.split(" / ")[0]
     own = ctx.stage.sections
     ordered = (*own, *(s for s in SECTIONS if s not in own))  # the stage's own sections first

@@ -54,6 +54,7 @@ class PartitionClustering:
     changes: dict = field(default_factory=dict)  # section.field -> value where the point differs from the reference
     tokens: int = 0  # tokens of the sample it was clustered on
     settings: SweepPoint | None = None  # the partition's sweep point (how its samples are scored)
+    alpha: float = 1.0  # the alpha its held-out description length is scored with
 
     def describe(self, cluster: int) -> dict:
         """kind (single-token / contextual) and dominant token class of a cluster."""
@@ -106,6 +107,7 @@ def partition_record(
         changes,
         cut.tokens,
         point,
+        point.scoring_alpha(reference),
     )
 
 
@@ -121,7 +123,7 @@ def score_row(rec: PartitionClustering, measured_on: str, sample: str, acts: Act
     """A clustering scored by its description length on another sample (``acts``: ``sample`` of ``measured_on``)."""
     settings = _settings(rec)
     activity, _ = activity_of(acts.values, acts.token_prompt, rec.feature_ids, settings.memberships)
-    score = heldout_score(activity, rec.labels, settings.scoring_alpha)
+    score = heldout_score(activity, rec.labels, rec.alpha)
     return {
         "point": rec.point,
         "replicate": rec.replicate + 1,

@@ -145,18 +145,21 @@ def _gain_figure(gains: Gains, points: list[str], title: str, index: int) -> byt
 
 def _ground_truth_statements(recovery: pl.DataFrame | None, reference: str) -> list[str]:
     """Q3's ground-truth row: at the most and the fewest samples, how well the MDL merge (the
-    reference point) and the best density baseline recover the planted groups."""
+    reference point) and the best config of another method recover the planted groups."""
     if recovery is None or not recovery.height:
-        return []
+        return ["Ground truth: not run yet (materialise `ground_truth`)."]
     out = []
     sizes = sorted(set(recovery["samples"].to_list()))
     for n in sorted({sizes[-1], sizes[0]}, reverse=True):
         at = recovery.filter(pl.col("samples") == n)
         merge = at.filter(pl.col("point") == reference)
-        others = at.filter(pl.col("point") != reference).sort("ari", descending=True)
-        if not merge.height or not others.height:
+        if not merge.height:
             continue
-        m, o = merge.row(0, named=True), others.row(0, named=True)
+        m = merge.row(0, named=True)
+        others = at.filter(pl.col("method") != m["method"]).sort("ari", descending=True)
+        if not others.height:
+            continue
+        o = others.row(0, named=True)
         out.append(
             f"Ground truth, {n:,} samples of a planted structure: the MDL merge `{reference}` recovers it with ARI "
             f"{m['ari']:.2f} (best-match Jaccard {m['jaccard']:.2f}); the best other method, `{o['point']}` ({o['method']}), "
@@ -170,7 +173,7 @@ def _scale(datasets: Mapping[str, Tables], reference: str, sae_evals: pl.DataFra
     if scale is None:
         return []
     tokens, reps, kept = scale.summary.get("tokens", {}), scale.summary.get("replicates", {}), scale.summary.get("kept", {})
-    quality = ""
+    quality = "; SAE quality: not measured yet (materialise `sae_evals`)"
     if sae_evals is not None and sae_evals.height:
         rows = sae_evals.filter(pl.col("dataset").is_in(list(tokens))) if tokens else sae_evals
         quality = "; SAE quality (CE loss recovered / explained variance / dead features, sae-lens' evals): " + ", ".join(

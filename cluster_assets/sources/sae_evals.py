@@ -123,6 +123,8 @@ def evaluate_datasets(
     log: Callable[[str], None] = print,
 ) -> SAEEvals:
     """The evals of every dataset, on its held-out (analysis-split) text."""
+    if not datasets:
+        raise ValueError("no datasets to evaluate the SAE on (offline, only the registry's offline datasets are in use)")
     evals, densities = [], []
     for entry in datasets:
         rows = eval_rows(load_texts(entry, corpus_cache), model.tokenizer, settings)

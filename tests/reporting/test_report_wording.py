@@ -38,3 +38,24 @@ def test_headlines_are_the_scale_and_each_sections_first_statement():
         "## Q2. Why?\n\n- _Nothing to answer with yet._\n"
     )
     assert headlines(markdown) == {"scale": "3 datasets (point base)", "Q1": "a vs b: ARI 0.5", "Q2": "_Nothing to answer with yet._"}
+
+
+def test_the_ground_truth_row_sets_the_merge_against_another_method_or_says_it_is_missing():
+    import polars as pl
+
+    from cluster_assets.reporting.report import _ground_truth_statements
+
+    recovery = pl.DataFrame(
+        {
+            "point": ["base", "alpha_half", "hdbscan_raw"] * 2,
+            "method": ["mdl_merge", "mdl_merge", "umap_hdbscan"] * 2,
+            "samples": [500] * 3 + [8000] * 3,
+            "ari": [0.9, 0.95, 0.3, 0.97, 0.99, 0.95],
+            "jaccard": [0.9, 0.9, 0.4, 1.0, 1.0, 0.97],
+        }
+    )
+    most, fewest = _ground_truth_statements(recovery, "base")
+    assert most.startswith("Ground truth, 8,000 samples") and "ARI 0.97" in most
+    assert "`hdbscan_raw` (umap_hdbscan), ARI 0.95" in most and "alpha_half" not in most + fewest  # another method, not another alpha
+    assert fewest.startswith("Ground truth, 500 samples") and "ARI 0.30" in fewest
+    assert _ground_truth_statements(None, "base") == ["Ground truth: not run yet (materialise `ground_truth`)."]

@@ -8,7 +8,7 @@ import torch
 
 from cluster_assets.config import load_registry
 from cluster_assets.config.models import SAEEvaluation
-from cluster_assets.core.sae_quality import SAEEval, SAEEvals, SAEQuality, quality_problems
+from cluster_assets.core.sae_quality import SAEEval, SAEEvals, SAEQualityThresholds, quality_problems
 from cluster_assets.sources.corpora import load_texts
 from cluster_assets.sources.sae_evals import TokenRows, eval_rows, evaluate
 from tests.conftest import FIXTURES
@@ -66,7 +66,7 @@ def test_a_random_sae_fails_the_quality_check_naming_metric_dataset_and_threshol
     assert rows.shape == (8, 32)
     random, density = evaluate(_sae(embedded_model.cfg.d_model, 256, seed=1), embedded_model, HOOK, rows, SETTINGS, "kjv")
     assert random.ce_loss_zero_ablation - random.ce_loss_clean > 0.1 and random.loss_recovered < 0.85
-    problems = quality_problems(SAEEvals([random], density[None]), SAEQuality())
+    problems = quality_problems(SAEEvals([random], density[None]), SAEQualityThresholds())
     assert any(
         p.startswith("kjv: loss_recovered ") and p.endswith("is below the threshold 0.85 (sae_quality.min_loss_recovered)")
         for p in problems
@@ -82,17 +82,17 @@ def test_quality_thresholds_apply_to_every_dataset_and_unset_ones_are_skipped():
     alive = np.array([[0.1, 0.0, 0.2, 0.0], [0.0, 0.3, 0.1, 0.0]])  # feature 3 fires on neither dataset
     good, weak = row("a"), row("b", loss_recovered=0.5)
     assert SAEEvals([good, good], alive).dead_everywhere == 0.25
-    assert quality_problems(SAEEvals([good, good], alive), SAEQuality(max_dead_fraction=0.25)) == []
+    assert quality_problems(SAEEvals([good, good], alive), SAEQualityThresholds(max_dead_fraction=0.25)) == []
     # silent on one dataset is not dead: only a feature that fires on no dataset counts
-    assert quality_problems(SAEEvals([good, weak], alive), SAEQuality(max_dead_fraction=0.2)) == [
+    assert quality_problems(SAEEvals([good, weak], alive), SAEQualityThresholds(max_dead_fraction=0.2)) == [
         "b: loss_recovered 0.5 is below the threshold 0.85 (sae_quality.min_loss_recovered)",
         "every dataset (a, b): dead_fraction 0.25 (features that fire on none) is above the threshold 0.2 (sae_quality.max_dead_fraction)",
     ]
-    strict = SAEQuality(min_explained_variance=0.8, max_dense_fraction=0.1, max_dead_fraction=1.0)
+    strict = SAEQualityThresholds(min_explained_variance=0.8, max_dense_fraction=0.1, max_dead_fraction=1.0)
     assert [p.split(" ")[1] for p in quality_problems(SAEEvals([good], alive[:1]), strict)] == ["explained_variance", "dense_fraction"]
     # where ablating the hook barely moves the loss, loss recovered is a ratio of noise: said, not passed
     flat = row("c", ce_loss_zero_ablation=1.001, loss_recovered=18.5)
-    assert quality_problems(SAEEvals([flat], alive[:1]), SAEQuality(max_dead_fraction=1.0)) == [
+    assert quality_problems(SAEEvals([flat], alive[:1]), SAEQualityThresholds(max_dead_fraction=1.0)) == [
         "c: loss_recovered is not measurable: zero-ablating the hook changes the loss by only 0.001 nats (under 0.01)"
     ]
 

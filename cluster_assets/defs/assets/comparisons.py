@@ -72,10 +72,7 @@ def sweep_comparison(ctx: StageContext) -> Output:
 def ground_truth(ctx: StageContext) -> Output:
     from cluster_assets.sources.synthetic import recovery_curve
 
-    methods = {}
-    for p in ctx.project.sweep.values():  # each distinct clustering config once, named by its first point
-        if p.replicate == 0 and p.clustering not in methods.values():
-            methods[p.point] = p.clustering
+    methods = {name: p.clustering for name, p in ctx.project.first_points_by("clustering").items()}
     ctx.log.info(f"recovering the planted structure with {len(methods)} clustering configs: {', '.join(methods)}")
     rows = recovery_curve(ctx.project.registry.ground_truth, methods)
     return Output(ground_truth_record(rows), **ground_truth_summary(rows))
