@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster_assets.core.analysis import ClusterConfig
 from cluster_assets.core.baseline import BaselineConfig
-from cluster_assets.core.clustering import ClusteringConfig
+from cluster_assets.core.clustering import ClusteringConfig, reseeded
 from cluster_assets.core.memberships import MembershipConfig
 from cluster_assets.core.merge import MergeConfig
 from cluster_assets.core.sae_quality import SAEQualityThresholds
@@ -104,7 +104,7 @@ class SweepPoint(BaseModel):
         if replicate == 0:
             return self
         name = f"{self.point}{REPLICATE_MARK}{replicate + 1}"
-        return self.model_copy(update={"name": name, "replicate": replicate, "clustering": self.clustering.replica(replicate)})
+        return self.model_copy(update={"name": name, "replicate": replicate, "clustering": reseeded(self.clustering, replicate)})
 
     @property
     def density_baseline(self) -> BaselineConfig | None:

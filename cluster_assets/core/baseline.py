@@ -7,7 +7,7 @@ merge (one label per kept feature), so every comparison works for both methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, cast
 
 import numpy as np
@@ -60,10 +60,6 @@ class BaselineConfig:
     def stochastic(self) -> bool:
         """Whether the seed changes the result (UMAP's is seeded; HDBSCAN alone is deterministic)."""
         return self.umap
-
-    def replica(self, replicate: int) -> BaselineConfig:
-        """The config of replicate ``replicate`` (0-based): another seed where the seed matters."""
-        return replace(self, seed=self.seed + replicate) if self.stochastic and replicate else self
 
 
 def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:

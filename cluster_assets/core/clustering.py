@@ -10,7 +10,7 @@ cut, its noise, its merge history where there is one) instead of testing the met
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,11 @@ from cluster_assets.core.validation import history_problems, partition_problems
 ClusteringConfig = MergeConfig | BaselineConfig
 
 METHODS: tuple[str, ...] = (MergeConfig.method, BaselineConfig.method)
+
+
+def reseeded(config: ClusteringConfig, replicate: int) -> ClusteringConfig:
+    """The config of replicate ``replicate`` (0-based): another seed where the seed matters."""
+    return replace(config, seed=config.seed + replicate) if config.stochastic and replicate else config
 
 
 @dataclass(frozen=True)

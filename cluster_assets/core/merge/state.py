@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 import numba as nb
@@ -75,10 +75,6 @@ class MergeConfig:
     def stochastic(self) -> bool:
         """Whether the seed changes the result (mcmc, or range with a band above the minimum)."""
         return self.sampler == "mcmc" or self.threshold > 0
-
-    def replica(self, replicate: int) -> MergeConfig:
-        """The config of replicate ``replicate`` (0-based): another seed where the seed matters."""
-        return replace(self, seed=self.seed + replicate) if self.stochastic and replicate else self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
