@@ -143,6 +143,10 @@ class DatasetEntry(BaseModel):
     description: str = ""
     params: dict[str, Any] = {}
 
+    def identity(self) -> dict[str, Any]:
+        """What the dataset's texts are (name, loader, params), as it enters content addresses."""
+        return self.model_dump(include={"name", "loader", "params"})
+
 
 class SAEEvaluation(_Section):
     """How the SAE is measured on each dataset (the registry's ``sae_evaluation``): sae-lens' evals

@@ -222,7 +222,7 @@ class Lineage:
         """A section an unpartitioned stage depends on: ``datasets`` (those in use), a section of the
         registry, or a sweep section (each distinct value, by the first point that has it; unset fields left out)."""
         if section == "datasets":
-            return [d.model_dump(include={"name", "loader", "params"}) for d in self.project.datasets]
+            return [d.identity() for d in self.project.datasets]
         registry = self.project.registry
         if section in type(registry).model_fields:
             value = getattr(registry, section)
@@ -237,10 +237,10 @@ class Lineage:
         stage = self.stages[name]
         parts: list[Any] = stage.versions()
         if name == "sae":
-            training = [e.model_dump(include={"name", "loader", "params"}) for e in self.project.registry.training_entries()]
+            training = [e.identity() for e in self.project.registry.training_entries()]
             parts.append(self.source.sae_identity(training))
         elif name == "prompts":
-            parts += [self.dataset.model_dump(include={"name", "loader", "params"}), stage.params(self.point), self.source.model_identity()]
+            parts += [self.dataset.identity(), stage.params(self.point), self.source.model_identity()]
         elif stage.partitioning == "dataset_point":
             parts += [self.dataset.name, [self.artifact(u).hash for u in stage.reads], stage.params(self.point)]
         elif stage.partitioning in ("hparams", "dataset"):

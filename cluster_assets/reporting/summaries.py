@@ -167,13 +167,16 @@ def sae_summary(prepared: Any, mode: str) -> Shown:
     }
 
 
+def _evals_table(result: SAEEvals) -> pl.DataFrame:
+    return pl.DataFrame([e.row() for e in result.evals])
+
+
 def sae_evals_record(result: SAEEvals) -> Tables:
     """The stored evals: ``evals`` (one row per dataset) and ``density`` (feature, then each
     dataset's firing density of it)."""
     names = [e.dataset for e in result.evals]
     density = pl.DataFrame({"feature": np.arange(result.density.shape[1]), **dict(zip(names, result.density))})
-    evals = pl.DataFrame([e.row() for e in result.evals])
-    return Tables({"evals": evals, "density": density}, {"datasets": names, "dead_everywhere": result.dead_everywhere})
+    return Tables({"evals": _evals_table(result), "density": density}, {"datasets": names, "dead_everywhere": result.dead_everywhere})
 
 
 def sae_evals_from(record: Tables) -> SAEEvals:
@@ -200,7 +203,7 @@ def sae_evals_summary(result: SAEEvals) -> Shown:
         tokens=by("tokens"),
         dead_everywhere=result.dead_everywhere,
     )
-    table = pl.DataFrame([e.row() for e in evals]).select(
+    table = _evals_table(result).select(
         "dataset",
         "loss_recovered",
         "explained_variance",
