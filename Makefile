@@ -41,10 +41,12 @@ instance: install
 demo: install instance
 	$(BIN)/python -m cluster_assets.cli.demo
 
-# The research-scale sweep (cluster_assets/config/sweep_research.yaml) in its own instance,
-# sharing the demo's artifacts (the SAE first of all). `make ui DAGSTER_HOME=$(CURDIR)/.dagster_home_research` shows it.
+# The research-scale sweep (cluster_assets/config/sweep_research.yaml) with the research SAE
+# (cluster_assets/config/resources_research.yaml: wider, trained longer, once) in its own instance,
+# sharing the demo's artifact store. `make ui DAGSTER_HOME=$(CURDIR)/.dagster_home_research` shows it.
 RESEARCH := DAGSTER_HOME=$(CURDIR)/.dagster_home_research CLUSTER_ASSETS_ARTIFACTS=$(DAGSTER_HOME)/artifacts \
-	CLUSTER_ASSETS_SWEEP=$(CURDIR)/cluster_assets/config/sweep_research.yaml
+	CLUSTER_ASSETS_SWEEP=$(CURDIR)/cluster_assets/config/sweep_research.yaml \
+	CLUSTER_ASSETS_RESOURCES=$(CURDIR)/cluster_assets/config/resources_research.yaml
 research: install
 	$(RESEARCH) $(BIN)/python -m cluster_assets.cli.instance
 	$(RESEARCH) $(BIN)/python -m cluster_assets.cli.demo

@@ -58,7 +58,11 @@ def tiny_resources(artifact_root) -> dict:
 
     return {
         "source": ActivationSource(
-            device="cpu", batch_size=8, sae_training=SAETraining(d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000)
+            device="cpu",
+            batch_size=8,
+            sae_training=SAETraining(
+                d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000, batch_size=512, buffer_batches=4, dead_feature_window=4
+            ),
         ),
         "artifacts": ArtifactStoreResource(root=str(artifact_root)),
     }

@@ -34,7 +34,9 @@ STAGES: dict[str, Stage] = {
             kinds=frozenset({"pytorch"}),
             pool=MODEL_POOL,
             numerics=True,
-            code_version="2",  # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
+            # 3: activations streamed through sae-lens' mixing buffer, long texts cut into pieces, AuxK window
+            # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
+            code_version="3",
             description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
             "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
         ),

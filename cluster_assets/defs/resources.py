@@ -39,14 +39,18 @@ def default_artifact_root() -> Path:
 
 
 class SAETraining(dg.Config):
-    """How the embedded-mode SAE is trained (counts in tokens)."""
+    """How the embedded-mode SAE is trained with sae-lens' trainer (counts in tokens, windows in steps)."""
 
     d_sae: int = Field(default=4096, gt=0, description="SAE features.")
     k: int = Field(default=64, gt=0, description="Active features per token (TopK).")
-    training_tokens: int = Field(default=400_000, gt=0, description="Samples seen by the SAE trainer.")
-    tokens_per_dataset: int = Field(default=150_000, gt=0, description="Distinct training tokens collected per corpus.")
+    training_tokens: int = Field(default=600_000, gt=0, description="Samples seen by the SAE trainer, streamed from the model.")
+    tokens_per_dataset: int = Field(default=150_000, gt=0, description="Distinct training tokens taken from each corpus's SAE split.")
     batch_size: int = Field(default=1024, gt=0, description="Training batch (tokens).")
-    lr: float = Field(default=2e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (warm-up, then cosine decay to lr/10).")
+    dead_feature_window: int = Field(
+        default=50, gt=0, description="Steps a feature may go without firing before TopK's AuxK loss pulls it back (sae-lens)."
+    )
+    buffer_batches: int = Field(default=32, ge=2, description="Batches in sae-lens' mixing buffer, which shuffles the streamed tokens.")
     seed: int = 0
 
 
@@ -86,6 +90,11 @@ class ActivationSource(dg.ConfigurableResource):
         """What determines tokenisation and hooked activations (part of artifact addresses)."""
         model = self.hub_model if self.mode == "hub" else "SmolLM2-135M-Instruct"
         return {"mode": self.mode, "model": model, "hook": self.hook_name}
+
+    def forward_batching(self) -> dict[str, Any]:
+        """How the model's forward passes are batched: part of the model steps' addresses, since
+        the rows a padded batch holds move the last bits of their activations."""
+        return {"batch_size": self.batch_size, "batch_tokens": self.batch_tokens}
 
     def sae_identity(self, training: list[dict[str, Any]]) -> dict[str, Any]:
         """What determines the SAE: the hub release, or the training settings and corpora."""

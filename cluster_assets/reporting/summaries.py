@@ -58,7 +58,8 @@ class PromptsSummary:
 class SAESummary:
     mode: str
     quality: Any  # SAEQuality (sources): its fields are shown inline
-    training_tokens: int
+    training_tokens: int  # distinct tokens the trainer streamed from
+    samples_seen: int
     tokens_per_dataset: dict[str, int]
     train_seconds: float
 
@@ -162,7 +163,12 @@ def sae_summary(prepared: Any, mode: str) -> Shown:
     """``prepared``: a :class:`~cluster_assets.sources.sae_training.TrainedSAE`."""
     return {
         "summary": SAESummary(
-            mode, prepared.quality, prepared.training_tokens_collected, prepared.tokens_per_dataset, prepared.train_seconds
+            mode,
+            prepared.quality,
+            prepared.training_tokens_collected,
+            prepared.samples_seen,
+            prepared.tokens_per_dataset,
+            prepared.train_seconds,
         )
     }
 

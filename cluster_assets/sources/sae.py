@@ -1,6 +1,7 @@
 """SAEs in sae-lens' own formats: train a TopK SAE offline, load a pretrained one from the hub.
 
-Training uses sae-lens' ``SAETrainer`` on an iterator of (batch, d_in) activation tensors;
+Training uses sae-lens' ``SAETrainer`` on an iterator of (batch, d_in) activation tensors (streamed
+from the model by :mod:`cluster_assets.sources.sae_training`);
 the trained SAE is turned into the inference ``TopKSAE`` through sae-lens' own save format.
 Saving and loading artifacts is :class:`cluster_assets.storage.formats.SAEFormat`.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,16 +27,9 @@ class SAEQuality:
     n_eval_tokens: int
 
 
-def _shuffled_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(acts.shape[0], generator=gen)
-        for start in range(0, acts.shape[0] - batch_size + 1, batch_size):
-            yield acts[order[start : start + batch_size]]
-
-
 def train_topk_sae(
-    activations: torch.Tensor,
+    batches: Iterator[torch.Tensor],
+    d_in: int,
     *,
     d_sae: int,
     k: int,
@@ -42,24 +37,35 @@ def train_topk_sae(
     batch_size: int,
     lr: float,
     seed: int,
+    dead_feature_window: int,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    checkpoints: int = 0,
+    on_checkpoint: Callable[[int, Any], None] | None = None,
 ):
-    """Train a TopK SAE with sae-lens' trainer on (tokens, d_in) activations.
+    """Train a TopK SAE with sae-lens' trainer on ``batches``, an iterator of (batch_size, d_in)
+    activations that lasts for ``training_tokens`` samples (and the norm estimate's batches first).
 
-    Cycles over the shuffled tokens until ``training_tokens`` samples were seen.  Returns the
-    inference ``TopKSAE``.  On the CPU, training (the norm estimate and the steps, whose batch
-    reductions split by thread count) runs on the numerics mode's fixed thread count
-    (:func:`~cluster_assets.sources.numerics.threads`), whatever the machine.
+    The schedule is sae-lens': linear warm-up, cosine decay to lr/10, and TopK's AuxK loss on
+    features that have not fired for ``dead_feature_window`` steps.  Returns the inference
+    ``TopKSAE``.  On the CPU, training (the norm estimate and the steps, whose batch reductions
+    split by thread count) runs on the numerics mode's fixed thread count
+    (:func:`~cluster_assets.sources.numerics.threads`), whatever the machine; so does pulling
+    ``batches``, which may run the model.
+
+    With ``on_checkpoint``, ``checkpoints`` evenly spaced snapshots before the end are handed to it
+    as (samples seen, inference SAE), for curves of quality against training tokens; the training
+    itself is unchanged.
     """
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
 
-    if activations.ndim != 2 or activations.shape[0] < batch_size:
-        raise ValueError(f"need at least batch_size={batch_size} training tokens, got shape {tuple(activations.shape)}")
+    steps = training_tokens // batch_size
+    if steps < 1:
+        raise ValueError(f"training_tokens={training_tokens} is less than one batch of batch_size={batch_size}")
     torch.manual_seed(seed)
     sae = TopKTrainingSAE(
-        TopKTrainingSAEConfig(d_in=activations.shape[1], d_sae=d_sae, k=k, device=device, normalize_activations="expected_average_only_in")
+        TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device, normalize_activations="expected_average_only_in")
     )
     cfg = SAETrainerConfig(
         total_training_samples=training_tokens,
@@ -67,27 +73,43 @@ def train_topk_sae(
         lr=lr,
         lr_end=lr / 10,
         lr_scheduler_name="cosineannealing",
-        lr_warm_up_steps=max(1, training_tokens // batch_size // 50),
+        lr_warm_up_steps=max(1, steps // 50),
         device=device,
-        n_batches_for_norm_estimate=min(50, activations.shape[0] // batch_size),
+        dead_feature_window=dead_feature_window,
+        n_batches_for_norm_estimate=min(50, steps),
         logger=LoggingConfig(log_to_wandb=False),
     )
-    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=_shuffled_batches(activations.to(device), batch_size, seed))
-    if progress is not None:
-        step, every = [0], max(1, cfg.total_training_steps // 10)
-        original_step = trainer.step
+    trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=(b.to(device) for b in batches))
+    every = max(1, steps // 10)
+    marks = {steps * (i + 1) // (checkpoints + 1) for i in range(checkpoints)} if on_checkpoint is not None else set()
+    original_step, done = trainer.step, [0]
 
-        def step_with_progress(batch):
-            out = original_step(batch)
-            step[0] += 1
-            if step[0] % every == 0:
-                progress(step[0] * batch_size, training_tokens)
-            return out
+    def step_with_progress(batch):
+        out = original_step(batch)
+        done[0] += 1
+        if progress is not None and done[0] % every == 0:
+            progress(done[0] * batch_size, training_tokens)
+        if on_checkpoint is not None and done[0] in marks:
+            rng = torch.get_rng_state()  # loading the snapshot draws initial weights; the mixing buffer's order must not move
+            on_checkpoint(done[0] * batch_size, _snapshot(trainer))
+            torch.set_rng_state(rng)
+        return out
 
-        trainer.step = step_with_progress
+    trainer.step = step_with_progress
     with fixed_threads(threads(device, training=True)):
         trained = trainer.fit()
     return to_inference(trained)
+
+
+def _snapshot(trainer):
+    """The inference SAE of ``trainer``'s SAE as it is now, the activation scaling folded in as
+    ``fit`` folds it at the end."""
+    import copy
+
+    sae = copy.deepcopy(trainer.sae)
+    if trainer.activation_scaler.scaling_factor is not None:
+        sae.fold_activation_norm_scaling_factor(trainer.activation_scaler.scaling_factor)
+    return to_inference(sae)
 
 
 def to_inference(training_sae):

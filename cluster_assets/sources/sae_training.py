@@ -2,14 +2,16 @@
 the pretrained hub SAE evaluated on them (hub mode).
 
 Texts come from the SAE-training split of each corpus (disjoint from the analysis prompts, see
-``corpora.is_sae_training_text``), cut to ``max_tokens`` tokens, an equal token budget per
-corpus; the first 5% of the shuffled tokens are held out for the quality figures.
+``corpora.is_sae_training_text``), cut into pieces of at most ``max_tokens`` tokens, up to an
+equal token budget per corpus.  5% of the pieces are held out for the quality figures.  Training
+streams hook activations from the model through sae-lens' mixing buffer: only the buffer, never
+the whole training set, is in memory, and each pass over the pieces takes them in a new order.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from cluster_assets.sources.sae import SAEQuality, evaluate_sae, train_topk_sae
 HELD_OUT_FRACTION = 0.05
 #: Tokens per dataset the quality figures of a hub SAE are measured on.
 HUB_EVAL_TOKENS = 5000
+#: Pieces per forward chunk of the activation stream: bounds its memory.  Not a setting: which
+#: pieces share a padded forward batch moves the last bits of their activations.
+STREAM_CHUNK_PIECES = 256
 
 
 @dataclass
@@ -35,30 +40,34 @@ class TrainedSAE:
     tokens_per_dataset: dict[str, int]
     collect_seconds: float
     train_seconds: float
+    samples_seen: int = 0  # by the trainer (0: a hub SAE)
 
 
 def training_token_lists(texts: list[str], tokenizer, n_tokens: int, max_tokens: int = 128) -> list[list[int]]:
+    """Token lists of the SAE split: each usable text cut into consecutive pieces of at most
+    ``max_tokens`` (a last piece under 2 tokens dropped), in corpus order, until ``n_tokens``."""
     rows, _ = usable_texts(texts, for_sae=True)
     out, total = [], 0
     for start in range(0, len(rows), 512):
         chunk = [texts[i] for i in rows[start : start + 512]]
         for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
-            if len(ids) < 2:
-                continue
-            out.append(ids[:max_tokens])
-            total += len(out[-1])
-            if total >= n_tokens:
-                return out
+            for piece in range(0, len(ids), max_tokens):
+                if len(ids) - piece < 2:
+                    continue
+                out.append(ids[piece : piece + max_tokens][: n_tokens - total])
+                total += len(out[-1])
+                if total >= n_tokens:
+                    return out
     return out
 
 
 @dataclass(frozen=True)
 class SAEPlan:
     """How a deployment's SAE is made, besides the model: the hook, the ``datasets`` whose SAE
-    split it is trained (or evaluated) on, ``training`` (the keyword arguments of
-    :func:`train_topk_sae` plus ``tokens_per_dataset``, distinct tokens collected per corpus), the
-    forward batches (``batch_size`` prompts, ``batch_tokens``; see
-    :func:`~cluster_assets.sources.extraction.length_batches`), the corpus cache and the device."""
+    split it is trained (or evaluated) on, ``training`` (the fields of
+    :class:`~cluster_assets.defs.resources.SAETraining`), the forward batches (``batch_size``
+    prompts, ``batch_tokens``; see :func:`~cluster_assets.sources.extraction.length_batches`), the
+    corpus cache and the device."""
 
     hook_name: str
     datasets: Sequence[DatasetEntry]
@@ -69,40 +78,81 @@ class SAEPlan:
     device: str
 
 
-def sae_split_activations(
-    model, plan: SAEPlan, tokens_per_dataset: int, log: Callable[[str], None] = print
-) -> tuple[torch.Tensor, dict[str, int]]:
-    """(tokens, d_model) hook activations of each dataset's SAE split, and the tokens taken from each."""
-    parts, per_dataset = [], {}
+def sae_split(model, plan: SAEPlan, tokens_per_dataset: int, log: Callable[[str], None] = print) -> tuple[list[list[int]], dict[str, int]]:
+    """The token lists of every dataset's SAE split, datasets in ``plan`` order, and the tokens taken from each."""
+    lists, per_dataset = [], {}
     for entry in plan.datasets:
-        lists = training_token_lists(load_texts(entry, plan.corpus_cache), model.tokenizer, tokens_per_dataset)
-        acts = collect_hook_activations(model, plan.hook_name, lists, plan.batch_size, plan.batch_tokens)
-        per_dataset[entry.name] = int(acts.shape[0])
-        log(f"collected {acts.shape[0]} SAE-split tokens from {entry.name}")
-        parts.append(acts)
-    return torch.cat(parts), per_dataset
+        pieces = training_token_lists(load_texts(entry, plan.corpus_cache), model.tokenizer, tokens_per_dataset)
+        per_dataset[entry.name] = sum(map(len, pieces))
+        log(f"SAE split of {entry.name}: {per_dataset[entry.name]} tokens in {len(pieces)} pieces")
+        lists += pieces
+    return lists, per_dataset
 
 
-def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print) -> TrainedSAE:
-    """Collect hook activations from each dataset's SAE split and train a TopK SAE on them."""
+def activation_stream(
+    model, plan: SAEPlan, lists: Sequence[Sequence[int]], block: int, seed: int, log: Callable[[str], None] = print
+) -> Iterator[torch.Tensor]:
+    """(block, d_model) hook activations of ``lists``, endlessly.
+
+    Each pass takes the pieces in a new seeded order; their tokens (piece, then position order)
+    are cut into blocks, which may span pieces and passes.  The model runs on
+    :data:`STREAM_CHUNK_PIECES` pieces at a time, in ``plan``'s forward batches.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    pending: list[torch.Tensor] = []
+    held, epoch = 0, 0
+    while True:
+        epoch += 1
+        log(f"SAE training: pass {epoch} over {len(lists)} pieces")
+        order = torch.randperm(len(lists), generator=gen).tolist()
+        for start in range(0, len(order), STREAM_CHUNK_PIECES):
+            chunk = [lists[i] for i in order[start : start + STREAM_CHUNK_PIECES]]
+            pending.append(collect_hook_activations(model, plan.hook_name, chunk, plan.batch_size, plan.batch_tokens))
+            held += pending[-1].shape[0]
+            while held >= block:
+                joined = torch.cat(pending)
+                yield joined[:block]
+                pending, held = [joined[block:]], held - block
+
+
+def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print, **snapshots: Any) -> TrainedSAE:
+    """Train a TopK SAE on hook activations streamed from each dataset's SAE split (``snapshots``:
+    ``checkpoints`` and ``on_checkpoint`` of :func:`~cluster_assets.sources.sae.train_topk_sae`)."""
+    from sae_lens.training.mixing_buffer import mixing_buffer
+
     if not plan.datasets:
         raise ValueError("no SAE training datasets named (the registry's sae_training list is empty)")
     training = dict(plan.training)
-    tokens_per_dataset = training.pop("tokens_per_dataset")
+    tokens_per_dataset, buffer_batches = training.pop("tokens_per_dataset"), training.pop("buffer_batches")
+    batch_size, seed = training["batch_size"], training["seed"]
     t0 = time.perf_counter()
-    acts, per_dataset = sae_split_activations(model, plan, tokens_per_dataset, log)
-    if acts.shape[0] < training["batch_size"]:
+    lists, per_dataset = sae_split(model, plan, tokens_per_dataset, log)
+    order = torch.randperm(len(lists), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_held = max(1, int(HELD_OUT_FRACTION * len(lists)))
+    held_lists, train_lists = [lists[i] for i in order[:n_held]], [lists[i] for i in order[n_held:]]
+    distinct = sum(map(len, train_lists))
+    if distinct < batch_size * buffer_batches:
         raise ValueError(
-            f"only {acts.shape[0]} SAE training tokens from {[e.name for e in plan.datasets]}; need at least {training['batch_size']}"
+            f"only {distinct} SAE training tokens from {[e.name for e in plan.datasets]}; "
+            f"the mixing buffer needs batch_size x buffer_batches = {batch_size * buffer_batches}"
         )
-    acts = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(training["seed"]))]
-    n_eval = max(1, int(HELD_OUT_FRACTION * acts.shape[0]))
-    held_out, train = acts[:n_eval], acts[n_eval:]
+    held_out = collect_hook_activations(model, plan.hook_name, held_lists, plan.batch_size, plan.batch_tokens)
     t1 = time.perf_counter()
-    sae = train_topk_sae(train, **training, device=plan.device, progress=lambda done, total: log(f"SAE training: {done}/{total} samples"))
+    log(f"SAE training: {training['training_tokens']} samples streamed from {distinct} distinct tokens")
+    stream = mixing_buffer(
+        batch_size * buffer_batches, batch_size, activation_stream(model, plan, train_lists, batch_size * buffer_batches // 2, seed, log)
+    )
+    sae = train_topk_sae(
+        stream,
+        model.cfg.d_model,
+        **training,
+        device=plan.device,
+        progress=lambda done, total: log(f"SAE training: {done}/{total} samples"),
+        **snapshots,
+    )
     t2 = time.perf_counter()
-    quality = evaluate_sae(sae, held_out)
-    return TrainedSAE(sae, quality, int(train.shape[0]), per_dataset, t1 - t0, t2 - t1)
+    quality = evaluate_sae(sae, held_out.to(plan.device))
+    return TrainedSAE(sae, quality, distinct, per_dataset, t1 - t0, t2 - t1, training["training_tokens"])
 
 
 def prepare_sae(mode: str, model, plan: SAEPlan, load_hub_sae: Callable[[], Any], log: Callable[[str], None] = print) -> TrainedSAE:
@@ -112,5 +162,6 @@ def prepare_sae(mode: str, model, plan: SAEPlan, load_hub_sae: Callable[[], Any]
         return train_embedded_sae(model, plan, log)
     t0 = time.perf_counter()
     sae = load_hub_sae()
-    acts, per_dataset = sae_split_activations(model, plan, HUB_EVAL_TOKENS, log)
+    lists, per_dataset = sae_split(model, plan, HUB_EVAL_TOKENS, log)
+    acts = collect_hook_activations(model, plan.hook_name, lists, plan.batch_size, plan.batch_tokens)
     return TrainedSAE(sae, evaluate_sae(sae, acts), 0, per_dataset, time.perf_counter() - t0, 0.0)

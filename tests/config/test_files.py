@@ -193,3 +193,15 @@ def test_a_point_that_picks_another_clustering_method_starts_from_its_defaults(t
     assert points["u"].density_baseline is not None and points["u"].density_baseline.n_neighbors == 7
     assert points["u"].density_baseline.seed == 0 and points["m"].density_baseline is None
     assert points["u"].changes_from(points["m"]) == {"clustering.method": "umap_hdbscan", "clustering.n_neighbors": 7}
+
+
+def test_the_research_resources_file_names_a_wider_sae_trained_longer(monkeypatch):
+    """`make research` points CLUSTER_ASSETS_RESOURCES at this file: it must load as the resources do."""
+    from cluster_assets.defs.definitions import RESOURCES_ENV, resources_from_environment
+    from cluster_assets.defs.resources import SAETraining
+    from tests.conftest import fixture_project
+
+    monkeypatch.setenv(RESOURCES_ENV, "cluster_assets/config/resources_research.yaml")
+    research = resources_from_environment(fixture_project())["source"].sae_training
+    assert "resources_research.yaml" in open("Makefile").read()
+    assert research.d_sae >= 8192 and research.training_tokens > SAETraining().training_tokens

@@ -113,3 +113,18 @@ def test_a_read_is_typed_by_the_format_its_row_stores(project, tmp_path):
         ctx.read("coactivation", fmt.ClustersFormat)
     with pytest.raises(dg.Failure, match=r"coactivation\[kjv\|base\] has not been materialised"):
         ctx.read("coactivation", fmt.CoactivationFormat)  # the right format: on to the artifact, which is missing
+
+
+def test_the_forward_batching_is_part_of_the_model_steps_addresses(project, tmp_path):
+    """Which rows share a padded forward batch moves the last bits of activations, so one address
+    never holds the bytes of two batchings; the steps after the model are keyed by what they read."""
+    store = ArtifactStoreResource(root=str(tmp_path)).store()
+
+    def addresses(**source) -> dict[str, str]:
+        lineage = Lineage(STAGES, project, store, ActivationSource(device="cpu", **source), project.dataset("kjv"), project.point("base"))
+        return {name: lineage.artifact(name).hash for name in ("prompts", "sae", "activations")}
+
+    base, rebatched = addresses(batch_size=64), addresses(batch_size=8)
+    assert base["prompts"] == rebatched["prompts"]  # tokenisation only
+    assert base["sae"] != rebatched["sae"] and base["activations"] != rebatched["activations"]
+    assert addresses(batch_tokens=1024)["activations"] != base["activations"]

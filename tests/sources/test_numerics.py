@@ -19,10 +19,10 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(int(sys.argv[1]))
     from cluster_assets.config.files import load_registry
     from cluster_assets.sources.corpora import load_texts
-    from cluster_assets.sources.extraction import collect_hook_activations, extract_activations
+    from cluster_assets.sources.extraction import extract_activations
     from cluster_assets.sources.model import load_embedded_model
     from cluster_assets.sources.numerics import model_numerics
-    from cluster_assets.sources.sae import train_topk_sae
+    from cluster_assets.sources.sae_training import SAEPlan, train_embedded_sae
     from cluster_assets.sources.sae_evals import eval_rows, evaluate
     from cluster_assets.sources.synthetic import sample
     from cluster_assets.config.models import GroundTruth, SAEEvaluation
@@ -34,8 +34,11 @@ SCRIPT = textwrap.dedent("""
         texts = load_texts(load_registry(datasets)["kjv"], f"{cache}/corpora")[:400]
         ids = [t for t in model.tokenizer(texts, add_special_tokens=False)["input_ids"] if len(t) > 12]
         lists = [t[: 3 + (i * 5) % 30] for i, t in enumerate(ids[:160])]  # 3..32 tokens
-        train = collect_hook_activations(model, hook, lists, 16, 4096)
-        sae = train_topk_sae(train, d_sae=256, k=8, training_tokens=4096, batch_size=256, lr=2e-3, seed=0)
+        # streamed training with the AuxK loss on (dead_feature_window < steps), pieces of 3..32 tokens
+        training = dict(d_sae=256, k=8, training_tokens=4096, tokens_per_dataset=3000, batch_size=256, lr=2e-3, seed=0,
+                        dead_feature_window=4, buffer_batches=4)
+        plan = SAEPlan(hook, [load_registry(datasets)["kjv"]], training, 16, 4096, f"{cache}/corpora", "cpu")
+        sae = train_embedded_sae(model, plan, log=lambda _: None).sae
         digest = lambda *arrays: hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
         out = {"threads": torch.get_num_threads(), "env": env, "sae": digest(*(p.detach().numpy() for p in sae.parameters()))}
         for batch_size in (1, 8, 64):  # 1: every short prompt alone, the smallest matmuls
