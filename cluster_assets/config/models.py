@@ -98,6 +98,15 @@ class SweepPoint(BaseModel):
         value = getattr(self, name)
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
 
+    def parameters(self) -> dict[str, Any]:
+        """Every scalar parameter as ``section.field -> value`` (the columns of the result tables)."""
+        return {
+            f"{name}.{k}": v
+            for name in SECTIONS
+            for k, v in self.section(name).items()
+            if v is None or isinstance(v, (bool, int, float, str))
+        }
+
     def replica(self, replicate: int) -> SweepPoint:
         """Replicate ``replicate`` (0-based) of this point: another prompt sample and, where the
         clustering is stochastic, another seed."""

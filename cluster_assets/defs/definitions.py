@@ -53,6 +53,15 @@ def resources_from_environment(project: Project) -> dict:
     return {"source": ActivationSource(mode=project.mode), "artifacts": ArtifactStoreResource()}
 
 
+def with_io_manager(resources: dict) -> dict:
+    """``resources`` with the IO manager that loads stored records (``load_asset_value``) over their artifact store."""
+    from cluster_assets.defs.io_manager import ArtifactIOManager
+
+    if "artifacts" in resources and "io_manager" not in resources:
+        return {**resources, "io_manager": ArtifactIOManager(artifacts=resources["artifacts"])}
+    return resources
+
+
 def build_definitions(
     project: Project,
     resources: dict | None = None,
@@ -69,7 +78,7 @@ def build_definitions(
         asset_checks=build_checks(project, partitions, stages),
         jobs=build_jobs(stages),
         sensors=[*automation_sensors(), sweep_files_sensor(project), dead_run_sensor],
-        resources={**default_resources, **(resources or {})},
+        resources=with_io_manager({**default_resources, **(resources or {})}),
         executor=executor or executor_from_environment(),
     )
 

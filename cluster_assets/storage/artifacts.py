@@ -105,6 +105,13 @@ class ArtifactStore:
         digest = content_hash(stage, *key_parts)
         return Artifact(stage, digest, self.root / stage / digest)
 
+    def at(self, address: str) -> Artifact:
+        """The artifact at ``address`` (``<stage>/<hash>``, as :attr:`Artifact.address` writes it)."""
+        stage, _, digest = address.partition("/")
+        if not stage or not digest or "/" in digest:
+            raise ValueError(f"not an artifact address: {address!r} (expected <stage>/<hash>)")
+        return Artifact(stage, digest, self.root / stage / digest)
+
     def write(self, artifact: Artifact, record: dict[str, Any]) -> ArtifactWriter:
         """Context manager: a temporary folder to fill; on success its files are checksummed,
         ``manifest.json`` (``record`` + the checksums) is written last and the folder is renamed

@@ -1,13 +1,27 @@
-"""Comparisons, the baseline method and the report, on tiny real inputs."""
+"""Comparisons, the baseline method and the report, on tiny real inputs; and the results of that
+run loaded from Python: each stage's record through the IO manager, the tidy tables, the notebook."""
 
+import hashlib
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from cluster_assets.storage.formats import ClustersFormat, DocumentFormat, TablesFormat
+from cluster_assets.defs.io_manager import NotMaterialisedError
+from cluster_assets.defs.pipeline import STAGES
+from cluster_assets.results import KEYS, Results
+from cluster_assets.storage.formats import Clusters, ClustersFormat, DocumentFormat, TablesFormat
+from tests.conftest import FIXTURES, ROOT
 
 DATASETS = ["kjv", "kjv_again", "python_stdlib"]
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory):
+    """A persistent instance (sqlite in a folder), so that a notebook in another process reads this run."""
+    with dg.DagsterInstance.local_temp(str(tmp_path_factory.mktemp("dagster_home")), overrides={"telemetry": {"enabled": False}}) as inst:
+        yield inst
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +158,117 @@ def test_report_has_a_section_per_question(setup):
     assert len(document.figures) >= 4
     assert "two samples of kjv:" in document.markdown and "floor unknown" not in document.markdown.split("## Q4")[1].split("## Q5")[0]
     assert "data:image/png;base64" in md["report"].value
+
+
+# --- the run's results from Python ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def materialised(setup):
+    """Everything the results read: two alphas of the merge on two datasets, both comparisons, the report."""
+    graph = setup
+    for dataset in ("kjv", "python_stdlib"):
+        assert graph.partition(dataset, "alpha_low").success
+        assert graph.materialize(["sweep_comparison"], dataset).success
+    for point in ("base", "alpha_low"):
+        assert graph.materialize(["dataset_comparison"], point).success
+    assert graph.materialize(["sae_evals", "ground_truth"]).success
+    assert graph.materialize(["research_report"]).success
+    return graph
+
+
+def _files_digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_load_asset_value_returns_each_stages_record(materialised, tmp_path):
+    """For every stage: the value ``load_asset_value`` returns, saved again by the stage's format,
+    is byte for byte the files the stage wrote (so it is the record, whole and typed)."""
+    graph = materialised
+    keys = {"dataset_point": graph.key("kjv", "base"), "hparams": "base", "dataset": "kjv", "none": None}
+    with graph.defs.get_asset_value_loader(graph.instance) as loader:
+        for name, stage in STAGES.items():
+            key = keys[stage.partitioning]
+            value = loader.load_asset_value(name, partition_key=key)
+            assert value is not None, name
+            [record] = graph.instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey(name), [key] if key else None), 1).records
+            written = Path(str(record.asset_materialization.metadata["path"].value))
+            again = tmp_path / name
+            again.mkdir()
+            stage.format.save(again, value)
+            expected, got = _files_digest(written), _files_digest(again)
+            # every file but the manifest and the metadata figures run_stage adds beside some formats
+            assert {n for n in expected if n != "manifest.json" and not n.endswith(".png")} <= set(got), name
+            assert got == {n: expected.get(n) for n in got}, name
+    clusters = graph.defs.load_asset_value("clusters", instance=graph.instance, partition_key=graph.key("kjv", "base"))
+    assert isinstance(clusters, Clusters) and clusters.cut.k == clusters.clusters.height  # typed: the format's value
+
+
+def test_an_unmaterialised_partition_names_the_asset_partition_and_the_way_out(materialised):
+    graph = materialised
+    with pytest.raises(NotMaterialisedError) as err:
+        graph.defs.load_asset_value("clusters", instance=graph.instance, partition_key=graph.key("kjv", "fixed_cut"))
+    message = str(err.value)
+    assert "clusters[kjv|fixed_cut] has not been materialised" in message
+    assert "dagster asset materialize -m cluster_assets.definitions --select clusters --partition 'kjv|fixed_cut'" in message
+
+
+def test_tidy_tables_have_one_row_per_feature_cluster_and_statistic(materialised):
+    graph = materialised
+    results = Results(graph.project, graph.instance, graph.resources)
+    done = sorted(graph.instance.get_materialized_partitions(dg.AssetKey("clusters")))
+    features, clusters, comparisons = results.features(), results.clusters(), results.comparisons()
+    for table in (features, clusters, comparisons):
+        assert list(table.columns[: len(KEYS)]) == list(KEYS)
+    d_sae = graph.resources["source"].sae_training.d_sae
+    assert features.height == d_sae * len(graph.instance.get_materialized_partitions(dg.AssetKey("memberships")))
+    assert features.group_by("dataset", "partition").len()["len"].unique().to_list() == [d_sae]
+    expected = 0
+    for key in done:
+        dataset, point = key.split("|")
+        record = results.value("clusters", dataset, point)
+        expected += record.clusters.height
+        mine = clusters.filter((pl.col("dataset") == dataset) & (pl.col("partition") == point))
+        assert mine["cluster"].to_list() == record.clusters["cluster"].to_list()
+        assert mine["size"].to_list() == record.clusters["size"].to_list()
+    assert clusters.height == expected
+    # the sweep parameters are columns: two alphas of the merge side by side, replicates keyed
+    alphas = clusters.filter(pl.col("clustering.method") == "mdl_merge")["clustering.alpha"].unique().sort().to_list()
+    assert alphas == [0.25, 1.0]
+    assert set(clusters.filter(pl.col("point") == "base")["replicate"].unique()) == {0, 1}
+    stable = clusters.filter((pl.col("point") == "base") & (pl.col("dataset") == "kjv"))["replicate_jaccard"]
+    assert stable.null_count() == 0 and 0 < stable.max() <= 1
+    assert (
+        clusters.filter(pl.col("point") == "alpha_low")["replicate_jaccard"].null_count()
+        == clusters.filter(pl.col("point") == "alpha_low").height
+    )
+    # kjv and its copy: identical clusterings, so every cluster's best match on the copy is itself
+    copy = clusters.filter((pl.col("dataset") == "kjv") & (pl.col("partition") == "base"))["match_jaccard[kjv_again]"]
+    assert copy.min() == 1.0
+    effects = {
+        ("dataset_comparison", p): results.value("dataset_comparison", None, p).tables["effects"].height for p in ("base", "alpha_low")
+    } | {("sweep_comparison", d): results.value("sweep_comparison", d, None).tables["effects"].height for d in ("kjv", "python_stdlib")}
+    have = comparisons.group_by("comparison", pl.coalesce("point", "dataset")).len().rows()
+    assert {(c, k): n for c, k, n in have} == {k: v for k, v in effects.items() if v}
+    assert {"value", "value_low", "value_high", "floor_a", "floor_b", "verdict", "clustering.alpha"} <= set(comparisons.columns)
+
+
+def test_the_example_notebook_runs_on_this_run(materialised, monkeypatch, cache_dir):
+    import nbformat
+    from nbclient import NotebookClient
+
+    graph = materialised
+    for name, value in {
+        "DAGSTER_HOME": graph.instance.root_directory,
+        "CLUSTER_ASSETS_SWEEP": str(FIXTURES / "sweep.yaml"),
+        "CLUSTER_ASSETS_DATASETS": str(FIXTURES / "datasets.yaml"),
+        "CLUSTER_ASSETS_ARTIFACTS": str(graph.resources["artifacts"].root),
+        "CLUSTER_ASSETS_CACHE": str(cache_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.read(ROOT / "examples" / "results.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "clusters," in text and "Clusters CutSummary" in text and "clustering.alpha" in text

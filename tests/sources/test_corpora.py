@@ -72,4 +72,6 @@ def test_sae_split_is_a_deterministic_tenth():
     texts = [f"text number {i}" for i in range(5000)]
     share = sum(map(is_sae_training_text, texts)) / len(texts)
     assert 0.07 < share < 0.13
-    assert [is_sae_training_text(t) for t in texts[:50]] == [is_sae_training_text(t) for t in texts[:50]]
+    # fixed ids (crc32 of the UTF-8 text = 0 mod 10, written down once), so a change of the split fails here
+    expected = [14, 15, 17, 21, 22, 28, 29, 43, 60, 97, 100, 120, 140, 148, 161, 169, 174, 175, 176, 182, 188, 189, 197]
+    assert [i for i, t in enumerate(texts[:200]) if is_sae_training_text(t)] == expected
