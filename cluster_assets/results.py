@@ -3,19 +3,20 @@
     from cluster_assets.results import Results
     results = Results()                 # the code location and instance of the environment ($DAGSTER_HOME ...)
     clusters = results.clusters()       # one row per cluster of every materialised partition
-    record = results.value("clusters", "kjv", "base")   # one stage's stored record (defs.load_asset_value)
+    record = results.value("clusters", "kjv", "base")   # one stage's stored record, as defs.load_asset_value returns it
 
 Each table has one row per feature / cluster / comparison statistic and is keyed by ``dataset``,
 ``point`` (the sweep point), ``replicate`` (0-based) and ``partition`` (the hparams key), with
 every scalar sweep parameter as a ``section.field`` column, so it can be grouped and plotted
-without joins.  Values come through the Dagster IO manager (:mod:`cluster_assets.defs.io_manager`):
-the latest materialisation of each partition, verified.
+without joins.  Values are found as the Dagster IO manager finds them
+(:mod:`cluster_assets.defs.io_manager`): the latest materialisation of each partition, verified.
+``current`` says whether that record is what the present settings address; False where the sweep
+or registry changed since and the partition was not materialised again (its parameter columns
+are then the present ones, not those it was made with).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -25,11 +26,15 @@ import polars as pl
 from cluster_assets.config import SweepPoint
 from cluster_assets.core.comparison import best_matches
 from cluster_assets.defs.definitions import build_definitions
+from cluster_assets.defs.io_manager import latest_artifact
+from cluster_assets.defs.pipeline import STAGES
 from cluster_assets.defs.project import Project
-from cluster_assets.storage.formats import features_table
+from cluster_assets.defs.stages import Lineage
+from cluster_assets.storage import Artifact
+from cluster_assets.storage.formats import ClustersFormat, MembershipsFormat, TablesFormat
 
 #: Key columns of every table, first.
-KEYS = ("dataset", "point", "replicate", "partition")
+KEYS = ("dataset", "point", "replicate", "partition", "current")
 
 
 class Results:
@@ -40,21 +45,29 @@ class Results:
         self.project = project or Project.load()
         self.defs = build_definitions(self.project, resources)
         self.instance = instance or dg.DagsterInstance.get()
+        self._artifacts = self.defs.resources["artifacts"]
+        self._root = Lineage(STAGES, self.project, self._artifacts.store(), self.defs.resources["source"])
 
     # -- one record ---------------------------------------------------------------------------
 
     def value(self, asset: str, dataset: str | None = None, point: str | None = None) -> Any:
         """The stored record of ``asset`` (its format's value) at a 2-D partition (``dataset`` and
         ``point``), a one-dimension partition (either), or unpartitioned (neither)."""
-        return self.defs.load_asset_value(asset, instance=self.instance, partition_key=_key(dataset, point))
+        # what defs.load_asset_value returns (the same lookup as the IO manager's), without its value loader,
+        # which leaves an ephemeral instance per call to the garbage collector
+        return STAGES[asset].format.load(self._artifact(asset, dataset, point).path)
 
     # -- tables -------------------------------------------------------------------------------
 
     def features(self) -> pl.DataFrame:
         """Every SAE feature's statistics in every materialised ``memberships`` partition: firing
         count and rate, max, mean, entropy, varentropy, kept or why dropped, quadrant."""
-        with self._loader() as load:
-            return _concat(self._keyed(features_table(load("memberships", d, p)), d, p) for d, p in self._partitions("memberships"))
+        return _concat(
+            self._keyed(
+                MembershipsFormat().load_features(self._artifact("memberships", d, p).path), d, p, self._current("memberships", d, p)
+            )
+            for d, p in self._partitions("memberships")
+        )
 
     def clusters(self) -> pl.DataFrame:
         """Every cluster of every materialised ``clusters`` partition: members (``feature_ids``),
@@ -63,13 +76,12 @@ class Results:
         one); and ``match[<dataset>]`` / ``match_jaccard[<dataset>]``, its best match on each other
         dataset from the point's ``dataset_comparison`` (null where that is not materialised)."""
         parts = self._partitions("clusters")
-        with self._loader() as load:
-            records = {(d, p): load("clusters", d, p) for d, p in parts}
-            matches = {
-                p: load("dataset_comparison", None, p).tables["matches"]
-                for p in {p for _, p in parts}
-                if self._has("dataset_comparison", p)
-            }
+        records = {(d, p): ClustersFormat().load(self._artifact("clusters", d, p).path) for d, p in parts}
+        matches = {
+            p: TablesFormat().load(self._artifact("dataset_comparison", None, p).path).tables["matches"]
+            for p in {p for _, p in parts}
+            if self._has("dataset_comparison", p)
+        }
         frames = []
         for (dataset, name), record in records.items():
             frame = (
@@ -78,9 +90,9 @@ class Results:
                 else record.clusters
             )
             frame = frame.join(self._replicate_stability(records, dataset, name), on="cluster", how="left")
-            if name in matches:
+            if name in matches and "name" in matches[name].columns:  # no matches where one dataset was compared
                 frame = frame.join(_match_columns(matches[name], dataset), on="cluster", how="left")
-            frames.append(self._keyed(frame, dataset, name))
+            frames.append(self._keyed(frame, dataset, name, self._current("clusters", dataset, name)))
         return _concat(frames)
 
     def comparisons(self) -> pl.DataFrame:
@@ -90,23 +102,31 @@ class Results:
         point and its parameters) and between sweep points on each dataset (``sweep_comparison``,
         keyed by the dataset)."""
         frames = []
-        with self._loader() as load:
-            for name in self.project.sweep:
-                if self._has("dataset_comparison", name):
-                    effects = load("dataset_comparison", None, name).tables["effects"]
-                    frames.append(self._keyed(effects, None, name).with_columns(pl.lit("dataset_comparison").alias("comparison")))
-            for entry in self.project.datasets:
-                if self._has("sweep_comparison", entry.name):
-                    effects = load("sweep_comparison", entry.name, None).tables["effects"]
-                    frames.append(self._keyed(effects, entry.name, None).with_columns(pl.lit("sweep_comparison").alias("comparison")))
+        for name in self.project.sweep:
+            if self._has("dataset_comparison", name):
+                effects = TablesFormat().load(self._artifact("dataset_comparison", None, name).path).tables["effects"]
+                keyed = self._keyed(effects, None, name, self._current("dataset_comparison", None, name))
+                frames.append(keyed.with_columns(pl.lit("dataset_comparison").alias("comparison")))
+        for entry in self.project.datasets:
+            if self._has("sweep_comparison", entry.name):
+                effects = TablesFormat().load(self._artifact("sweep_comparison", entry.name, None).path).tables["effects"]
+                keyed = self._keyed(effects, entry.name, None, self._current("sweep_comparison", entry.name, None))
+                frames.append(keyed.with_columns(pl.lit("sweep_comparison").alias("comparison")))
         return _concat(frames)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _loader(self) -> Iterator[Any]:
-        with self.defs.get_asset_value_loader(self.instance) as loader:
-            yield lambda asset, dataset, point: loader.load_asset_value(asset, partition_key=_key(dataset, point))
+    def _artifact(self, asset: str, dataset: str | None, point: str | None) -> Artifact:
+        """The verified artifact of ``asset``'s latest materialisation at that partition."""
+        return latest_artifact(self.instance, self._artifacts, asset, _key(dataset, point))
+
+    def _current(self, asset: str, dataset: str | None, point: str | None) -> bool:
+        """Whether the latest materialisation is at the address the present settings give."""
+        if dataset is not None and point is not None:
+            lineage = self._root.lineage_of(dataset, point)
+        else:
+            lineage = self._root.keyed(str(dataset if dataset is not None else point))
+        return self._artifact(asset, dataset, point).address == lineage.artifact(asset).address
 
     def _partitions(self, asset: str) -> list[tuple[str, str]]:
         """(dataset, hparams) of the materialised 2-D partitions of ``asset`` that the project still has."""
@@ -118,13 +138,14 @@ class Results:
     def _has(self, asset: str, key: str) -> bool:
         return key in self.instance.get_materialized_partitions(dg.AssetKey(asset))
 
-    def _keyed(self, frame: pl.DataFrame, dataset: str | None, name: str | None) -> pl.DataFrame:
+    def _keyed(self, frame: pl.DataFrame, dataset: str | None, name: str | None, current: bool) -> pl.DataFrame:
         point: SweepPoint | None = self.project.sweep[name] if name is not None else None
         keys = {
             "dataset": dataset,
             "point": point.point if point else None,
             "replicate": point.replicate if point else None,
             "partition": name,
+            "current": current,
             **(point.parameters() if point else {}),
         }
         return frame.with_columns(pl.lit(v).alias(k) for k, v in keys.items()).select(*keys, *frame.columns)

@@ -27,7 +27,7 @@ def latest_artifact(instance: dg.DagsterInstance, store_root: ArtifactStoreResou
     """The artifact of the latest materialisation of ``asset`` (at ``partition``), verified."""
     what = f"{asset}[{partition}]" if partition else asset
     how = (
-        f"materialise it first: in the UI (asset {asset} > Materialize"
+        f"materialise it (and the stages it reads) first: in the UI (asset {asset} > Materialize"
         + (f", partition {partition})" if partition else ")")
         + f", or `dagster asset materialize -m cluster_assets.definitions --select {asset}"
         + (f" --partition '{partition}'`" if partition else "`")
@@ -58,6 +58,20 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         name = context.asset_key.to_user_string()
         if name not in STAGES:
             raise KeyError(f"{name} is not a stage of the pipeline; stages: {', '.join(STAGES)}")
-        partition = context.partition_key if context.has_partition_key else None
-        artifact = latest_artifact(context.instance, self.artifacts, name, partition)
-        return STAGES[name].format.load(artifact.path)
+        partitioned = STAGES[name].partitioning != "none"
+        if partitioned != context.has_partition_key:
+            raise ValueError(
+                f"{name} is partitioned: pass partition_key (e.g. dg.MultiPartitionKey({{'dataset': 'kjv', 'hparams': 'base'}}) "
+                "or a dataset or sweep point name)"
+                if partitioned
+                else f"{name} is not partitioned: load it without partition_key"
+            )
+        try:
+            instance = context.instance
+        except dg.DagsterInvariantViolationError:
+            raise RuntimeError(
+                f"{name}: no Dagster instance to find its materialisation in; set DAGSTER_HOME (make sets it to "
+                "<checkout>/.dagster_home) or pass instance= to load_asset_value"
+            ) from None
+        partition = context.asset_partition_key if partitioned else None
+        return STAGES[name].format.load(latest_artifact(instance, self.artifacts, name, partition).path)

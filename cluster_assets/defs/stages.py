@@ -258,8 +258,9 @@ class Lineage:
             hashes = sorted(sub.artifact(read).hash for read, subs in self.found(name).items() for sub in subs.values())
             parts += [hashes, [p.model_dump(mode="json") for p in self.project.sweep.values() if p.replicate == 0]]
         if stage.numerics:
-            # which rows share a padded forward batch moves the last bits of a model step's values
-            parts.append({"numerics": device_class(self.source.resolved_device()), "forward": self.source.forward_batching()})
+            parts.append({"numerics": device_class(self.source.resolved_device())})
+        if stage.pool == MODEL_POOL:  # which rows share a padded forward batch moves the last bits of a model step's values
+            parts.append({"forward": self.source.forward_batching()})
         return parts
 
 

@@ -27,6 +27,11 @@ class SAEQuality:
     n_eval_tokens: int
 
 
+def samples_seen(training_tokens: int, batch_size: int) -> int:
+    """Samples sae-lens' trainer sees for ``training_tokens``: whole batches until it reaches them."""
+    return -(-training_tokens // batch_size) * batch_size
+
+
 def train_topk_sae(
     batches: Iterator[torch.Tensor],
     d_in: int,
@@ -60,9 +65,7 @@ def train_topk_sae(
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
 
-    steps = training_tokens // batch_size
-    if steps < 1:
-        raise ValueError(f"training_tokens={training_tokens} is less than one batch of batch_size={batch_size}")
+    steps = samples_seen(training_tokens, batch_size) // batch_size
     torch.manual_seed(seed)
     sae = TopKTrainingSAE(
         TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device, normalize_activations="expected_average_only_in")

@@ -21,8 +21,9 @@ import torch
 from cluster_assets.config.models import DatasetEntry
 from cluster_assets.sources.corpora import load_texts
 from cluster_assets.sources.extraction import collect_hook_activations
+from cluster_assets.sources.numerics import fixed_threads, threads
 from cluster_assets.sources.prompts import usable_texts
-from cluster_assets.sources.sae import SAEQuality, evaluate_sae, train_topk_sae
+from cluster_assets.sources.sae import SAEQuality, evaluate_sae, samples_seen, train_topk_sae
 
 HELD_OUT_FRACTION = 0.05
 #: Tokens per dataset the quality figures of a hub SAE are measured on.
@@ -96,8 +97,15 @@ def activation_stream(
 
     Each pass takes the pieces in a new seeded order; their tokens (piece, then position order)
     are cut into blocks, which may span pieces and passes.  The model runs on
-    :data:`STREAM_CHUNK_PIECES` pieces at a time, in ``plan``'s forward batches.
+    :data:`STREAM_CHUNK_PIECES` pieces at a time, in ``plan``'s forward batches, on the forward's
+    thread count of the numerics mode (the caller's count, taken now: the trainer pulls blocks
+    while it runs on training's fixed count).
     """
+    forward_threads = threads(plan.device) or torch.get_num_threads()
+    return _stream(model, plan, lists, block, seed, forward_threads, log)
+
+
+def _stream(model, plan: SAEPlan, lists, block: int, seed: int, forward_threads: int, log) -> Iterator[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     pending: list[torch.Tensor] = []
     held, epoch = 0, 0
@@ -107,7 +115,8 @@ def activation_stream(
         order = torch.randperm(len(lists), generator=gen).tolist()
         for start in range(0, len(order), STREAM_CHUNK_PIECES):
             chunk = [lists[i] for i in order[start : start + STREAM_CHUNK_PIECES]]
-            pending.append(collect_hook_activations(model, plan.hook_name, chunk, plan.batch_size, plan.batch_tokens))
+            with fixed_threads(forward_threads):
+                pending.append(collect_hook_activations(model, plan.hook_name, chunk, plan.batch_size, plan.batch_tokens))
             held += pending[-1].shape[0]
             while held >= block:
                 joined = torch.cat(pending)
@@ -131,10 +140,11 @@ def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print,
     n_held = max(1, int(HELD_OUT_FRACTION * len(lists)))
     held_lists, train_lists = [lists[i] for i in order[:n_held]], [lists[i] for i in order[n_held:]]
     distinct = sum(map(len, train_lists))
-    if distinct < batch_size * buffer_batches:
+    if distinct < batch_size * buffer_batches:  # else one buffer would hold the same tokens twice
         raise ValueError(
-            f"only {distinct} SAE training tokens from {[e.name for e in plan.datasets]}; "
-            f"the mixing buffer needs batch_size x buffer_batches = {batch_size * buffer_batches}"
+            f"only {distinct} distinct SAE training tokens from {[e.name for e in plan.datasets]}, fewer than one mixing "
+            f"buffer (sae_training.batch_size x sae_training.buffer_batches = {batch_size * buffer_batches}): "
+            "lower buffer_batches or batch_size, or raise tokens_per_dataset"
         )
     held_out = collect_hook_activations(model, plan.hook_name, held_lists, plan.batch_size, plan.batch_tokens)
     t1 = time.perf_counter()
@@ -152,7 +162,7 @@ def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print,
     )
     t2 = time.perf_counter()
     quality = evaluate_sae(sae, held_out.to(plan.device))
-    return TrainedSAE(sae, quality, distinct, per_dataset, t1 - t0, t2 - t1, training["training_tokens"])
+    return TrainedSAE(sae, quality, distinct, per_dataset, t1 - t0, t2 - t1, samples_seen(training["training_tokens"], batch_size))
 
 
 def prepare_sae(mode: str, model, plan: SAEPlan, load_hub_sae: Callable[[], Any], log: Callable[[str], None] = print) -> TrainedSAE:

@@ -1,6 +1,8 @@
 """Comparisons, the baseline method and the report, on tiny real inputs; and the results of that
 run loaded from Python: each stage's record through the IO manager, the tidy tables, the notebook."""
 
+import dataclasses
+import gc
 import hashlib
 from pathlib import Path
 
@@ -163,6 +165,14 @@ def test_report_has_a_section_per_question(setup):
 # --- the run's results from Python ----------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def collect_value_loaders():
+    """Dagster's value loader leaves an ephemeral instance per load to the garbage collector:
+    collect it while its storage is open, not at some later compile or at exit."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture(scope="module")
 def materialised(setup):
     """Everything the results read: two alphas of the merge on two datasets, both comparisons, the report."""
@@ -211,6 +221,11 @@ def test_an_unmaterialised_partition_names_the_asset_partition_and_the_way_out(m
     message = str(err.value)
     assert "clusters[kjv|fixed_cut] has not been materialised" in message
     assert "dagster asset materialize -m cluster_assets.definitions --select clusters --partition 'kjv|fixed_cut'" in message
+    # a partitioned asset without its key is not "the latest of any partition", and the reverse is an error too
+    with pytest.raises(ValueError, match="clusters is partitioned: pass partition_key"):
+        graph.defs.load_asset_value("clusters", instance=graph.instance)
+    with pytest.raises(ValueError, match="sae is not partitioned: load it without partition_key"):
+        graph.defs.load_asset_value("sae", instance=graph.instance, partition_key="kjv")
 
 
 def test_tidy_tables_have_one_row_per_feature_cluster_and_statistic(materialised):
@@ -251,6 +266,15 @@ def test_tidy_tables_have_one_row_per_feature_cluster_and_statistic(materialised
     have = comparisons.group_by("comparison", pl.coalesce("point", "dataset")).len().rows()
     assert {(c, k): n for c, k, n in have} == {k: v for k, v in effects.items() if v}
     assert {"value", "value_low", "value_high", "floor_a", "floor_b", "verdict", "clustering.alpha"} <= set(comparisons.columns)
+    assert clusters["current"].all() and features["current"].all() and comparisons["current"].all()
+    # the same instance read with other settings for alpha_low: its records are no longer what those settings address
+    moved = {**graph.project.sweep}
+    for name, point in graph.project.sweep.items():
+        if point.point == "alpha_low":
+            moved[name] = point.model_copy(update={"clustering": dataclasses.replace(point.clustering, alpha=0.3)})
+    changed = Results(dataclasses.replace(graph.project, sweep=moved), graph.instance, graph.resources).clusters()
+    assert not changed.filter(pl.col("point") == "alpha_low")["current"].any()
+    assert changed.filter(pl.col("point") == "base")["current"].all()
 
 
 def test_the_example_notebook_runs_on_this_run(materialised, monkeypatch, cache_dir):
