@@ -260,9 +260,12 @@ def test_tidy_tables_have_one_row_per_feature_cluster_and_statistic(materialised
     # kjv and its copy: identical clusterings, so every cluster's best match on the copy is itself
     copy = clusters.filter((pl.col("dataset") == "kjv") & (pl.col("partition") == "base"))["match_jaccard[kjv_again]"]
     assert copy.min() == 1.0
+    compared = {a: graph.instance.get_materialized_partitions(dg.AssetKey(a)) for a in ("dataset_comparison", "sweep_comparison")}
+    assert {"base", "alpha_low"} <= compared["dataset_comparison"] and {"kjv", "python_stdlib"} <= compared["sweep_comparison"]
     effects = {
-        ("dataset_comparison", p): results.value("dataset_comparison", None, p).tables["effects"].height for p in ("base", "alpha_low")
-    } | {("sweep_comparison", d): results.value("sweep_comparison", d, None).tables["effects"].height for d in ("kjv", "python_stdlib")}
+        ("dataset_comparison", p): results.value("dataset_comparison", None, p).tables["effects"].height
+        for p in compared["dataset_comparison"]
+    } | {("sweep_comparison", d): results.value("sweep_comparison", d, None).tables["effects"].height for d in compared["sweep_comparison"]}
     have = comparisons.group_by("comparison", pl.coalesce("point", "dataset")).len().rows()
     assert {(c, k): n for c, k, n in have} == {k: v for k, v in effects.items() if v}
     assert {"value", "value_low", "value_high", "floor_a", "floor_b", "verdict", "clustering.alpha"} <= set(comparisons.columns)

@@ -21,12 +21,13 @@ def test_a_summary_renders_its_fields_in_order_with_renames_nesting_and_no_nones
         "duplicates_dropped",
         "usable_texts",
     ]
-    sae = summary_values(SAESummary("embedded", _Quality(64.0, 0.24), 1000, {"kjv": 500}, 3.5))
+    sae = summary_values(SAESummary("embedded", _Quality(64.0, 0.24), 1000, 2048, {"kjv": 500}, 3.5))
     assert sae == {
         "mode": "embedded",
         "l0": 64.0,
         "fvu": 0.24,
         "training_tokens": 1000,
+        "samples_seen": 2048,
         "tokens_per_dataset": {"kjv": 500},
         "train_seconds": 3.5,
     }
