@@ -55,8 +55,8 @@ test: install system lint
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check cluster_assets tests benchmarks
-	$(BIN)/ruff format --check cluster_assets tests benchmarks
+	$(BIN)/ruff check cluster_assets tests benchmarks examples
+	$(BIN)/ruff format --check cluster_assets tests benchmarks examples
 	$(BIN)/pyright
 
 # The Dagster UI and daemon on the same instance (dg dev): runs and metadata from `make demo` show up there.
