@@ -62,12 +62,11 @@ class Results:
     def features(self) -> pl.DataFrame:
         """Every SAE feature's statistics in every materialised ``memberships`` partition: firing
         count and rate, max, mean, entropy, varentropy, kept or why dropped, quadrant."""
-        return _concat(
-            self._keyed(
-                MembershipsFormat().load_features(self._artifact("memberships", d, p).path), d, p, self._current("memberships", d, p)
-            )
-            for d, p in self._partitions("memberships")
-        )
+        frames = []
+        for dataset, name in self._partitions("memberships"):
+            artifact = self._artifact("memberships", dataset, name)
+            frames.append(self._keyed(MembershipsFormat().load_features(artifact.path), dataset, name, artifact))
+        return _concat(frames)
 
     def clusters(self) -> pl.DataFrame:
         """Every cluster of every materialised ``clusters`` partition: members (``feature_ids``),
@@ -75,12 +74,13 @@ class Results:
         Jaccard of its members in another replicate of the same point (stability; null without
         one); and ``match[<dataset>]`` / ``match_jaccard[<dataset>]``, its best match on each other
         dataset from the point's ``dataset_comparison`` (null where that is not materialised)."""
-        parts = self._partitions("clusters")
-        records = {(d, p): ClustersFormat().load(self._artifact("clusters", d, p).path) for d, p in parts}
+        artifacts = {(d, p): self._artifact("clusters", d, p) for d, p in self._partitions("clusters")}
+        records = {part: ClustersFormat().load(artifact.path) for part, artifact in artifacts.items()}
+        compared = self._materialised("dataset_comparison")
         matches = {
             p: TablesFormat().load(self._artifact("dataset_comparison", None, p).path).tables["matches"]
-            for p in {p for _, p in parts}
-            if self._has("dataset_comparison", p)
+            for p in {p for _, p in records}
+            if p in compared
         }
         frames = []
         for (dataset, name), record in records.items():
@@ -92,7 +92,7 @@ class Results:
             frame = frame.join(self._replicate_stability(records, dataset, name), on="cluster", how="left")
             if name in matches and "name" in matches[name].columns:  # no matches where one dataset was compared
                 frame = frame.join(_match_columns(matches[name], dataset), on="cluster", how="left")
-            frames.append(self._keyed(frame, dataset, name, self._current("clusters", dataset, name)))
+            frames.append(self._keyed(frame, dataset, name, artifacts[(dataset, name)]))
         return _concat(frames)
 
     def comparisons(self) -> pl.DataFrame:
@@ -102,16 +102,13 @@ class Results:
         point and its parameters) and between sweep points on each dataset (``sweep_comparison``,
         keyed by the dataset)."""
         frames = []
-        for name in self.project.sweep:
-            if self._has("dataset_comparison", name):
-                effects = TablesFormat().load(self._artifact("dataset_comparison", None, name).path).tables["effects"]
-                keyed = self._keyed(effects, None, name, self._current("dataset_comparison", None, name))
-                frames.append(keyed.with_columns(pl.lit("dataset_comparison").alias("comparison")))
-        for entry in self.project.datasets:
-            if self._has("sweep_comparison", entry.name):
-                effects = TablesFormat().load(self._artifact("sweep_comparison", entry.name, None).path).tables["effects"]
-                keyed = self._keyed(effects, entry.name, None, self._current("sweep_comparison", entry.name, None))
-                frames.append(keyed.with_columns(pl.lit("sweep_comparison").alias("comparison")))
+        for comparison, keys in (("dataset_comparison", self.project.sweep), ("sweep_comparison", [d.name for d in self.project.datasets])):
+            compared = self._materialised(comparison)
+            for key in (k for k in keys if k in compared):
+                dataset, name = (None, key) if comparison == "dataset_comparison" else (key, None)
+                artifact = self._artifact(comparison, dataset, name)
+                effects = TablesFormat().load(artifact.path).tables["effects"]
+                frames.append(self._keyed(effects, dataset, name, artifact).with_columns(pl.lit(comparison).alias("comparison")))
         return _concat(frames)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -120,25 +117,28 @@ class Results:
         """The verified artifact of ``asset``'s latest materialisation at that partition."""
         return latest_artifact(self.instance, self._artifacts, asset, _key(dataset, point))
 
-    def _current(self, asset: str, dataset: str | None, point: str | None) -> bool:
-        """Whether the latest materialisation is at the address the present settings give."""
+    def _current(self, artifact: Artifact, dataset: str | None, point: str | None) -> bool:
+        """Whether ``artifact`` (a latest materialisation) is at the address the present settings give."""
         if dataset is not None and point is not None:
             lineage = self._root.lineage_of(dataset, point)
         else:
             lineage = self._root.keyed(str(dataset if dataset is not None else point))
-        return self._artifact(asset, dataset, point).address == lineage.artifact(asset).address
+        return artifact.address == lineage.artifact(artifact.stage).address
+
+    def _materialised(self, asset: str) -> set[str]:
+        """The partition keys of ``asset`` the instance has materialised."""
+        return set(self.instance.get_materialized_partitions(dg.AssetKey(asset)))
 
     def _partitions(self, asset: str) -> list[tuple[str, str]]:
         """(dataset, hparams) of the materialised 2-D partitions of ``asset`` that the project still has."""
-        keys = self.instance.get_materialized_partitions(dg.AssetKey(asset))
-        pairs = [tuple(key.split("|", 1)) for key in keys]  # MultiPartitionKey: dimensions in name order
+        pairs = [tuple(key.split("|", 1)) for key in self._materialised(asset)]  # MultiPartitionKey: dimensions in name order
         datasets = {e.name for e in self.project.datasets}
         return sorted((d, p) for d, p in pairs if d in datasets and p in self.project.sweep)
 
-    def _has(self, asset: str, key: str) -> bool:
-        return key in self.instance.get_materialized_partitions(dg.AssetKey(asset))
-
-    def _keyed(self, frame: pl.DataFrame, dataset: str | None, name: str | None, current: bool) -> pl.DataFrame:
+    def _keyed(self, frame: pl.DataFrame, dataset: str | None, name: str | None, artifact: Artifact) -> pl.DataFrame:
+        """``frame`` with the key columns first: dataset, point, replicate, partition, whether
+        ``artifact`` (the record it came from) is current, and the point's parameters."""
+        current = self._current(artifact, dataset, name)
         point: SweepPoint | None = self.project.sweep[name] if name is not None else None
         keys = {
             "dataset": dataset,

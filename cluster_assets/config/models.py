@@ -65,6 +65,11 @@ class ActivationConfig(_Section):
 SECTIONS = ("prompts", "activations", "memberships", "clustering", "clusters")
 
 
+def plain(value: Any) -> dict[str, Any]:
+    """A settings section (a pydantic model or a dataclass) as plain JSON-able data."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
+
+
 class SweepPoint(BaseModel):
     """All stage parameters of one ``hparams`` partition: a named sweep point, or one of its replicates.
 
@@ -95,8 +100,7 @@ class SweepPoint(BaseModel):
 
     def section(self, name: str) -> dict[str, Any]:
         """A section's values as plain JSON-able data."""
-        value = getattr(self, name)
-        return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
+        return plain(getattr(self, name))
 
     def parameters(self) -> dict[str, Any]:
         """Every scalar parameter as ``section.field -> value`` (the columns of the result tables)."""

@@ -23,7 +23,7 @@ class NotMaterialisedError(LookupError):
     """The instance has no materialisation of that asset and partition (or its artifact is gone)."""
 
 
-def latest_artifact(instance: dg.DagsterInstance, store_root: ArtifactStoreResource, asset: str, partition: str | None) -> Artifact:
+def latest_artifact(instance: dg.DagsterInstance, artifacts: ArtifactStoreResource, asset: str, partition: str | None) -> Artifact:
     """The artifact of the latest materialisation of ``asset`` (at ``partition``), verified."""
     what = f"{asset}[{partition}]" if partition else asset
     how = (
@@ -39,7 +39,7 @@ def latest_artifact(instance: dg.DagsterInstance, store_root: ArtifactStoreResou
     if materialization is None or "artifact" not in materialization.metadata:
         raise NotMaterialisedError(f"{what} has not been materialised in this instance; {how}")
     address = str(materialization.metadata["artifact"].value)
-    artifact = store_root.store().at(address)
+    artifact = artifacts.store().at(address)
     if not artifact.exists:
         raise NotMaterialisedError(f"{what}: its artifact {address} is no longer at {artifact.path}; {how}")
     return artifact.verify()

@@ -17,7 +17,6 @@ with :meth:`StageContext.read` (verified) and call one library function.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -25,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dagster as dg
-from pydantic import BaseModel
 
 from cluster_assets.config import DatasetEntry, SweepPoint
-from cluster_assets.config.models import SECTIONS
+from cluster_assets.config.models import SECTIONS, plain
 from cluster_assets.core.params import ParameterError
 from cluster_assets.defs.metadata import PeakMemory, artifact_metadata, figure_markdown, plain_metadata, ran_on
 from cluster_assets.defs.project import Project
@@ -225,8 +223,7 @@ class Lineage:
             return [d.identity() for d in self.project.datasets]
         registry = self.project.registry
         if section in type(registry).model_fields:
-            value = getattr(registry, section)
-            return value.model_dump(mode="json") if isinstance(value, BaseModel) else dataclasses.asdict(value)
+            return plain(getattr(registry, section))
         points = self.project.first_points_by(section)
         return {name: {k: v for k, v in p.section(section).items() if v is not None} for name, p in points.items()}
 

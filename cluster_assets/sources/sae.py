@@ -55,8 +55,9 @@ def train_topk_sae(
     features that have not fired for ``dead_feature_window`` steps.  Returns the inference
     ``TopKSAE``.  On the CPU, training (the norm estimate and the steps, whose batch reductions
     split by thread count) runs on the numerics mode's fixed thread count
-    (:func:`~cluster_assets.sources.numerics.threads`), whatever the machine; so does pulling
-    ``batches``, which may run the model.
+    (:func:`~cluster_assets.sources.numerics.threads`), whatever the machine.  ``batches`` is
+    pulled inside that block: a stream that runs the model sets its own thread count
+    (:func:`~cluster_assets.sources.sae_training.activation_stream`).
 
     With ``on_checkpoint``, ``checkpoints`` evenly spaced snapshots before the end are handed to it
     as (samples seen, inference SAE), for curves of quality against training tokens; the training

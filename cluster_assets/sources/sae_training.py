@@ -107,8 +107,8 @@ def activation_stream(
 
 def _stream(model, plan: SAEPlan, lists, block: int, seed: int, forward_threads: int, log) -> Iterator[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    pending: list[torch.Tensor] = []
-    held, epoch = 0, 0
+    rest = torch.zeros((0, model.cfg.d_model))  # tokens not yet served, carried into the next chunk
+    epoch = 0
     while True:
         epoch += 1
         log(f"SAE training: pass {epoch} over {len(lists)} pieces")
@@ -116,12 +116,11 @@ def _stream(model, plan: SAEPlan, lists, block: int, seed: int, forward_threads:
         for start in range(0, len(order), STREAM_CHUNK_PIECES):
             chunk = [lists[i] for i in order[start : start + STREAM_CHUNK_PIECES]]
             with fixed_threads(forward_threads):
-                pending.append(collect_hook_activations(model, plan.hook_name, chunk, plan.batch_size, plan.batch_tokens))
-            held += pending[-1].shape[0]
-            while held >= block:
-                joined = torch.cat(pending)
-                yield joined[:block]
-                pending, held = [joined[block:]], held - block
+                acts = collect_hook_activations(model, plan.hook_name, chunk, plan.batch_size, plan.batch_tokens)
+            rest = torch.cat([rest, acts])
+            while rest.shape[0] >= block:
+                yield rest[:block]
+                rest = rest[block:]
 
 
 def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print, **snapshots: Any) -> TrainedSAE:
