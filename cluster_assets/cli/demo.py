@@ -1,18 +1,23 @@
 """``python -m cluster_assets.cli.demo``: materialise the whole graph on the offline default.
 
 Runs against the Dagster instance in ``$DAGSTER_HOME`` (so ``make ui`` shows the runs and their
-metadata): first the shared ``sae``, then every (dataset x sweep partition) through ``clusters``,
-one run each, then the comparisons and the report.  Prints a short summary per partition with
-the active tokens of each top prompt highlighted, and where the report is.
+metadata): first the shared ``sae``, then its evals and every (dataset x sweep partition) through
+``clusters``, one run each, then the comparisons and the report.  After the SAE, ``--workers``
+processes take runs side by side; the ``model`` pool still lets one model-running step run at a
+time, so a partition's clustering overlaps another's model steps.  Prints a short summary per
+partition with the active tokens of each top prompt highlighted, and where the report is.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import functools
+import multiprocessing
 import resource
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +25,15 @@ import dagster as dg
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cluster_assets.defs.definitions import build_definitions
     from cluster_assets.defs.project import Project
 
     project = Project.load()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=[e.name for e in project.datasets if e.offline])
     parser.add_argument("--hparams", nargs="*", default=list(project.sweep), help="sweep partitions (points and replicates)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="runs at once after the SAE (model-running steps still take the `model` pool one at a time)"
+    )
     parser.add_argument("--no-summary", action="store_true")
     args = parser.parse_args(argv)
     for name in args.datasets:
@@ -35,29 +42,63 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.hparams:
         if name not in project.sweep:
             parser.error(f"unknown sweep partition {name!r}; valid: {', '.join(project.sweep)}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
 
-    defs = build_definitions(project)
     instance = dg.DagsterInstance.get()
     print(f"Dagster instance: {instance.root_directory}")
     keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
     points = list(dict.fromkeys(project.point(h).point for h in args.hparams))
-    runs = [("sae_job", None), ("sae_evals_job", None)] + [("partition_job", key) for key in keys]
-    runs += [("dataset_comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets]
-    runs += [("ground_truth_job", None), ("research_report_job", None)]
-    t_start = time.perf_counter()
-    for i, (job_name, key) in enumerate(runs, 1):
-        label = f"{job_name}[{key}]" if key else job_name
-        t0 = time.perf_counter()
-        outcome = defs.resolve_job_def(job_name).execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
-        print(f"==> {i}/{len(runs)} {label}: {'ok' if outcome.success else 'FAILED'} in {time.perf_counter() - t0:.1f} s", flush=True)
-        if not outcome.success:
-            print(f"FAILED: {label} (run {outcome.run_id}); see the run in `make ui`", file=sys.stderr)
-            return 1
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
-    print(f"\nAll {len(runs)} runs finished in {time.perf_counter() - t_start:.0f} s; peak resident memory {peak_gb:.2f} GB.")
+    # Each wave needs the one before. Within a wave runs go to the workers in this order: sweep partition
+    # by partition, so those that reuse a dataset's prompts and activations start after the ones that make them.
+    waves: list[Sequence[tuple[str, str | dict[str, str] | None]]] = [
+        [("sae_job", None)],
+        [("sae_evals_job", None), ("ground_truth_job", None)]
+        + [("partition_job", {"dataset": d, "hparams": h}) for h in args.hparams for d in args.datasets],
+        [("dataset_comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets],
+        [("research_report_job", None)],
+    ]
+    total, done, t_start = sum(map(len, waves)), 0, time.perf_counter()
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters: torch and numba start clean in each worker
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers, mp_context=spawn) as pool:
+        for wave in waves:
+            running = {pool.submit(_execute, job_name, key): (job_name, key) for job_name, key in wave}
+            for future in concurrent.futures.as_completed(running):
+                job_name, key = running[future]
+                label = f"{job_name}[{_partition_key(key)}]" if key else job_name
+                success, run_id, seconds = future.result()
+                done += 1
+                print(f"==> {done}/{total} {label}: {'ok' if success else 'FAILED'} in {seconds:.1f} s", flush=True)
+                if not success:
+                    print(f"FAILED: {label} (run {run_id}); see the run in `make ui`", file=sys.stderr)
+                    pool.shutdown(cancel_futures=True)
+                    return 1
+    peak_gb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 2**20  # kB
+    print(f"\nAll {total} runs finished in {time.perf_counter() - t_start:.0f} s; peak resident memory {peak_gb:.2f} GB.")
     if not args.no_summary:
         summary(instance, keys)
     return 0
+
+
+def _partition_key(key: str | dict[str, str] | None) -> str | None:
+    """A run's partition key: a (dataset, sweep partition) pair goes between processes as a dict."""
+    return dg.MultiPartitionKey(key) if isinstance(key, dict) else key
+
+
+@functools.cache
+def _definitions() -> dg.Definitions:
+    from cluster_assets.defs.definitions import build_definitions
+    from cluster_assets.defs.project import Project
+
+    return build_definitions(Project.load())
+
+
+def _execute(job_name: str, key: str | dict[str, str] | None) -> tuple[bool, str, float]:
+    """Run one job (in a worker process) on the ``$DAGSTER_HOME`` instance: (success, run id, seconds)."""
+    t0 = time.perf_counter()
+    job = _definitions().resolve_job_def(job_name)
+    outcome = job.execute_in_process(instance=dg.DagsterInstance.get(), partition_key=_partition_key(key), raise_on_error=False)
+    return outcome.success, outcome.run_id, time.perf_counter() - t0
 
 
 def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None) -> Mapping[str, Any] | None:

@@ -92,6 +92,9 @@ def umap_hdbscan(profiles: sp.csr_array, config: BaselineConfig) -> np.ndarray:
         min_cluster_size=config.min_cluster_size,
         min_samples=config.min_samples,
         cluster_selection_epsilon=config.epsilon,
+        # Raw profiles have one dimension per prompt, where a space-partitioning tree is slower than
+        # all pairwise distances (measured 22 s against 0.7 s at 3,500 x 1,000); UMAP's few dimensions suit the tree.
+        algorithm="auto" if config.umap else "brute",
         copy=True,  # pyright: ignore[reportArgumentType]  (sklearn 1.9's stubs type it by its transitional 'warn' default)
     )
     return cast(IntArray, model.fit_predict(points)).astype(np.int64)  # pyright: ignore[reportUnknownMemberType]  (untyped sklearn)

@@ -91,6 +91,7 @@ STAGES: dict[str, Stage] = {
             reads=("memberships", "coactivation", "activations"),  # activations: the density baseline's profiles
             sections=("clustering",),
             kinds=frozenset({"numba", "scipy"}),
+            code_version="2",  # 2: the baseline's HDBSCAN on raw profiles from all pairwise distances
             description="The clustering method's output: the MDL merge's history (pairs, costs, MDL per step, scipy "
             "linkage), or the fixed labels of the UMAP+HDBSCAN baseline.",
         ),

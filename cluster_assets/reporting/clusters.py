@@ -12,6 +12,8 @@ from cluster_assets.storage.formats import Activations, Clusters, CutSummary
 #: Features per cluster shown in the co-firing heatmap (the largest clusters, up to this many features).
 HEATMAP_FEATURES = 200
 NEURONPEDIA = "https://www.neuronpedia.org/{sae}/{feature}"
+#: Column types that hold when a method finds no cluster at all (HDBSCAN may call every feature noise).
+KEY_TYPES = {"cluster": pl.Int64, "feature_ids": pl.List(pl.Int64), "top_token_ids": pl.List(pl.Int64), "top_counts": pl.List(pl.Int64)}
 
 
 def build_clusters(
@@ -21,7 +23,9 @@ def build_clusters(
     top prompts, labels, the correlation, the co-firing heatmap of the largest clusters, and
     ``descriptions`` (what each cluster fires on: top tokens, token classes, position).
     With a Neuronpedia id, each cluster row links every feature to its dashboard."""
-    table = pl.DataFrame(analysis.clusters).sort(["active_tokens", "cluster"], descending=[True, False])
+    table = pl.DataFrame(analysis.clusters, schema_overrides=_key_types(analysis.clusters)).sort(
+        ["active_tokens", "cluster"], descending=[True, False]
+    )
     if neuronpedia_id:
         table = table.with_columns(
             feature_links=pl.col("feature_ids").list.eval(pl.format(NEURONPEDIA.format(sae=neuronpedia_id, feature="{}"), pl.element()))
@@ -58,7 +62,7 @@ def build_clusters(
     )
     vocab = activations.vocabulary()
     described["top_tokens"] = [[vocab[t] for t in ids] for ids in described["top_token_ids"]]
-    descriptions = pl.DataFrame(described)
+    descriptions = pl.DataFrame(described, schema_overrides=_key_types(described))
     return Clusters(
         labels,
         table,
@@ -70,3 +74,7 @@ def build_clusters(
         CutSummary(cut.method, cut.k, cut.noise, cut.mdl_at_cut, int(activations.values.shape[0])),
         {"descriptions": descriptions},
     )
+
+
+def _key_types(columns: dict) -> dict:
+    return {name: kind for name, kind in KEY_TYPES.items() if name in columns}

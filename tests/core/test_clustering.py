@@ -47,3 +47,16 @@ def test_density_baseline_through_the_entry_point_is_hdbscan_on_the_profiles():
 def test_a_clustering_holds_a_history_or_labels_not_both():
     with pytest.raises(ValueError, match="exactly one"):
         Clustering("mdl_merge", np.arange(3))
+
+
+def test_raw_profiles_cluster_as_scikit_learns_tree_search_does():
+    """The raw baseline computes all pairwise distances (fast at many dimensions): the labels of the default tree search."""
+    from sklearn.cluster import HDBSCAN  # pyright: ignore[reportMissingTypeStubs]
+
+    rng = np.random.default_rng(3)
+    groups = np.where(rng.random((8, 300)) < 0.1, 1.0, 0.0)  # 8 planted prompt profiles, 6 noisy features each
+    features = np.vstack([np.repeat(groups, 6, axis=0) * rng.uniform(0.5, 1.5, (48, 300)), rng.random((30, 300)) < 0.05])
+    profiles = sp.csr_array(features / np.linalg.norm(features, axis=1, keepdims=True))
+    tree = HDBSCAN(min_cluster_size=3, copy=True).fit_predict(profiles.toarray())  # pyright: ignore[reportArgumentType]
+    assert tree.max() >= 1 and (tree < 0).any()  # clusters and noise both: the comparison has something to differ on
+    assert np.array_equal(umap_hdbscan(profiles, BaselineConfig(umap=False, min_cluster_size=3)), tree)

@@ -42,3 +42,25 @@ def test_a_summary_renders_its_fields_in_order_with_renames_nesting_and_no_nones
         "noise_fraction": 0.1,
     }
     assert summary_values({"pairs": 3}) == {"pairs": 3}  # a plain mapping passes through
+
+
+def test_a_clustering_that_calls_every_feature_noise_stores_and_summarises_typed_empty_tables():
+    import numpy as np
+    import polars as pl
+    import scipy.sparse as sp
+
+    from cluster_assets.core.analysis import Cut, analyse_clusters
+    from cluster_assets.reporting.clusters import build_clusters
+    from cluster_assets.reporting.summaries import clusters_summary
+    from cluster_assets.storage.formats import Activations
+
+    values = sp.csr_array(np.array([[0, 1.5, 0], [2.0, 0, 0.5], [0, 1.0, 1.0]], dtype=np.float32))
+    tokens = pl.DataFrame({"prompt_id": [0, 0, 1], "position": [0, 1, 0], "token_id": [7, 9, 7], "token": ["a", " b", "a"]})
+    acts, features, labels = Activations(values, tokens), np.arange(3), np.full(3, -1)
+    cut = Cut("umap_hdbscan", 0, features, labels, 3, None)
+    analysis = analyse_clusters(labels, features, values, acts.token_prompt, tokens["token"].to_list(), 0.0)
+    record = build_clusters(cut, analysis, np.eye(3, dtype=np.int64), acts)
+    assert record.clusters.height == 0 and record.clusters.schema["cluster"] == pl.Int64
+    assert record.extra["descriptions"].schema["cluster"] == pl.Int64
+    shown = clusters_summary(record, cut, "mdl")  # joins the clusters with their top prompts
+    assert shown["summary"].k == 0 and shown["summary"].noise_features == 3 and shown["markdown"]["top_clusters"] == ""
