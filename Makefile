@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 endif
 
-.PHONY: install system instance demo research test lint ui ui-check validate bench cluster-demo clean
+.PHONY: install system instance demo research test lint ui ui-check explore validate bench cluster-demo clean
 
 install: $(STAMP)
 
@@ -65,8 +65,12 @@ ui: install instance
 
 # Screenshots of the UI (lineage, a clusters partition, the report) with headless Chromium; fails on a page error.
 ui-check: install instance
-	@scripts/system-packages.sh chromium
+	@scripts/system-packages.sh
 	$(BIN)/python -m cluster_assets.cli.ui_check --out $(CURDIR)/.ui-check
+
+# The cluster explorer (a static site built from the stored results) on http://127.0.0.1:8765.
+explore: install instance
+	$(BIN)/python -m cluster_assets.cli.explore
 
 validate: install instance
 	$(BIN)/dg check defs

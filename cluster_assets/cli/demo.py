@@ -2,7 +2,7 @@
 
 Runs against the Dagster instance in ``$DAGSTER_HOME`` (so ``make ui`` shows the runs and their
 metadata): first the shared ``sae``, then its evals and every (dataset x sweep partition) through
-``clusters``, one run each, then the comparisons and the report.  After the SAE, ``--workers``
+``clusters``, one run each, then the comparisons, the report and the cluster explorer.  After the SAE, ``--workers``
 processes take runs side by side; the ``model`` pool still lets one model-running step run at a
 time, so a partition's clustering overlaps another's model steps.  Prints a short summary per
 partition with the active tokens of each top prompt highlighted, and where the report is.
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         + [("partition_job", {"dataset": d, "hparams": h}) for h in args.hparams for d in args.datasets],
         [("dataset_comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets],
         [("research_report_job", None)],
+        [("cluster_explorer_job", None)],  # shows the report's figures
     ]
     total, done, t_start = sum(map(len, waves)), 0, time.perf_counter()
     spawn = multiprocessing.get_context("spawn")  # fresh interpreters: torch and numba start clean in each worker
@@ -148,6 +149,9 @@ def summary(instance: dg.DagsterInstance, keys: list, clusters_shown: int = 3) -
     report = _latest(instance, "research_report", None)
     if report is not None:
         print(f"\nResearch report: {report['path']}/report.md")
+    explorer = _latest(instance, "cluster_explorer", None)
+    if explorer is not None:
+        print(f"Cluster explorer: {explorer['open']}  (or `make explore` serves it on http://127.0.0.1:8765)")
     print("Browse runs, lineage, checks and plots with `make ui` (http://127.0.0.1:3000).")
 
 

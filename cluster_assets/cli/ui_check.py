@@ -1,8 +1,9 @@
 """``python -m cluster_assets.cli.ui_check``: start the UI as ``make ui`` does, screenshot three pages
 with headless Chromium, and fail when a page shows an error or misses what it should show.
 
-Pages: the asset lineage, a ``clusters`` partition (its metadata: tables, plots), and the
-``research_report`` (the report rendered from its metadata).  Screenshots go to ``--out``.
+Pages: the asset lineage, a ``clusters`` partition (its metadata: tables, plots), the
+``research_report`` (the report rendered from its metadata), and the cluster explorer's index, a
+cluster page and a comparison page (from ``file://``).  Screenshots go to ``--out``.
 """
 
 from __future__ import annotations
@@ -53,11 +54,18 @@ def _ready(port: int) -> bool:
     return bool(entries) and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
 
 
-def _chromium(args: list[str], profile: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def chromium_binary() -> str:
+    """The Chromium on PATH (`make test` and `make ui-check` install Debian's `chromium` where they can)."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if binary is None:
-        raise SystemExit("ui-check: Chromium is missing (`make ui-check` installs Debian's `chromium` where it can)")
-    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=timeout)
+        raise SystemExit("Chromium is missing (`make test` and `make ui-check` install Debian's `chromium` where they can)")
+    return binary
+
+
+def _chromium(args: list[str], profile: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def check_page(name: str, url: str, expect: list[str], out: Path) -> list[str]:
@@ -108,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("research_report", f"{base}/assets/research_report", ["research report", "Q5"]),
         ]
+        site = _explorer_site(port)
+        point = partition.split("|", 1)[1].split("@", 1)[0]
+        pages += [
+            ("explorer_index", (site / "index.html").as_uri(), ['data-ready="true"', "Every dataset"]),
+            (
+                "explorer_cluster",
+                (site / "cluster.html").as_uri() + f"?p={urllib.parse.quote(partition)}&c=0",
+                ['data-ready="true"', "Top prompts", "Neighbourhood in the merge tree"],
+            ),
+            ("explorer_comparison", (site / "comparison.html").as_uri() + f"?point={point}", ['data-ready="true"', "Stable clusters"]),
+        ]
         problems = [p for name, url, expect in pages for p in check_page(name, url, expect, out)]
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
@@ -138,6 +157,20 @@ def _all_groups(port: int) -> str:
         )
     }
     return urllib.parse.quote(",".join(sorted(ids)), safe=",:@")
+
+
+def _explorer_site(port: int) -> Path:
+    """The site folder of the latest ``cluster_explorer`` materialisation."""
+    data = _graphql(
+        port,
+        """{ assetOrError(assetKey: {path: ["cluster_explorer"]}) { ... on Asset { assetMaterializations(limit: 1) {
+             metadataEntries { label ... on PathMetadataEntry { path } } } } } }""",
+    )
+    found = data["assetOrError"].get("assetMaterializations") or []
+    paths = [e["path"] for m in found for e in m["metadataEntries"] if e["label"] == "path"]
+    if not paths:
+        raise SystemExit("ui-check: the cluster explorer is not materialised yet; run `make demo` (or `make explore`) first")
+    return Path(paths[0]) / "site"
 
 
 def _latest_partition(port: int) -> str:

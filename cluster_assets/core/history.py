@@ -138,3 +138,63 @@ def canonical_labels(labels: np.ndarray) -> np.ndarray:
     rank = np.empty(first.size, dtype=np.int64)
     rank[np.argsort(first)] = np.arange(first.size)
     return rank[inverse.ravel()]
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Where one cluster of a cut sits in the merge tree.
+
+    formed_from: (features, features, cost) of the two groups whose merge formed it, None for one feature;
+    merged_into: the cost of the next merge it takes part in above the cut, None after the last;
+    partners: the clusters of the cut on the other side of that merge (empty with no merge)."""
+
+    formed_from: tuple[int, int, float] | None
+    merged_into: float | None
+    partners: tuple[int, ...]
+
+
+def neighbourhoods(history: MergeHistory, k: int) -> list[Neighbourhood]:
+    """Each cluster of ``history.labels_at(k)`` (by label) in the merge tree: the merge below the cut
+    that formed it and the first merge above the cut it joins (costs in bits/sample)."""
+    n, m = history.n_features, history.n_merges
+    below = n - k  # merges 0 .. below-1 form the cut's clusters
+    labels = history.labels_at(k)
+    parent = np.full(n + m, -1, np.int64)
+    for s, (a, b) in enumerate(history.pairs):
+        parent[[a, b]] = n + s
+
+    def size(node: int) -> int:
+        return 1 if node < n else int(history.sizes[node - n])
+
+    def leaf(node: int) -> int:
+        while node >= n:
+            node = int(history.pairs[node - n][0])
+        return node
+
+    roots = [x for x in range(n + below) if parent[x] < 0 or parent[x] >= n + below]  # the cut's clusters as tree nodes
+    label_of = {x: int(labels[leaf(x)]) for x in roots}
+
+    def clusters_under(node: int) -> list[int]:
+        out: list[int] = []
+        stack = [node]
+        while stack:
+            x = stack.pop()
+            if x in label_of:
+                out.append(label_of[x])
+            else:
+                stack += [int(v) for v in history.pairs[x - n]]
+        return sorted(out)
+
+    out: list[Neighbourhood | None] = [None] * k
+    for x in roots:
+        formed = None
+        if x >= n:
+            a, b = (int(v) for v in history.pairs[x - n])
+            formed = (size(a), size(b), float(history.costs[x - n]))
+        into, partners = None, ()
+        if parent[x] >= 0:
+            s = int(parent[x]) - n
+            a, b = (int(v) for v in history.pairs[s])
+            into, partners = float(history.costs[s]), tuple(clusters_under(b if a == x else a))
+        out[label_of[x]] = Neighbourhood(formed, into, partners)
+    return [o for o in out if o is not None]

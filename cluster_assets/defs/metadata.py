@@ -43,10 +43,12 @@ def plain_metadata(values: dict[str, Any]) -> dict[str, Any]:
     return {k: rounded(v, k) for k, v in values.items() if v is not None}
 
 
-def artifact_metadata(artifact: Artifact, reused: bool) -> dict[str, Any]:
+def artifact_metadata(artifact: Artifact, reused: bool, entry: str | None = None) -> dict[str, Any]:
+    """Where the artifact is; ``entry``: the file in it a person opens (a link to it, as ``open``)."""
     return {
         "artifact": artifact.address,
         "path": dg.MetadataValue.path(str(artifact.path)),
+        **({"open": dg.MetadataValue.url((artifact.path / entry).as_uri())} if entry else {}),
         "reused": reused,
         "bytes_on_disk": artifact.bytes_on_disk(),
     }

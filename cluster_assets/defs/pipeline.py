@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cluster_assets.defs.assets import clustering, comparisons, model
+from cluster_assets.defs.assets import clustering, comparisons, explorer, model
 from cluster_assets.defs.stages import MODEL_POOL, Stage
+from cluster_assets.reporting.explorer import templates_version
 from cluster_assets.storage import formats as fmt
 
 STAGES: dict[str, Stage] = {
@@ -149,6 +150,28 @@ STAGES: dict[str, Stage] = {
             kinds=frozenset({"markdown"}),
             description="The research report: one section per research question, each effect against its noise floor.",
             code_version="4",  # 4: Q3 sets the merge against another method; 3: the SAE's quality in the scale line
+        ),
+        Stage(
+            "cluster_explorer",
+            fmt.SiteFormat(),
+            explorer.cluster_explorer,
+            # every partition with clusters (and its chain), each point's comparison, the SAE's quality, the report's figures
+            reads=(
+                "sae_evals",
+                "activations",
+                "memberships",
+                "coactivation",
+                "merge_history",
+                "clusters",
+                "dataset_comparison",
+                "research_report",
+            ),
+            partitioning="none",
+            group="comparisons",
+            kinds=frozenset({"html", "plotly"}),
+            code_version=templates_version(),  # the page data's release and a digest of the templates
+            description="The cluster explorer: a static site (opens from file://, or `make explore`) with every partition's "
+            "clusters, each cluster's members, shaded top prompts, co-firing, merge-tree neighbours and matches elsewhere.",
         ),
     ]
 }

@@ -178,8 +178,9 @@ class Lineage:
         return Across(have, missing, [lin for lin in pool if lin.artifact("activations").exists])
 
     def found(self, name: str) -> dict[str, dict[str, Lineage]]:
-        """For a stage reading whole comparisons (the report): for each read stage, the keys whose
-        artifact exists (and compared something), with their lineages (key "" for an unpartitioned
+        """For an unpartitioned stage reading partitioned ones (the report, the explorer): for each
+        read stage, the keys whose artifact exists (a comparison's: and compared something), with
+        their lineages (key "" for an unpartitioned read, "<dataset>|<sweep partition>" for a 2-D
         one).  Found once, as :meth:`across`."""
         if name not in self._found:
             self._found[name] = self._find_found(name)
@@ -191,6 +192,10 @@ class Lineage:
             out[read] = {}
             if self.stages[read].partitioning == "none":
                 out[read] = {"": self} if self.artifact(read).exists else {}
+                continue
+            if self.stages[read].partitioning == "dataset_point":
+                pairs = ((d.name, p) for d in self.project.datasets for p in self.project.sweep)
+                out[read] = {f"{d}|{p}": lin for d, p in pairs if (lin := self.lineage_of(d, p)).artifact(read).exists}
                 continue
             for key in self.keys(self.stages[read].partitioning):
                 sub = self.keyed(key)
@@ -424,7 +429,10 @@ def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.M
 
 def _result(ctx: StageContext, artifact: Artifact, reused: bool) -> dg.MaterializeResult:
     manifest = artifact.manifest()
-    metadata: dict[str, Any] = {**plain_metadata(manifest.get("summary", {})), **artifact_metadata(artifact, reused)}
+    metadata: dict[str, Any] = {
+        **plain_metadata(manifest.get("summary", {})),
+        **artifact_metadata(artifact, reused, ctx.stage.format.ENTRY),
+    }
     if manifest.get("recomputed_because"):
         metadata["recomputed_because"] = manifest["recomputed_because"]
     metadata.update(plain_metadata(manifest.get("timing", {})))

@@ -31,6 +31,7 @@ class Format(Generic[T]):
     """Files of one stage.  Subclasses name their files as class constants."""
 
     version: ClassVar[int] = 1
+    ENTRY: ClassVar[str | None] = None  # the file a person opens, when there is one
 
     def save(self, folder: Path, value: T) -> None:
         raise NotImplementedError
@@ -365,6 +366,7 @@ def _inline(markdown: str, figures: dict[str, bytes], folder: str) -> str:
 
 class DocumentFormat(Format[Document]):
     MARKDOWN = "report.md"
+    ENTRY = MARKDOWN
     FIGURES = "figures"
 
     def save(self, folder: Path, value: Document) -> None:
@@ -376,6 +378,42 @@ class DocumentFormat(Format[Document]):
     def load(self, folder: Path) -> Document:
         figures = {p.name: p.read_bytes() for p in sorted((folder / self.FIGURES).glob("*.png"))}
         return Document((folder / self.MARKDOWN).read_text(), figures)
+
+
+# --- cluster_explorer -----------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    """A static site: every file by its path relative to the site's root (bytes), and what it holds."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def add_data(self, path: str, value: Any) -> None:
+        """``data/<path>``: a script handing ``value`` (plain JSON values, no NaN) to the page's ``EXPLORER.receive``."""
+        payload = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        self.files[f"data/{path}"] = f"EXPLORER.receive({json.dumps(path)},{payload});\n".encode()
+
+
+class SiteFormat(Format[Site]):
+    """The site's files under ``site/`` (``site/index.html`` opens it) and its summary."""
+
+    SITE_DIR = "site"
+    SUMMARY = "site.json"
+    ENTRY = "site/index.html"
+
+    def save(self, folder: Path, value: Site) -> None:
+        for name, data in value.files.items():
+            path = folder / self.SITE_DIR / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        (folder / self.SUMMARY).write_text(json.dumps(value.summary, indent=1))
+
+    def load(self, folder: Path) -> Site:
+        root = folder / self.SITE_DIR
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        return Site(files, json.loads((folder / self.SUMMARY).read_text()))
 
 
 #: Metadata figures of any stage: PNG files under this folder of the artifact.

@@ -374,3 +374,55 @@ def test_canonical_csc_input_gives_the_same_history_as_csr():
     assert csc.format == "csc" and csc.has_canonical_format and csc.indices.dtype == np.int32
     for config in (MergeConfig(threshold=0.0), MergeConfig(threshold=0.3, seed=2)):
         assert run_merge(csc, config) == run_merge(x, config)
+
+
+def _neighbourhoods_by_leaf_sets(history, k):
+    """Reference: every tree node as its set of leaves; a cluster's merges found by comparing sets."""
+    n, labels = history.n_features, history.labels_at(k)
+    leaves = {i: frozenset([i]) for i in range(n)}
+    for s, (a, b) in enumerate(history.pairs):
+        leaves[n + s] = leaves[int(a)] | leaves[int(b)]
+    out = []
+    for c in range(k):
+        mine = frozenset(np.flatnonzero(labels == c).tolist())
+        formed = next(
+            (
+                (len(leaves[int(a)]), len(leaves[int(b)]), history.costs[s])
+                for s, (a, b) in enumerate(history.pairs[: n - k])
+                if leaves[n + s] == mine
+            ),
+            None,
+        )
+        into, partners = None, ()
+        for s in range(n - k, history.n_merges):
+            a, b = (leaves[int(v)] for v in history.pairs[s])
+            if mine in (a, b):
+                other = b if a == mine else a
+                into, partners = history.costs[s], tuple(sorted({int(labels[f]) for f in other}))
+                break
+        out.append((formed, into, partners))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cut_neighbourhoods_match_the_leaf_set_reference(seed):
+    from cluster_assets.core.history import neighbourhoods
+
+    x, _ = _inputs(seed)
+    history = run_merge(sp.csr_array(x), MergeConfig(alpha=0.5, seed=seed))
+    for k in (history.n_features, history.best_k(), history.n_features - history.n_merges + 1):
+        got = [(nb.formed_from, nb.merged_into, nb.partners) for nb in neighbourhoods(history, k)]
+        assert got == _neighbourhoods_by_leaf_sets(history, k)
+        assert any(g[0] is not None for g in got) or k == history.n_features  # below the top, some cluster was formed by a merge
+
+
+def test_cut_neighbourhoods_of_a_small_tree():
+    from cluster_assets.core.history import Neighbourhood, neighbourhoods
+
+    tree = MergeHistory(4, 10, np.array([[0, 1], [2, 3], [4, 5]]), np.array([0.1, 0.2, 0.3]), np.zeros(4), np.array([2, 2, 4]), np.zeros(3))
+    assert neighbourhoods(tree, 2) == [Neighbourhood((1, 1, 0.1), 0.3, (1,)), Neighbourhood((1, 1, 0.2), 0.3, (0,))]
+    assert neighbourhoods(tree, 3) == [
+        Neighbourhood((1, 1, 0.1), 0.3, (1, 2)),
+        Neighbourhood(None, 0.2, (2,)),
+        Neighbourhood(None, 0.2, (1,)),
+    ]

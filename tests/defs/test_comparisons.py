@@ -184,6 +184,7 @@ def materialised(setup):
         assert graph.materialize(["dataset_comparison"], point).success
     assert graph.materialize(["sae_evals", "ground_truth"]).success
     assert graph.materialize(["research_report"]).success
+    assert graph.materialize(["cluster_explorer"]).success
     return graph
 
 
@@ -299,3 +300,124 @@ def test_the_example_notebook_runs_on_this_run(materialised, monkeypatch, cache_
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "clusters," in text and "Clusters CutSummary" in text and "clustering.alpha" in text
+
+
+# --- the cluster explorer, in headless Chromium ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(materialised) -> Path:
+    [mat] = materialised.materialize(["cluster_explorer"]).asset_materializations_for_node("cluster_explorer")
+    assert mat.metadata["open"].value == (Path(mat.metadata["path"].value) / "site" / "index.html").as_uri()
+    return Path(mat.metadata["path"].value) / "site"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.browser import Browser
+
+    with Browser() as started:
+        yield started
+
+
+def _page(browser, site: Path, page: str, **query):
+    from urllib.parse import urlencode
+
+    tab = browser.open((site / page).as_uri() + ("?" + urlencode(query) if query else ""))
+    assert tab.evaluate("document.body.dataset.ready") == "true", tab.evaluate("document.getElementById('main').innerText")
+    return tab
+
+
+def _stored(graph, asset: str, dataset: str, point: str) -> Path:
+    return Path(graph.metadata(graph.materialize([asset], graph.key(dataset, point)), asset)["path"].value)
+
+
+def test_explorer_pages_load_from_file_with_no_console_error_and_no_network(materialised, site, browser):
+    graph = materialised
+    pages = [("index.html", {}), ("partition.html", {"p": "kjv|base"}), ("cluster.html", {"p": "kjv|base", "c": 0})]
+    pages += [("comparison.html", {"point": "base"}), ("cluster.html", {"p": "kjv|hdbscan_raw", "c": 0})]
+    for page, query in pages:
+        tab = _page(browser, site, page, **query)
+        assert tab.errors() == [], (page, query)
+        requested = tab.requests()
+        assert any(u.endswith("/data/index.js") or "/data/" in u for u in requested)  # its data came as files
+        outside = [u for u in requested if not (u.startswith(site.as_uri() + "/") or u.startswith("data:"))]
+        assert outside == [], (page, outside)  # nothing but the site's own files (and plotly's inline images)
+    index = _page(browser, site, "index.html")
+    shown = index.evaluate(
+        "[...document.querySelectorAll('#partitions tbody tr')].map(r => r.cells[0].innerText + '|' + r.cells[1].innerText)"
+    )
+    assert sorted(shown) == sorted(graph.instance.get_materialized_partitions(dg.AssetKey("clusters")))
+    # a cluster that is not there is an error the page shows, not a blank page
+    tab = browser.open((site / "cluster.html").as_uri() + "?p=kjv%7Cbase&c=99999")
+    assert tab.evaluate("document.body.dataset.ready") == "error" and "no cluster 99999" in tab.evaluate(
+        "document.getElementById('main').innerText"
+    )
+
+
+def test_searching_a_token_narrows_the_list_to_clusters_whose_top_tokens_contain_it(materialised, site, browser):
+    record = ClustersFormat().load(_stored(materialised, "clusters", "kjv", "base"))
+    tops = dict(record.extra["descriptions"].select("cluster", "top_tokens").iter_rows())
+    largest = record.clusters.row(0, named=True)["cluster"]
+    query = next(t.strip().lower() for t in tops[largest] if t.strip().isalpha())
+    expected = {c for c, tokens in tops.items() if any(query in t.lower() for t in tokens[:8])}
+    assert 0 < len(expected) < len(tops)
+    tab = _page(browser, site, "partition.html", p="kjv|base")
+    tab.evaluate(f"(() => {{ const s = document.getElementById('search'); s.value = {query!r}; s.dispatchEvent(new Event('input')); }})()")
+    shown = tab.evaluate("[...document.querySelectorAll('#clusters .cluster-link')].map(a => Number(a.textContent))")
+    assert set(shown) == expected and len(shown) == len(expected)
+    assert tab.evaluate("document.getElementById('count').textContent").startswith(f"{len(expected)} of {len(tops)} clusters")
+    assert tab.errors() == []
+
+
+def test_a_cluster_page_shades_tokens_in_the_order_of_the_stored_activations(materialised, site, browser):
+    import numpy as np
+
+    from cluster_assets.storage.formats import ActivationsFormat
+
+    graph = materialised
+    record = ClustersFormat().load(_stored(graph, "clusters", "kjv", "base"))
+    acts = ActivationsFormat().load(_stored(graph, "activations", "kjv", "base"))
+    cluster = record.clusters.row(0, named=True)["cluster"]
+    members = record.labels.filter(pl.col("cluster") == cluster)["feature_id"].to_numpy()
+    tab = _page(browser, site, "cluster.html", p="kjv|base", c=cluster)
+    prompts = tab.evaluate(
+        "[...document.querySelectorAll('#prompts .prompt')].map(p => [Number(p.dataset.prompt), "
+        "[...p.querySelectorAll('.tok')].map(t => [t.textContent, Number(t.dataset.act), Number(t.dataset.alpha)])])"
+    )
+    assert [p for p, _ in prompts] == record.top_prompts.filter(pl.col("cluster") == cluster).sort("rank")["prompt_id"].to_list()
+    for prompt, tokens in prompts:
+        rows = acts.tokens.with_row_index("row").filter(pl.col("prompt_id") == prompt).sort("position")
+        block = acts.values[rows["row"].to_numpy()][:, members].toarray()
+        stored = np.where(block > 0, block, 0).sum(axis=1)  # the cluster's activation on each token: its active members summed
+        assert [t for t, _, _ in tokens] == rows["token"].to_list()
+        np.testing.assert_allclose([a for _, a, _ in tokens], stored, atol=1e-3)
+        alpha = np.array([a for _, _, a in tokens])
+        assert (alpha[stored == 0] == 0).all() and (alpha[stored > 0] > 0).all()
+        order = np.argsort(stored, kind="stable")
+        assert (np.diff(alpha[order]) >= 0).all()  # more activation, never lighter shading
+        gaps = np.diff(stored[order]) > 1e-3
+        assert (np.diff(alpha[order])[gaps] > 0).all()  # and darker wherever the stored values differ
+    assert any((np.array([a for _, a, _ in t]) > 0).sum() >= 3 for _, t in prompts)  # something to order
+
+
+def test_links_to_matched_clusters_on_other_datasets_resolve(materialised, site, browser):
+    graph = materialised
+    record = ClustersFormat().load(_stored(graph, "clusters", "kjv", "base"))
+    cluster = record.clusters.row(0, named=True)["cluster"]
+    matches = TablesFormat().load(
+        Path(graph.metadata(graph.materialize(["dataset_comparison"], "base"), "dataset_comparison")["path"].value)
+    )
+    expected = dict(
+        matches.tables["matches"].filter((pl.col("name") == "kjv") & (pl.col("cluster") == cluster)).select("other", "best").iter_rows()
+    )
+    assert set(expected) == {"kjv_again", "python_stdlib"}
+    tab = _page(browser, site, "cluster.html", p="kjv|base", c=cluster)
+    links = tab.evaluate("[...document.querySelectorAll('#matches .match-link')].map(a => [a.textContent, a.href])")
+    for other, best in expected.items():
+        [href] = [h for text, h in links if text == f"{other}|base · cluster {best}"]
+        tab.goto(href)
+        assert tab.evaluate("document.body.dataset.ready") == "true"
+        assert tab.evaluate("document.querySelector('h1').innerText") == f"Cluster {best} · {other}|base"
+        assert tab.errors() == []
+    assert expected["kjv_again"] == cluster  # the same corpus under another name: the same cluster
