@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="*", default=[e.name for e in project.datasets if e.offline])
     parser.add_argument("--hparams", nargs="*", default=list(project.sweep), help="sweep partitions (points and replicates)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="runs at once after the SAE (model-running steps still take the `model` pool one at a time)"
+        "--workers", type=int, default=1, help="runs at once after the SAE (model-running steps still take the `model` pool one at a time)"
     )
     parser.add_argument("--no-summary", action="store_true")
     args = parser.parse_args(argv)

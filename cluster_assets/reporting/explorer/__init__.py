@@ -63,6 +63,18 @@ class Partition:
     def slug(self) -> str:
         return f"{self.dataset}--{self.partition.replace('@', '-r')}"
 
+    def keys(self) -> dict[str, Any]:
+        """What names the partition on a page."""
+        return {
+            "key": self.key,
+            "slug": self.slug,
+            "dataset": self.dataset,
+            "partition": self.partition,
+            "point": self.point,
+            "replicate": self.replicate,
+            "method": self.clusters.cut.method,
+        }
+
 
 @dataclass(frozen=True)
 class PartitionInputs:
@@ -119,7 +131,7 @@ def build_site(
     return site
 
 
-def templates_version(release: str = "1") -> str:
+def templates_version(release: str = "2") -> str:
     """The explorer's code version: ``release`` (bump it when the page data change) and a digest of the
     templates, scripts and styles, so that editing them moves the site to a new address."""
     import xxhash
@@ -172,17 +184,7 @@ def _cluster_list(p: Partition, partitions: list[Partition], compared: Mapping[s
                 "matched": max((m[1] for m in mine.values()), default=None),
             }
         )
-    return {
-        "key": p.key,
-        "slug": p.slug,
-        "dataset": p.dataset,
-        "partition": p.partition,
-        "point": p.point,
-        "replicate": p.replicate,
-        "method": p.clusters.cut.method,
-        "chunk": CHUNK,
-        "rows": rows,
-    }
+    return {**p.keys(), "chunk": CHUNK, "rows": rows}
 
 
 def _cluster_details(
@@ -243,7 +245,7 @@ def _cluster_details(
                 "classes": {name: row.get(f"share_{name}") for name in CLASSES if row.get(f"share_{name}") is not None},
                 "members": [_member(f, stats.get(f), feature_links.get(f)) for f in members],
                 "prompts": prompts,
-                "heatmap": {"features": shown[: len(at)], "z": np.round(heat, 2).tolist()},
+                "heatmap": {"features": [f for f in shown if f in kept_position], "z": np.round(heat, 2).tolist()},
                 "tree": None
                 if nb is None
                 else {
@@ -287,13 +289,7 @@ def _index(
         cut, q = p.clusters.cut, quality.get(p.dataset, {})
         rows.append(
             {
-                "key": p.key,
-                "slug": p.slug,
-                "dataset": p.dataset,
-                "partition": p.partition,
-                "point": p.point,
-                "replicate": p.replicate,
-                "method": cut.method,
+                **p.keys(),
                 "tokens": cut.tokens,
                 "kept_features": p.clusters.labels.height,
                 "clusters": cut.k,
@@ -327,7 +323,8 @@ def _dataset_matches(p: Partition, compared: Mapping[str, pl.DataFrame] | None) 
         return {}
     out: dict[int, dict[str, tuple[int, float]]] = {}
     for c, other, best, jac in matches.filter(pl.col("name") == p.dataset).select("cluster", "other", "best", "jaccard").iter_rows():
-        out.setdefault(int(c), {})[other] = (int(best), float(jac))
+        if best >= 0:  # a negative best: none of its members is clustered there, nothing to link to
+            out.setdefault(int(c), {})[other] = (int(best), float(jac))
     return out
 
 
@@ -343,7 +340,8 @@ def _replicate_matches(p: Partition, partitions: Iterable[Partition]) -> dict[in
             mine["feature_id"].to_numpy(), mine["cluster"].to_numpy(), theirs["feature_id"].to_numpy(), theirs["cluster"].to_numpy()
         )
         for c, best, jac in zip(m.cluster.tolist(), m.best.tolist(), m.jaccard.tolist()):
-            out.setdefault(int(c), {})[q.key] = (int(best), float(jac))
+            if best >= 0:
+                out.setdefault(int(c), {})[q.key] = (int(best), float(jac))
     return out
 
 
