@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dagster instance: {instance.root_directory}")
     keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
     points = list(dict.fromkeys(project.point(h).point for h in args.hparams))
-    # Each wave needs the one before. Within a wave runs go to the workers in this order: sweep partition
-    # by partition, so those that reuse a dataset's prompts and activations start after the ones that make them.
+    # Each wave needs the one before. Within a wave runs are taken in this order, sweep partition by sweep
+    # partition, so with several workers those that reuse a dataset's activations mostly start after the
+    # ones that make them (two writers of one artifact are safe: the second keeps the first's, verified).
     waves: list[Sequence[tuple[str, str | dict[str, str] | None]]] = [
         [("sae_job", None)],
         [("sae_evals_job", None), ("ground_truth_job", None)]

@@ -189,11 +189,34 @@ def cluster_activity(activations: sp.csr_array, feature_ids: np.ndarray, labels:
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max(initial=-1)) + 1
     acts = canonical_csr(activations)
-    cluster_of = np.full(acts.shape[1], -1, np.int64)
-    cluster_of[np.asarray(feature_ids)[labels >= 0]] = labels[labels >= 0]
+    cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
     rows = np.arange(acts.shape[0])
     _, tok_c, _, _, _ = _sum_by_group(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), rows, rows, rows.size, k)
     return np.bincount(tok_c, minlength=k)
+
+
+def token_cluster_activations(
+    activations: sp.csr_array, feature_ids: np.ndarray, labels: np.ndarray, rows: np.ndarray, threshold: float
+) -> sp.csr_array:
+    """(len(rows), k) each cluster's activation on the token ``rows`` (distinct, any order): the sum
+    of its members' values above ``threshold`` (what sae_vis shades, for a cluster)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    k = int(labels.max(initial=-1)) + 1
+    acts = canonical_csr(activations)
+    group = np.full(acts.shape[0], -1, np.int64)
+    group[rows] = np.arange(rows.size)
+    cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
+    indptr, c, _, v, _ = _sum_by_group(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), rows, group, rows.size, k)
+    return sp.csr_array((v, c, indptr), shape=(rows.size, k))
+
+
+def cluster_of_features(n_features: int, feature_ids: np.ndarray, labels: np.ndarray) -> Int64Array:
+    """(n_features,) the cluster of each SAE feature: its label where ``feature_ids`` has it, -1 elsewhere (and for noise)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    cluster_of = np.full(n_features, -1, np.int64)
+    cluster_of[np.asarray(feature_ids, dtype=np.int64)[labels >= 0]] = labels[labels >= 0]
+    return cluster_of
 
 
 def analyse_clusters(
@@ -218,8 +241,7 @@ def analyse_clusters(
     k = int(labels.max(initial=-1)) + 1
     acts = canonical_csr(activations)
     n_tokens = acts.shape[0]
-    cluster_of = np.full(acts.shape[1], -1, np.int64)
-    cluster_of[feature_ids[labels >= 0]] = labels[labels >= 0]
+    cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
     tokens = np.arange(n_tokens)
     # clusters active on each token (active members, their summed activation), then per prompt (active tokens, summed activation)
     tok_indptr, tok_c, tok_n, tok_v, cmax = _sum_by_group(

@@ -197,4 +197,7 @@ def neighbourhoods(history: MergeHistory, k: int) -> list[Neighbourhood]:
             a, b = (int(v) for v in history.pairs[s])
             into, partners = float(history.costs[s]), tuple(clusters_under(b if a == x else a))
         out[label_of[x]] = Neighbourhood(formed, into, partners)
+    missing = [c for c, o in enumerate(out) if o is None]
+    if missing:  # every label of the cut is one root of the tree below it
+        raise ValueError(f"clusters {missing[:5]} of the cut at k={k} have no node in the merge tree")
     return [o for o in out if o is not None]

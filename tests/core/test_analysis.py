@@ -107,3 +107,23 @@ def test_validation_finds_corruption():
     assert history_problems(h)
     assert partition_problems(np.array([0, 1]), np.array([3, 4]), np.array([3, 4])) == []
     assert partition_problems(np.array([0, 1]), np.array([3, 3]), np.array([3, 4]))
+
+
+def test_token_cluster_activations_sum_each_clusters_active_members_as_the_dense_reference():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from cluster_assets.core.analysis import token_cluster_activations
+
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.random((40, 12)) < 0.3, rng.exponential(1.0, (40, 12)), 0.0).astype(np.float32)
+    feature_ids, labels = np.array([1, 3, 4, 7, 9, 10]), np.array([0, 1, 0, -1, 2, 1])
+    rows = np.array([17, 2, 30, 5, 39])
+    got = token_cluster_activations(sp.csr_array(dense), feature_ids, labels, rows, 0.5).toarray()
+    expected = np.zeros((rows.size, 3))
+    for i, r in enumerate(rows):
+        for f, c in zip(feature_ids, labels):
+            if c >= 0 and dense[r, f] > 0.5:
+                expected[i, c] += dense[r, f]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert (expected > 0).sum() >= 5  # something was summed

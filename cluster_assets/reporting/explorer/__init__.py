@@ -30,8 +30,8 @@ from typing import Any
 import jinja2
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
+from cluster_assets.core.analysis import token_cluster_activations
 from cluster_assets.core.comparison import best_matches
 from cluster_assets.core.history import MergeHistory, neighbourhoods
 from cluster_assets.core.tokens import CLASSES
@@ -111,16 +111,20 @@ def build_site(
     for name, png in figures.items():
         site.files[f"report/{name}"] = png
 
-    by_key = {p.key: p for p in partitions}
+    def add(path: str, value: Any) -> None:
+        site.add_data(path, _plain(value))
+
     for p in partitions:
-        site.add_data(f"p/{p.slug}/clusters.js", _plain(_cluster_list(p, partitions, comparisons.get(p.point))))
-        pages = _cluster_details(p, inputs(p), by_key, comparisons.get(p.point), neuronpedia)
+        compared = comparisons.get(p.point)
+        table, matches, replicas = _described(p.clusters), _dataset_matches(p, compared), _replicate_matches(p, partitions)
+        add(f"p/{p.slug}/clusters.js", _cluster_list(p, table, matches, replicas))
+        pages = _cluster_details(p, inputs(p), table, matches, replicas, _activity(p, compared), neuronpedia)
         for n, chunk in enumerate(_chunks(pages, CHUNK)):
-            site.add_data(f"p/{p.slug}/detail_{n}.js", _plain(chunk))
+            add(f"p/{p.slug}/detail_{n}.js", chunk)
         log(f"explorer: {p.key}: {len(pages)} cluster pages")
     for point, tables in comparisons.items():
-        site.add_data(f"c/{point}.js", _plain(_comparison(point, tables, by_key)))
-    site.add_data("index.js", _plain(_index(partitions, comparisons, evals, sorted(figures))))
+        add(f"c/{point}.js", _comparison(point, tables, partitions))
+    add("index.js", _index(partitions, comparisons, evals, sorted(figures)))
     site.summary = {
         "partitions": len(partitions),
         "clusters": sum(p.clusters.clusters.height for p in partitions),
@@ -131,7 +135,7 @@ def build_site(
     return site
 
 
-def templates_version(release: str = "2") -> str:
+def templates_version(release: str = "3") -> str:
     """The explorer's code version: ``release`` (bump it when the page data change) and a digest of the
     templates, scripts and styles, so that editing them moves the site to a new address."""
     import xxhash
@@ -142,30 +146,14 @@ def templates_version(release: str = "2") -> str:
     return f"{release}-{digest.hexdigest()[:8]}"
 
 
-def cluster_token_activations(
-    activations: Activations, feature_ids: np.ndarray, labels: np.ndarray, rows: np.ndarray, threshold: float
-) -> sp.csc_array:
-    """(len(rows), k) summed activation of each cluster's member features above ``threshold`` on the token ``rows``."""
-    labels = np.asarray(labels, np.int64)
-    k = int(labels.max(initial=-1)) + 1
-    cluster_of = np.full(activations.values.shape[1], -1, np.int64)
-    cluster_of[np.asarray(feature_ids)[labels >= 0]] = labels[labels >= 0]
-    sub = sp.csr_array(activations.values)[rows].tocoo()
-    keep = (cluster_of[sub.col] >= 0) & (sub.data > threshold)
-    summed = sp.coo_array(
-        (sub.data[keep].astype(np.float64), (sub.row[keep], cluster_of[sub.col[keep]])), shape=(len(rows), k)
-    )  # duplicates (several members on one token) are summed
-    return summed.tocsc()
-
-
 # -- page data --------------------------------------------------------------------------------
 
 
-def _cluster_list(p: Partition, partitions: list[Partition], compared: Mapping[str, pl.DataFrame] | None) -> dict:
-    table = _described(p.clusters)
-    matches = _dataset_matches(p, compared)
-    stability = _replicate_matches(p, partitions)
-    best_replicate = {c: max(v[1] for v in per.values()) for c, per in stability.items() if per}
+Matches = dict[int, dict[str, tuple[int, float]]]  # cluster -> where (a dataset or a partition key) -> (its best match, Jaccard)
+
+
+def _cluster_list(p: Partition, table: pl.DataFrame, matches: Matches, replicas: Matches) -> dict:
+    best_replicate = {c: max(v[1] for v in per.values()) for c, per in replicas.items() if per}
     rows = []
     for row in table.iter_rows(named=True):
         c = row["cluster"]
@@ -188,10 +176,15 @@ def _cluster_list(p: Partition, partitions: list[Partition], compared: Mapping[s
 
 
 def _cluster_details(
-    p: Partition, inputs: PartitionInputs, by_key: Mapping[str, Partition], compared: Mapping[str, pl.DataFrame] | None, neuronpedia: bool
+    p: Partition,
+    inputs: PartitionInputs,
+    table: pl.DataFrame,
+    matches: Matches,
+    replicas: Matches,
+    activity: dict[int, dict[str, float]],
+    neuronpedia: bool,
 ) -> list[dict]:
     record, acts = p.clusters, inputs.activations
-    table = _described(record)
     labels_frame = record.labels
     feature_ids, labels = labels_frame["feature_id"].to_numpy(), labels_frame["cluster"].to_numpy()
     k = table.height
@@ -200,15 +193,13 @@ def _cluster_details(
     tokens = acts.tokens.with_row_index("row").filter(pl.col("prompt_id").is_in(top["prompt_id"].unique().to_list()))
     tokens = tokens.sort(["prompt_id", "position"])
     rows = tokens["row"].to_numpy().astype(np.int64)
-    by_cluster = cluster_token_activations(acts, feature_ids, labels, rows, inputs.threshold)
+    by_cluster = token_cluster_activations(acts.values, feature_ids, labels, rows, inputs.threshold).tocsc()
     spans = {pid: (int(s), int(e)) for pid, s, e in _prompt_spans(tokens["prompt_id"].to_numpy())}
     texts = tokens["token"].to_list()
     stats = inputs.features.filter(pl.col("feature_id").is_in(feature_ids.tolist()))
     stats = {r["feature_id"]: r for r in stats.iter_rows(named=True)}
     kept_position = {int(f): i for i, f in enumerate(inputs.kept_ids.tolist())}
     tree = neighbourhoods(inputs.history, k) if inputs.history is not None else None
-    matches, replicas = _dataset_matches(p, compared), _replicate_matches(p, list(by_key.values()))
-    activity = _activity(p, compared)
     links = {int(c): ls for c, ls in zip(table["cluster"], table["feature_links"])} if "feature_links" in table.columns else {}
     out = []
     for row in table.sort("cluster").iter_rows(named=True):
@@ -264,13 +255,13 @@ def _cluster_details(
     return out
 
 
-def _comparison(point: str, tables: Mapping[str, pl.DataFrame], by_key: Mapping[str, Partition]) -> dict:
+def _comparison(point: str, tables: Mapping[str, pl.DataFrame], partitions: list[Partition]) -> dict:
     stable, specific = tables.get("stable"), tables.get("specific")
     return {
         "point": point,
-        "partitions": sorted(k for k, p in by_key.items() if p.point == point and p.replicate == 0),
-        "stable": [] if stable is None or stable.is_empty() else _records(stable),
-        "specific": [] if specific is None or specific.is_empty() else _records(specific),
+        "partitions": sorted(p.key for p in partitions if p.point == point and p.replicate == 0),
+        "stable": [] if stable is None else stable.to_dicts(),
+        "specific": [] if specific is None else specific.to_dicts(),
     }
 
 
@@ -316,21 +307,21 @@ def _top_class(row: Mapping[str, Any]) -> str | None:
     return max(shares, key=lambda n: shares[n]) if shares and max(shares.values()) > 0 else None
 
 
-def _dataset_matches(p: Partition, compared: Mapping[str, pl.DataFrame] | None) -> dict[int, dict[str, tuple[int, float]]]:
+def _dataset_matches(p: Partition, compared: Mapping[str, pl.DataFrame] | None) -> Matches:
     """Each cluster's best match on every other dataset (first replicates only: what the comparison matched)."""
     matches = compared.get("matches") if compared is not None and p.replicate == 0 else None
     if matches is None or matches.is_empty():
         return {}
-    out: dict[int, dict[str, tuple[int, float]]] = {}
+    out: Matches = {}
     for c, other, best, jac in matches.filter(pl.col("name") == p.dataset).select("cluster", "other", "best", "jaccard").iter_rows():
         if best >= 0:  # a negative best: none of its members is clustered there, nothing to link to
             out.setdefault(int(c), {})[other] = (int(best), float(jac))
     return out
 
 
-def _replicate_matches(p: Partition, partitions: Iterable[Partition]) -> dict[int, dict[str, tuple[int, float]]]:
+def _replicate_matches(p: Partition, partitions: Iterable[Partition]) -> Matches:
     """Each cluster's best match in every other replicate of its point on its dataset."""
-    out: dict[int, dict[str, tuple[int, float]]] = {}
+    out: Matches = {}
     mine = p.clusters.labels
     for q in partitions:
         if q.dataset != p.dataset or q.point != p.point or q.partition == p.partition:
@@ -375,10 +366,6 @@ def _prompt_spans(prompt_ids: np.ndarray) -> list[tuple[int, int, int]]:
     cuts = np.flatnonzero(np.diff(prompt_ids)) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, prompt_ids.size]
     return [(int(prompt_ids[s]), int(s), int(e)) for s, e in zip(starts, ends)]
-
-
-def _records(frame: pl.DataFrame) -> list[dict]:
-    return frame.to_dicts()
 
 
 def _chunks(items: list[dict], size: int) -> list[dict[str, dict]]:
