@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class Browser:
                 raise RuntimeError("Chromium did not start its DevTools endpoint")
             found = re.search(r"DevTools listening on (ws://\S+)", line)
             url = found.group(1) if found else None
+        # keep reading what Chromium logs, so that a full pipe never stops it
+        threading.Thread(target=self._proc.stderr.read, daemon=True).start()
         self._ws = connect(url, max_size=None, open_timeout=timeout)
         self._ids = itertools.count(1)
         self.events: list[dict] = []

@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 
 from cluster_assets.cli.local_cluster import free_port, wait_until
+from cluster_assets.reporting.explorer import slug
+from cluster_assets.storage.formats import Site
 
 #: Text the Dagster UI shows when a page failed (checked in the rendered DOM).
 ERROR_MARKERS = ("Something went wrong", "An unexpected error", "PythonError", "Error loading", "Unable to load", "Not found")
@@ -118,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
         site = _explorer_site(port)
         point = partition.split("|", 1)[1].split("@", 1)[0]
+        cluster = _showcase_cluster(site, partition)
         pages += [
             ("explorer_index", (site / "index.html").as_uri(), ['data-ready="true"', "Every dataset"]),
             (
                 "explorer_cluster",
-                (site / "cluster.html").as_uri() + f"?p={urllib.parse.quote(partition)}&c=0",
+                (site / "cluster.html").as_uri() + f"?p={urllib.parse.quote(partition)}&c={cluster}",
                 ['data-ready="true"', "Top prompts", "Neighbourhood in the merge tree"],
             ),
             ("explorer_comparison", (site / "comparison.html").as_uri() + f"?point={point}", ['data-ready="true"', "Stable clusters"]),
@@ -171,6 +174,14 @@ def _explorer_site(port: int) -> Path:
     if not paths:
         raise SystemExit("ui-check: the cluster explorer is not materialised yet; run `make demo` (or `make explore`) first")
     return Path(paths[0]) / "site"
+
+
+def _showcase_cluster(site: Path, partition: str) -> int:
+    """A cluster worth a screenshot: matched on another dataset, of several features, the most active such."""
+    rows = Site.read_data(site, f"p/{slug(partition)}/clusters.js")["rows"]
+    if not rows:
+        raise SystemExit(f"ui-check: {partition} has no cluster to show in the explorer")
+    return max(rows, key=lambda r: (r["matched"] is not None, r["size"] > 1, r["active_tokens"]))["cluster"]
 
 
 def _latest_partition(port: int) -> str:

@@ -395,6 +395,15 @@ class Site:
         payload = json.dumps(value, separators=(",", ":"), allow_nan=False)
         self.files[f"data/{path}"] = f"EXPLORER.receive({json.dumps(path)},{payload});\n".encode()
 
+    @staticmethod
+    def read_data(folder: Path, path: str) -> Any:
+        """The value ``add_data(path, value)`` stored, read back from the site written in ``folder``."""
+        text = (folder / "data" / path).read_text()
+        prefix = f"EXPLORER.receive({json.dumps(path)},"
+        if not text.startswith(prefix) or not text.endswith(");\n"):
+            raise ValueError(f"{folder / 'data' / path}: not a data file of the explorer")
+        return json.loads(text[len(prefix) : -3])
+
 
 class SiteFormat(Format[Site]):
     """The site's files under ``site/`` (``site/index.html`` opens it) and its summary."""

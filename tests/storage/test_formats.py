@@ -2,6 +2,7 @@
 
 import numpy as np
 import polars as pl
+import pytest
 import scipy.sparse as sp
 
 from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, run_merge
@@ -47,3 +48,16 @@ def test_activations_round_trip(tmp_path):
     back = fmt.ActivationsFormat().load(tmp_path)
     assert (back.values != values).nnz == 0 and back.values.dtype == np.float32 and back.tokens.equals(tokens)
     assert back.vocabulary() == {7: "a", 9: " b"}
+
+
+def test_a_sites_data_files_read_back_what_was_added(tmp_path):
+    site = fmt.Site()
+    value = {"rows": [{"cluster": 3, "top_tokens": [" the", '"quoted"\n'], "matched": None}], "chunk": 50}
+    site.add_data("p/kjv--base/clusters.js", value)
+    fmt.SiteFormat().save(tmp_path, site)
+    root = tmp_path / fmt.SiteFormat.SITE_DIR
+    assert fmt.Site.read_data(root, "p/kjv--base/clusters.js") == value
+    assert fmt.SiteFormat().load(tmp_path).files == site.files
+    (root / "data" / "bad.js").write_text("alert(1);\n")
+    with pytest.raises(ValueError, match=r"bad\.js: not a data file"):
+        fmt.Site.read_data(root, "bad.js")

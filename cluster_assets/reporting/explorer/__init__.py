@@ -13,7 +13,8 @@ Layout of a site::
     assets/{explorer.js, explorer.css, plotly.min.js}
     data/index.js                      every partition, point and report figure
     data/p/<slug>/clusters.js          one row per cluster of a partition (the list page)
-    data/p/<slug>/detail_<n>.js        clusters n*CHUNK .. n*CHUNK+CHUNK-1 in full (the cluster page)
+    data/p/<slug>/detail_<n>.js        clusters n*CHUNK .. n*CHUNK+CHUNK-1 in full (the cluster page), and
+                                       the tokens of their top prompts, each prompt once
     data/c/<point>.js                  a point's stable and dataset-specific clusters
     report/<figure>.png                the research report's figures
 """
@@ -61,7 +62,7 @@ class Partition:
 
     @property
     def slug(self) -> str:
-        return f"{self.dataset}--{self.partition.replace('@', '-r')}"
+        return slug(self.key)
 
     def keys(self) -> dict[str, Any]:
         """What names the partition on a page."""
@@ -118,8 +119,8 @@ def build_site(
         compared = comparisons.get(p.point)
         table, matches, replicas = _described(p.clusters), _dataset_matches(p, compared), _replicate_matches(p, partitions)
         add(f"p/{p.slug}/clusters.js", _cluster_list(p, table, matches, replicas))
-        pages = _cluster_details(p, inputs(p), table, matches, replicas, _activity(p, compared), neuronpedia)
-        for n, chunk in enumerate(_chunks(pages, CHUNK)):
+        pages, prompt_tokens = _cluster_details(p, inputs(p), table, matches, replicas, _activity(p, compared), neuronpedia)
+        for n, chunk in enumerate(_chunks(pages, CHUNK, prompt_tokens)):
             add(f"p/{p.slug}/detail_{n}.js", chunk)
         log(f"explorer: {p.key}: {len(pages)} cluster pages")
     for point, tables in comparisons.items():
@@ -135,14 +136,22 @@ def build_site(
     return site
 
 
-def templates_version(release: str = "3") -> str:
+def slug(key: str) -> str:
+    """The folder name of a partition key's data (``kjv|base@2`` -> ``kjv--base-r2``)."""
+    dataset, partition = key.split("|", 1)
+    return f"{dataset}--{partition.replace('@', '-r')}"
+
+
+def templates_version(release: str = "4") -> str:
     """The explorer's code version: ``release`` (bump it when the page data change) and a digest of the
-    templates, scripts and styles, so that editing them moves the site to a new address."""
+    templates, scripts, styles and the plotly.js copied in, so that changing any of them moves the site
+    to a new address."""
     import xxhash
 
     digest = xxhash.xxh64()
     for name in sorted(PAGES + ASSETS + ("layout.html",)):
         digest.update(name.encode() + b"\0" + (_here() / name).read_bytes())
+    digest.update(b"plotly.min.js\0" + _plotly_js())
     return f"{release}-{digest.hexdigest()[:8]}"
 
 
@@ -183,7 +192,9 @@ def _cluster_details(
     replicas: Matches,
     activity: dict[int, dict[str, float]],
     neuronpedia: bool,
-) -> list[dict]:
+) -> tuple[list[dict], dict[int, list[str]]]:
+    """Each cluster's page (a top prompt's ``acts``: ``[position, activation]`` of its tokens where the
+    cluster is active, a sparse row) and the tokens of every top prompt, by prompt id."""
     record, acts = p.clusters, inputs.activations
     labels_frame = record.labels
     feature_ids, labels = labels_frame["feature_id"].to_numpy(), labels_frame["cluster"].to_numpy()
@@ -209,12 +220,12 @@ def _cluster_details(
         prompts = []
         for prompt in top.filter(pl.col("cluster") == c).iter_rows(named=True):
             start, end = spans.get(prompt["prompt_id"], (0, 0))
+            at = np.flatnonzero(column[start:end])
             prompts.append(
                 {
                     "prompt_id": prompt["prompt_id"],
                     "active_tokens": prompt["active_tokens"],
-                    "tokens": texts[start:end],
-                    "acts": [round(float(v), 4) for v in column[start:end]],
+                    "acts": [[int(i), round(float(column[start + i]), 4)] for i in at],
                 }
             )
         shown = members[:HEATMAP_MEMBERS]
@@ -252,7 +263,7 @@ def _cluster_details(
                 "replicates": {key: {"partition": key, "cluster": b, "jaccard": j} for key, (b, j) in replicas.get(c, {}).items()},
             }
         )
-    return out
+    return out, {pid: texts[start:end] for pid, (start, end) in spans.items()}
 
 
 def _comparison(point: str, tables: Mapping[str, pl.DataFrame], partitions: list[Partition]) -> dict:
@@ -368,12 +379,16 @@ def _prompt_spans(prompt_ids: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(prompt_ids[s]), int(s), int(e)) for s, e in zip(starts, ends)]
 
 
-def _chunks(items: list[dict], size: int) -> list[dict[str, dict]]:
-    """``items`` (cluster pages in cluster order) grouped ``size`` at a time by cluster id // size."""
+def _chunks(items: list[dict], size: int, prompt_tokens: Mapping[int, list[str]]) -> list[dict[str, dict]]:
+    """``items`` (cluster pages) grouped ``size`` at a time by cluster id // size: ``{"clusters": {id: page},
+    "tokens": {prompt id: its tokens}}``, each top prompt of the group's clusters once."""
     chunks: dict[int, dict[str, dict]] = {}
     for item in items:
-        chunks.setdefault(item["cluster"] // size, {})[str(item["cluster"])] = item
-    return [chunks.get(n, {}) for n in range(max(chunks, default=-1) + 1)]
+        chunk = chunks.setdefault(item["cluster"] // size, {"clusters": {}, "tokens": {}})
+        chunk["clusters"][str(item["cluster"])] = item
+        for prompt in item["prompts"]:
+            chunk["tokens"][str(prompt["prompt_id"])] = prompt_tokens.get(prompt["prompt_id"], [])
+    return [chunks.get(n, {"clusters": {}, "tokens": {}}) for n in range(max(chunks, default=-1) + 1)]
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,9 @@ const EXPLORER = (() => {
   // -- small helpers ------------------------------------------------------------------------
   const params = new URLSearchParams(location.search);
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  const slug = (key) => { const [d, p] = key.split("|"); return d + "--" + p.replace("@", "-r"); };
+  // a key or point from the address names a data file: only the characters partition keys use
+  const checked = (name, what) => { if (!/^[\w.@|-]+$/.test(name)) throw new Error(`not a ${what}: ${name}`); return name; };
+  const slug = (key) => { const [d, p] = checked(key, "partition key").split("|"); if (p === undefined) throw new Error(`not a partition key: ${key}`); return d + "--" + p.replace(/@/g, "-r"); };
   const num = (v, digits = 3) => (v === null || v === undefined ? "—" : typeof v === "number" ? (Number.isInteger(v) ? v.toLocaleString("en") : v.toFixed(digits)) : esc(v));
   const pct = (v) => (v === null || v === undefined ? "—" : (100 * v).toFixed(2) + "%");
   const clusterHref = (key, c) => "cluster.html?p=" + encodeURIComponent(key) + "&c=" + c;
@@ -100,6 +102,7 @@ const EXPLORER = (() => {
     const data = await load("p/" + slug(key) + "/clusters.js");
     crumbs([["partitions", "index.html"], [key]]);
     const classes = [...new Set(data.rows.map((r) => r.token_class).filter(Boolean))].sort();
+    const compared = data.rows.some((r) => r.matched !== null);
     main().innerHTML = `<h1>${esc(data.dataset)} · ${esc(data.partition)} <span class="muted">(${esc(data.method)}, ${data.rows.length.toLocaleString("en")} clusters)</span></h1>
       <div class="filters">
         <label>search <input type="search" id="search" placeholder="token text or feature id" value="${esc(params.get("q") || "")}"></label>
@@ -107,7 +110,7 @@ const EXPLORER = (() => {
         <label>kind <select id="kind"><option value="">any</option><option>single-token</option><option>contextual</option></select></label>
         <label>token class <select id="token-class"><option value="">any</option>${classes.map((c) => `<option>${esc(c)}</option>`).join("")}</select></label>
         <label>stability ≥ <input type="number" id="min-stability" min="0" max="1" step="0.05" value="0"></label>
-        <label>matched on other datasets <select id="matched"><option value="">any</option><option value="yes">Jaccard ≥ 0.5</option><option value="no">Jaccard &lt; 0.5</option></select></label>
+        <label>matched on other datasets <select id="matched" ${compared ? "" : 'disabled title="only first replicates are compared across datasets"'}><option value="">any</option><option value="yes">Jaccard ≥ 0.5</option><option value="no">Jaccard &lt; 0.5 or no member clustered there</option></select></label>
       </div>
       <p class="count" id="count"></p><div id="list"></div>`;
     const state = { sort: "active_tokens", desc: true };
@@ -161,19 +164,21 @@ const EXPLORER = (() => {
 
   // -- one cluster --------------------------------------------------------------------------------
   async function clusterPage() {
-    const key = params.get("p"), c = Number(params.get("c"));
-    if (!key || !Number.isInteger(c)) throw new Error("cluster.html needs ?p=<dataset>|<sweep partition>&c=<cluster>");
+    const key = params.get("p"), given = params.get("c");
+    if (!key || !/^\d+$/.test(given || "")) throw new Error("cluster.html needs ?p=<dataset>|<sweep partition>&c=<cluster>");
+    const c = Number(given);
     const list = await load("p/" + slug(key) + "/clusters.js");
     if (!list.rows.some((r) => r.cluster === c)) throw new Error(`${key} has ${list.rows.length} clusters: no cluster ${c}`);
     const chunk = await load("p/" + slug(key) + "/detail_" + Math.floor(c / list.chunk) + ".js");
-    const d = chunk[String(c)];
+    const d = chunk.clusters[String(c)];
     if (!d) throw new Error(`${key} has no cluster ${c}`);
     crumbs([["partitions", "index.html"], [key, partitionHref(key)], ["cluster " + c]]);
-    const peak = Math.max(1e-12, ...d.prompts.flatMap((p) => p.acts));
+    const peak = Math.max(1e-12, ...d.prompts.flatMap((p) => p.acts.map(([, a]) => a)));
     const prompts = d.prompts
       .map((p) => {
-        const toks = p.tokens.map((t, i) => {
-          const a = p.acts[i], alpha = a > 0 ? (0.12 + 0.88 * a / peak).toFixed(3) : 0;
+        const acts = new Map(p.acts);  // position -> activation, where the cluster is active
+        const toks = (chunk.tokens[String(p.prompt_id)] || []).map((t, i) => {
+          const a = acts.get(i) || 0, alpha = a > 0 ? (0.12 + 0.88 * a / peak).toFixed(3) : 0;
           return `<span class="tok" data-act="${a}" data-alpha="${alpha}" title="${a}" style="background: rgba(var(--hot), ${alpha})">${esc(t)}</span>`;
         });
         return `<div class="prompt" data-prompt="${p.prompt_id}"><div class="meta">prompt ${p.prompt_id} · ${p.active_tokens} active tokens</div>${toks.join("")}</div>`;
@@ -226,7 +231,7 @@ const EXPLORER = (() => {
   async function comparisonPage() {
     const point = params.get("point");
     if (!point) throw new Error("comparison.html needs ?point=<sweep point>");
-    const data = await load("c/" + point + ".js");
+    const data = await load("c/" + checked(point, "sweep point") + ".js");
     crumbs([["partitions", "index.html"], ["comparison " + point]]);
     const link = (dataset, c) => (c === null || c === undefined ? "—" : `<a class="cluster-link" href="${clusterHref(dataset + "|" + point, c)}">${esc(dataset)} · ${c}</a>`);
     const others = [...new Set(data.stable.flatMap((r) => Object.keys(r).filter((k) => k.startsWith("cluster[")).map((k) => k.slice(8, -1))))];
