@@ -6,7 +6,11 @@ nor its ``code_version`` moved (the old artifacts would stay valid under their o
 The run: the tiny SAE, two datasets x (two replicates of ``base`` + ``alpha_low``), both
 comparisons and the report, in a child process with the ``reference`` numerics, a pinned OpenBLAS
 kernel and numpy's AVX2 kernels (:data:`ENV`), so the bytes are meant to be the same on any x86-64
-CPU with AVX2 (measured on one AMD EPYC only: no other CPU was at hand).
+CPU with AVX2.  Checked on an AMD EPYC (AVX-512) and on the same machine under ``qemu-x86_64 -cpu
+Haswell`` (an Intel CPU without AVX-512, whose approximate instructions QEMU computes differently
+from AMD's): that is how torch's CPU-dependent ``sqrt`` was found (``sources/numerics.py``).
+The CPU each run saw is recorded and named in a verdict, since a CPU-dependent path is as likely a
+cause of changed bytes as a missing bump.
 
 Digests are of decoded content (parquet columns, npz / safetensors arrays, parsed JSON), so a
 library that only changes a writer's metadata changes nothing; figures (PNG renderings of data
@@ -107,7 +111,7 @@ def run(root: Path) -> dict[str, Any]:
     """Materialise the golden run into ``root``; its description (:func:`describe`)."""
     import dagster as dg
 
-    from cluster_assets.sources.numerics import device_class
+    from cluster_assets.sources.numerics import cpu_model, device_class
     from tests.conftest import Graph, fixture_project, tiny_resources
 
     addresses: dict[str, str] = {}
@@ -130,6 +134,7 @@ def run(root: Path) -> dict[str, Any]:
         materialize(["research_report"], None, "")
     return {
         "numerics": device_class("cpu"),
+        "cpu": cpu_model(),
         "libraries": {name: version(name) for name in LIBRARIES},
         "artifacts": describe(root, addresses),
     }
@@ -164,6 +169,11 @@ def verdicts(golden: dict[str, Any], now: dict[str, Any]) -> list[str]:
     moved = (
         f" (libraries that changed since recording: {', '.join(f'{k} {a} -> {b}' for k, (a, b) in libraries.items())})" if libraries else ""
     )
+    if golden.get("cpu") != now.get("cpu"):  # informational: the reference numerics promise the same bytes on both
+        moved += (
+            f" (recorded on CPU {golden.get('cpu')!r}, this run on {now.get('cpu')!r}: if the code did not change, "
+            "a CPU-dependent operation escapes the reference numerics, see sources/numerics.py)"
+        )
     old, new = golden["artifacts"], now["artifacts"]
     for label in sorted(set(old) | set(new)):
         if label not in old or label not in new:

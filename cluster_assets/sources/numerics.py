@@ -49,7 +49,7 @@ MODES: dict[str, tuple[str, str | None, int | None, int]] = {
     "native": ("AUTO,STRICT", None, None, 2),
     "reference": ("COMPATIBLE,STRICT", "avx2", 1, 1),
 }
-REFERENCE_CPU = "cpu-x86-reference"
+REFERENCE_CPU = "cpu-x86-reference-2"
 #: What the reference mode asks of numpy and OpenBLAS; both read it when numpy is imported.
 REFERENCE_LIBRARIES = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell"}
 _CBWR_STRICT = 0x10000  # mkl_cbwr.h
@@ -128,7 +128,7 @@ def cpu_model() -> str:
 def device_class(device: str) -> str:
     """The numerics class of ``device`` (part of the address of every model step); no torch import.
 
-    ``cpu-x86-reference``, ``cpu-<CPU model>`` (native), ``cpu-<machine>-1thread`` where MKL's
+    ``cpu-x86-reference-2``, ``cpu-<CPU model>`` (native), ``cpu-<machine>-1thread`` where MKL's
     reproducible modes are not to be had, or the accelerator's type (``cuda``, ``mps``).
     """
     kind = device.split(":")[0]
@@ -182,6 +182,46 @@ def fixed_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+_EXACT_SQRT: list[Any] = []  # the registered library, kept alive for the process
+
+
+def exact_sqrt() -> None:
+    """Give torch's CPU ``sqrt`` (and its ``out`` and in-place forms) a correctly rounded kernel:
+    numpy's, which is the IEEE square-root instruction on every x86 CPU.  Once per process.
+
+    torch's own runs in MKL's vector math, whose result depends on the CPU (see the module notes).
+    Registered below autograd, so gradients are torch's own formula on the exact result.
+    """
+    if _EXACT_SQRT:
+        return
+    import warnings
+
+    import numpy as np
+    import torch
+
+    native = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+    def sqrt(x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype if x.is_floating_point() or x.is_complex() else torch.get_default_dtype()  # torch's promotion
+        values = x.detach().numpy() if x.dtype in native else x.detach().to(torch.float32).numpy()  # exact for narrower floats
+        with np.errstate(invalid="ignore"):  # negative: nan, as torch
+            root = np.sqrt(values, out=np.empty(values.shape, values.dtype))
+        return torch.from_numpy(root).to(dtype)
+
+    def sqrt_out(x: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+        return out.resize_(x.shape).copy_(sqrt(x))
+
+    def sqrt_(x: torch.Tensor) -> torch.Tensor:
+        return x.copy_(sqrt(x))
+
+    library = torch.library.Library("aten", "IMPL")
+    with warnings.catch_warnings():  # "overriding a previously registered kernel": the point
+        warnings.simplefilter("ignore", UserWarning)
+        for name, kernel in (("sqrt", sqrt), ("sqrt.out", sqrt_out), ("sqrt_", sqrt_)):
+            library.impl(name, kernel, "CPU")
+    _EXACT_SQRT.append(library)
+
+
 @contextmanager
 def model_numerics(device: str) -> Iterator[dict[str, Any]]:
     """Run a model step under the numerics its class promises; yields that environment for the metadata.
@@ -196,6 +236,9 @@ def model_numerics(device: str) -> Iterator[dict[str, Any]]:
     if cls.startswith("cpu"):
         capability, cbwr = torch.backends.cpu.get_cpu_capability(), mkl_cbwr()
         env |= {"cpu": cpu_model(), "cpu_capability": capability, "mkl_cbwr": cbwr}
+        if cls == REFERENCE_CPU:
+            exact_sqrt()
+            env["sqrt"] = "exact"
         want_cbwr, want_capability, _, _ = MODES[mode()]
         if not cls.endswith("-1thread") and (cbwr != want_cbwr or (want_capability is not None and capability != want_capability.upper())):
             raise NumericsError(
