@@ -153,7 +153,10 @@ def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedde
         automated = [
             r for r in runs if any(t["key"] == "dagster/automation_condition" or t["key"] == "dagster/sensor_name" for t in r["tags"])
         ]
-        assert automated and all(r["status"] == "SUCCESS" for r in automated)
+        # automation may already be refreshing an answer again (a later partition's clusters landed): such a
+        # run is still going, not failed; every finished one succeeded
+        finished = [r["status"] for r in automated if r["status"] not in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")]
+        assert finished and set(finished) == {"SUCCESS"}, [r["status"] for r in automated]
     finally:
         dev.stop()
     assert dev.proc.poll() is not None

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from cluster_assets.sources.numerics import REFERENCE_LIBRARIES, device_class
 from tests.conftest import FIXTURES, ROOT
 
@@ -56,18 +58,62 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_model_steps_do_not_depend_on_the_torch_thread_count(embedded_cache, cache_dir):
-    runs = {}
-    for threads in (1, 3):  # one thread against several (MKL's and ATen's splits differ from the first extra thread)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-c", SCRIPT, str(threads), str(cache_dir), str(FIXTURES / "datasets.yaml")]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
-        assert done.returncode == 0, done.stderr[-3000:]
-        runs[threads] = json.loads(done.stdout.strip().splitlines()[-1])
-        assert runs[threads]["threads"] == threads  # torch really ran at that many intra-op threads
-    assert runs[1]["env"]["class"] == device_class("cpu")
+class Runs:
+    """The model-step scripts of this module, started at once: most of their time is one core's
+    (an emulated CPU, or imports), so together they take about as long as the slowest alone."""
+
+    def __init__(self, jobs: dict[str, tuple[list[str], dict[str, str]]]):
+        self.procs = {
+            name: subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, (cmd, env) in jobs.items()
+        }
+
+    def result(self, name: str) -> dict:
+        proc = self.procs[name]
+        try:
+            out, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert proc.returncode == 0, (name, err[-3000:])
+        return json.loads(out.strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def reference_env() -> dict[str, str]:
+    env = {**os.environ, "CLUSTER_ASSETS_NUMERICS": "reference", **REFERENCE_LIBRARIES, "PYTHONPATH": str(ROOT)}
+    env.pop("MKL_CBWR", None), env.pop("ATEN_CPU_CAPABILITY", None)  # chosen afresh by cluster_assets
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(embedded_cache, cache_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    jobs = {
+        # one thread against several (MKL's and ATen's splits differ from the first extra thread)
+        f"threads_{n}": ([sys.executable, "-c", SCRIPT, str(n), str(cache_dir), str(FIXTURES / "datasets.yaml")], env)
+        for n in (1, 3)
+    }
+    jobs["here"] = ([sys.executable, "-c", CROSS_CPU_SCRIPT, str(embedded_cache)], reference_env())
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is not None and platform.machine() == "x86_64":
+        jobs["haswell"] = ([qemu, "-cpu", "Haswell", sys.executable, "-c", CROSS_CPU_SCRIPT, str(embedded_cache)], reference_env())
+    started = Runs(jobs)
+    yield started
+    started.stop()
+
+
+def test_model_steps_do_not_depend_on_the_torch_thread_count(runs):
+    one, three = runs.result("threads_1"), runs.result("threads_3")
+    assert (one["threads"], three["threads"]) == (1, 3)  # torch really ran at that many intra-op threads
+    assert one["env"]["class"] == device_class("cpu")
     for key in ("sae", "batch_1", "batch_8", "batch_64", "evals", "synthetic"):
-        assert runs[1][key] == runs[3][key], (key, {t: r[key] for t, r in runs.items()})
+        assert one[key] == three[key], (key, one[key], three[key])
 
 
 def test_the_promised_numerics_are_what_torch_runs():
@@ -136,9 +182,7 @@ def test_the_reference_numerics_take_a_correctly_rounded_sqrt():
             }
         print(env["sqrt"], sorted(k for k, ok in checks.items() if not ok))
     """)
-    env = {**os.environ, "CLUSTER_ASSETS_NUMERICS": "reference", **REFERENCE_LIBRARIES, "PYTHONPATH": str(ROOT)}
-    env.pop("MKL_CBWR", None), env.pop("ATEN_CPU_CAPABILITY", None)
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], env=reference_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["exact", "[]"], done.stdout
 
@@ -184,23 +228,14 @@ CROSS_CPU_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_the_reference_numerics_give_the_same_bytes_on_another_cpu(embedded_cache):
+def test_the_reference_numerics_give_the_same_bytes_on_another_cpu(runs):
     """A forward, streamed-style SAE training, extraction and sae-lens' evals, in the reference
     numerics: here, and under ``qemu-x86_64 -cpu Haswell``, which shows the program an Intel CPU
     with AVX2 and no AVX-512 and computes the approximate instructions (reciprocal square root)
     differently from this CPU, as Intel and AMD do.  Without the exact ``sqrt`` every digest
     differs; this is the check that found it."""
     assert platform.machine() == "x86_64", "the reference numerics are x86-64's"
-    qemu = shutil.which("qemu-x86_64")
-    assert qemu, "qemu-x86_64 is missing (`make test` installs Debian's qemu-user where it can)"
-    env = {**os.environ, "CLUSTER_ASSETS_NUMERICS": "reference", **REFERENCE_LIBRARIES, "PYTHONPATH": str(ROOT)}
-    env.pop("MKL_CBWR", None), env.pop("ATEN_CPU_CAPABILITY", None)
-    runs = {}
-    for name, prefix in (("here", []), ("haswell", [qemu, "-cpu", "Haswell"])):
-        cmd = [*prefix, sys.executable, "-c", CROSS_CPU_SCRIPT, str(embedded_cache)]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-        assert done.returncode == 0, done.stderr[-3000:]
-        runs[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    here, haswell = runs["here"], runs["haswell"]
+    assert "haswell" in runs.procs, "qemu-x86_64 is missing (`make test` installs Debian's qemu-user where it can)"
+    here, haswell = runs.result("here"), runs.result("haswell")
     assert here.pop("torch_sqrt") != haswell.pop("torch_sqrt"), "the emulated CPU computed torch's own sqrt as this one does"
-    assert here == haswell, runs
+    assert here == haswell, (here, haswell)
