@@ -119,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             ("research_report", f"{base}/assets/research_report", ["research report", "Q5"]),
         ]
         site = _explorer_site(port)
-        point = partition.split("|", 1)[1].split("@", 1)[0]
-        cluster = _showcase_cluster(site, partition)
+        # the explorer's showcase: the named partition, else the site's first (the first dataset's first sweep point)
+        shown = args.partition or Site.read_data(site, "index.js")["partitions"][0]["key"]
+        point = shown.split("|", 1)[1].split("@", 1)[0]
+        cluster = _showcase_cluster(site, shown)
         pages += [
             ("explorer_index", (site / "index.html").as_uri(), ['data-ready="true"', "Every dataset"]),
             (
                 "explorer_cluster",
-                (site / "cluster.html").as_uri() + f"?p={urllib.parse.quote(partition)}&c={cluster}",
+                (site / "cluster.html").as_uri() + f"?p={urllib.parse.quote(shown)}&c={cluster}",
                 ['data-ready="true"', "Top prompts", "Neighbourhood in the merge tree"],
             ),
             ("explorer_comparison", (site / "comparison.html").as_uri() + f"?point={point}", ['data-ready="true"', "Stable clusters"]),
