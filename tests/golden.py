@@ -140,16 +140,21 @@ def run(root: Path) -> dict[str, Any]:
     }
 
 
+def reference_env() -> dict[str, str]:
+    """This process's environment with :data:`ENV`, for a child that runs in the reference numerics."""
+    env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
+    for name in ("MKL_CBWR", "ATEN_CPU_CAPABILITY"):  # chosen afresh by cluster_assets for the reference mode
+        env.pop(name, None)
+    return env
+
+
 def run_in_child(timeout: float = 900) -> dict[str, Any]:
     """:func:`run` in a fresh process with :data:`ENV` (read by MKL, ATen and OpenBLAS at start)."""
     with tempfile.TemporaryDirectory(prefix="golden-") as tmp:
         out = Path(tmp) / "golden.json"
-        env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
-        for name in ("MKL_CBWR", "ATEN_CPU_CAPABILITY"):  # chosen afresh by cluster_assets for the reference mode
-            env.pop(name, None)
         done = subprocess.run(
             [sys.executable, "-m", "tests.golden", "--out", str(out), "--root", str(Path(tmp) / "artifacts")],
-            env=env,
+            env=reference_env(),
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -15,6 +15,7 @@ import pytest
 
 from cluster_assets.sources.numerics import REFERENCE_LIBRARIES, device_class
 from tests.conftest import FIXTURES, ROOT
+from tests.golden import reference_env
 
 SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
@@ -83,12 +84,6 @@ class Runs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-
-def reference_env() -> dict[str, str]:
-    env = {**os.environ, "CLUSTER_ASSETS_NUMERICS": "reference", **REFERENCE_LIBRARIES, "PYTHONPATH": str(ROOT)}
-    env.pop("MKL_CBWR", None), env.pop("ATEN_CPU_CAPABILITY", None)  # chosen afresh by cluster_assets
-    return env
 
 
 @pytest.fixture(scope="module")
