@@ -51,8 +51,10 @@ research: install
 	$(RESEARCH) $(BIN)/python -m cluster_assets.cli.instance
 	$(RESEARCH) $(BIN)/python -m cluster_assets.cli.demo
 
+# On every core (up to 4): pytest-xdist gives each worker a whole test module at a time (its module
+# fixtures stay in one process), the longest modules first (tests/conftest.py).
 test: install system lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check cluster_assets tests benchmarks examples

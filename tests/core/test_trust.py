@@ -49,6 +49,20 @@ def test_held_out_mdl_of_all_singletons_is_its_closed_form():
     assert score.mdl == pytest.approx(closed_form, rel=1e-12) and score.singletons == pytest.approx(closed_form, rel=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_held_out_mdl_of_any_grouping_equals_the_dense_reference(seed):
+    """Random groupings with noise (-1) on random activity: a group fires on a sample where any
+    member does (counted once however many members fire), each noise feature is a group alone."""
+    from tests.core.reference import mdl, random_activity
+
+    rng = np.random.default_rng(seed)
+    x = random_activity(rng, 300, 40, 0.15)
+    labels = rng.integers(-1, 6, 40)
+    groups = [frozenset(np.flatnonzero(labels == g).tolist()) for g in range(6) if (labels == g).any()]
+    groups += [frozenset([int(f)]) for f in np.flatnonzero(labels < 0)]
+    assert description_length(sp.csr_array(x), labels, alpha=0.6) == pytest.approx(mdl(x, groups, 0.6), rel=1e-12)
+
+
 def test_noise_features_count_as_singletons():
     assert with_singletons(np.array([0, -1, 1, -1, 0])).tolist() == [0, 2, 1, 3, 0]
 

@@ -107,30 +107,40 @@ def test_dead_writers_temporaries_are_removed_and_live_ones_kept(tmp_path):
 
 
 def test_two_writers_of_one_artifact_at_once(tmp_path):
-    """Content-addressed writes race safely: both finish, one complete folder stays, it verifies."""
+    """Content-addressed writes race safely: both finish, one complete folder stays, it verifies.
+    The collision is forced: each writer waits, its folder complete, until the other's is too, so
+    the second rename always meets the first's folder (one writer wins, the other yields)."""
     code = textwrap.dedent("""
-        import sys, time
+        import os, sys, time
+        from pathlib import Path
         from cluster_assets.storage import ArtifactStore
-        store = ArtifactStore(sys.argv[1])
+        store, barrier = ArtifactStore(sys.argv[1]), Path(sys.argv[2])
         art = store.artifact("stage", "same")
-        start = float(sys.argv[2])
-        with store.write(art, {}) as folder:
+        writer = store.write(art, {})
+        with writer as folder:
             (folder / "data.bin").write_bytes(b"identical content" * 1000)
-            time.sleep(max(0.0, start - time.time()))  # both rename at the same moment
-        print(art.verify().path)
+            (barrier / str(os.getpid())).touch()
+            deadline = time.time() + 60
+            while len(list(barrier.iterdir())) < 2 and time.time() < deadline:  # both temporaries exist
+                time.sleep(0.01)
+            met = len(list(barrier.iterdir())) == 2
+        print(art.verify().path, writer.won, met)
     """)
-    import time
-
-    start = str(time.time() + 3)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "store"), str(barrier)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
-    assert outs[0][0] == outs[1][0]
-    art = ArtifactStore(tmp_path).artifact("stage", "same")
-    assert art.problems() == [] and sorted(p.name for p in (tmp_path / "stage").iterdir()) == [art.hash]
+    (path_a, won_a, met_a), (path_b, won_b, met_b) = (o[0].split() for o in outs)
+    assert met_a == met_b == "True", outs  # each writer's folder was complete while the other's was too
+    assert path_a == path_b and sorted([won_a, won_b]) == ["False", "True"], outs
+    art = ArtifactStore(tmp_path / "store").artifact("stage", "same")
+    assert art.problems() == [] and sorted(p.name for p in (tmp_path / "store" / "stage").iterdir()) == [art.hash]
 
 
 def test_folders_and_files_follow_the_umask(tmp_path):
