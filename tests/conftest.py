@@ -73,20 +73,21 @@ def project():
     return fixture_project()
 
 
-def tiny_resources(artifact_root) -> dict:
-    """Resources for materialising on tiny real inputs: the real embedded model, a small SAE."""
+def tiny_resources(artifact_root, **source) -> dict:
+    """Resources for materialising on tiny real inputs: the real embedded model, a small SAE
+    (``source`` overrides fields of the ActivationSource)."""
     from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource, SAETraining
 
-    return {
-        "source": ActivationSource(
-            device="cpu",
-            batch_size=8,
-            sae_training=SAETraining(
-                d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000, batch_size=512, buffer_batches=4, dead_feature_window=4
-            ),
+    settings = {
+        "device": "cpu",
+        "batch_size": 8,
+        "batch_window": 4,  # a 12-prompt sample lies in two or three shards
+        "shard_prompts": 8,
+        "sae_training": SAETraining(
+            d_sae=256, k=8, training_tokens=6144, tokens_per_dataset=3000, batch_size=512, buffer_batches=4, dead_feature_window=4
         ),
-        "artifacts": ArtifactStoreResource(root=str(artifact_root)),
     }
+    return {"source": ActivationSource(**(settings | source)), "artifacts": ArtifactStoreResource(root=str(artifact_root))}
 
 
 class Graph:

@@ -65,8 +65,11 @@ STAGES: dict[str, Stage] = {
             kinds=frozenset({"pytorch", "scipy"}),
             pool=MODEL_POOL,
             numerics=True,
-            code_version="2",  # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
-            description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table.",
+            # 3: gathered from activation shards, prompts batched within windows of draws (sources.shards)
+            # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
+            code_version="3",
+            description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table, gathered from "
+            "activation shards (fixed blocks of the dataset's draws) that samples of other sizes and replicates share.",
         ),
         Stage(
             "memberships",

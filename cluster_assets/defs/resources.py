@@ -73,6 +73,18 @@ class ActivationSource(dg.ConfigurableResource):
     batch_tokens: int = Field(
         default=4096, gt=0, description="Padded tokens (prompts x longest prompt) per forward pass, at most; a longer prompt runs alone."
     )
+    batch_window: int = Field(
+        default=256,
+        gt=0,
+        description="Extraction sorts prompts by length and batches them within windows of this many consecutive draws "
+        "(part of the activations' address: a prompt's batch moves the last bits of its values).",
+    )
+    shard_prompts: int = Field(
+        default=1024,
+        gt=0,
+        description="Draws per activation shard, a multiple of batch_window: the unit of extraction that samples of other "
+        "sizes and replicates reuse. Not part of any result.",
+    )
     cache_dir: str | None = Field(default=None, description="Model and corpus cache; default $CLUSTER_ASSETS_CACHE or ./.cache.")
     sae_training: SAETraining = SAETraining()
 

@@ -36,6 +36,8 @@ from cluster_assets.storage import Artifact, ArtifactStore
 from cluster_assets.storage import formats as fmt
 
 MODEL_POOL = "model"
+#: The artifact store's folder of activation shards (not an asset: the activations stage's reusable parts).
+SHARDS = "activation_shards"
 T = TypeVar("T")
 
 
@@ -214,6 +216,25 @@ class Lineage:
             self._artifacts[name] = self.store.artifact(name, *self._parts[name])
         return self._artifacts[name]
 
+    def shard(self, shard: int) -> Artifact:
+        """Activation shard ``shard`` of this partition's dataset (:mod:`cluster_assets.sources.shards`),
+        addressed by what its bytes depend on: the dataset's draws and their cut (seed, max_tokens),
+        the model, the SAE, the stored dtype, numerics and forward batching, and the block itself --
+        not the sample's size or replicate, so every sample covering the block finds it."""
+        stage, prompts = self.stages["activations"], self.point.prompts
+        parts = [
+            *stage.versions(),
+            self.dataset.identity(),
+            {"seed": prompts.seed, "max_tokens": prompts.max_tokens},
+            self.source.model_identity(),
+            self.artifact("sae").hash,
+            stage.params(self.point),
+            {"numerics": device_class(self.source.resolved_device())},
+            {"forward": self.source.forward_batching(), "batch_window": self.source.batch_window},
+            {"shard": shard, "shard_prompts": self.source.shard_prompts},
+        ]
+        return self.store.artifact(SHARDS, *parts)
+
     def inputs(self, name: str) -> dict[str, Any]:
         """What the manifest records as the artifact's inputs: the hashes of its reads, or its address parts."""
         if self.stages[name].partitioning == "dataset_point":
@@ -263,6 +284,8 @@ class Lineage:
             parts.append({"numerics": device_class(self.source.resolved_device())})
         if stage.pool == MODEL_POOL:  # which rows share a padded forward batch moves the last bits of a model step's values
             parts.append({"forward": self.source.forward_batching()})
+        if name == "activations":  # and which prompts are batched together (not the shard size: see Lineage.shard)
+            parts.append({"batch_window": self.source.batch_window})
         return parts
 
 
@@ -345,6 +368,21 @@ class StageContext:
         value = stored.load(artifact.path, **load_kwargs)
         self.read_seconds += time.perf_counter() - t0
         return value
+
+    def reuse_or_compute(self, artifact: Artifact, form: fmt.Format[T], compute: Callable[[], T], what: str) -> tuple[T, bool]:
+        """A part of this stage's work kept in the store on its own (an activation shard): loaded
+        if ``artifact`` exists and verifies, else computed and written atomically (one that fails
+        verification is discarded and recomputed).  Returns (value, reused)."""
+        if artifact.exists:
+            problems = artifact.problems()
+            if not problems:
+                return form.load(artifact.path), True
+            self.log.warning(f"{what} ({artifact.address}) failed verification ({'; '.join(problems)}); discarding it and recomputing")
+            self.store.discard(artifact)
+        value = compute()
+        with self.store.write(artifact, {"part_of": self.stage.name, "what": what}) as folder:
+            form.save(folder, value)
+        return value, False
 
     def describe(self, name: str, lineage: Lineage | None = None) -> str:
         lineage = lineage or self.lineage

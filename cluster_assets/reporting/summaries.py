@@ -91,8 +91,11 @@ class ActivationsSummary:
     nonzeros: int
     mean_l0: float
     d_sae: int
-    tokens_per_second: float
-    timing: Any  # ExtractionTimings (sources): its fields are shown inline
+    shards: int  # activation shards the sample's prompts lie in
+    shards_extracted: int  # of which this run extracted (the rest were reused)
+    shard_prompts: int
+    tokens_per_second: float  # of the extracted shards' tokens
+    timing: Any  # ExtractionTimings (sources), summed over the extracted shards: its fields are shown inline
 
 
 @dataclass(frozen=True)
@@ -238,11 +241,18 @@ def ground_truth_summary(rows: Sequence[Mapping[str, Any]]) -> Shown:
     return {"summary": summary, "markdown": {"recovery": markdown_table(table, width=40)}}
 
 
-def activations_summary(values: Any, timing: Any) -> Shown:
-    """``values``: CSR (tokens, d_sae); ``timing``: the extraction's :class:`ExtractionTimings`."""
+def activations_summary(values: Any, timings: list[Any], shards: int, shard_prompts: int) -> Shown:
+    """``values``: CSR (tokens, d_sae); ``timings``: the :class:`ExtractionTimings` of each shard extracted."""
+    from cluster_assets.sources.extraction import ExtractionTimings
+
     n = values.shape[0]
+    timing = ExtractionTimings(*(sum(getattr(t, f.name) for t in timings) for f in dataclasses.fields(ExtractionTimings)))
     seconds = timing.forward_seconds + timing.encode_seconds + timing.assemble_seconds
-    return {"summary": ActivationsSummary(n, int(values.nnz), values.nnz / max(n, 1), values.shape[1], n / max(seconds, 1e-9), timing)}
+    rate = timing.extracted_tokens / seconds if seconds > 0 else 0.0
+    summary = ActivationsSummary(
+        n, int(values.nnz), values.nnz / max(n, 1), values.shape[1], shards, len(timings), shard_prompts, rate, timing
+    )
+    return {"summary": summary}
 
 
 def memberships_summary(result: MembershipResult, unit: str) -> Shown:

@@ -39,11 +39,10 @@ def sample_prompts(
     model tokens analysed (no special tokens added), and ``text`` is their decoding.  Raises
     :class:`ParameterError` (``n_prompts`` / ``n_tokens``) when the corpus is too small.
     """
-    rows, report = usable_texts(texts)
+    order, report = draw_order(texts, seed)
     if report.n_usable == 0:
         raise ParameterError("n_prompts", f"dataset {dataset!r} yields no usable text ({report.n_texts} texts, {report.n_empty} empty)")
     dropped = f"(after dropping {report.n_empty} empty, {report.n_duplicates} duplicate and {report.n_reserved_for_sae} SAE-training texts)"
-    order = np.asarray(rows)[np.random.default_rng(seed).permutation(len(rows))]
     if n_tokens is None:
         assert n_prompts is not None
         shortfall = too_few_texts(n_prompts, replicates, report.n_usable, dataset)
@@ -66,6 +65,21 @@ def sample_prompts(
         schema=PROMPT_SCHEMA,
     )
     return frame.filter(pl.col("n_tokens") > 0), report
+
+
+def draw_order(texts: list[str], seed: int) -> tuple[np.ndarray, SamplingReport]:
+    """The dataset's draws: its usable texts' corpus rows in one seeded permutation.  Every sample
+    of the dataset with this ``seed`` is a block of consecutive draws (:func:`sample_prompts`)."""
+    rows, report = usable_texts(texts)
+    return np.asarray(rows, dtype=np.int64)[np.random.default_rng(seed).permutation(len(rows))], report
+
+
+def draw_token_lists(texts: list[str], rows: np.ndarray, tokenizer, max_tokens: int) -> list[list[int]]:
+    """The model tokens of the texts at corpus ``rows`` (no special tokens), cut to ``max_tokens``:
+    what :func:`sample_prompts` stores as ``token_ids``."""
+    if not len(rows):
+        return []
+    return [ids[:max_tokens] for ids in tokenizer([texts[i] for i in rows], add_special_tokens=False)["input_ids"]]
 
 
 #: Texts tokenised at a time while walking the permutation for a token budget.

@@ -25,7 +25,19 @@ def environment(tmp_path, **extra) -> dict:
     and registry, the resource settings (the tiny SAE), offline flags."""
     settings = tmp_path / "resources.yaml"
     source = tiny_resources(tmp_path)["source"]
-    settings.write_text(yaml.safe_dump({"source": {"device": "cpu", "batch_size": 8, "sae_training": source.sae_training.model_dump()}}))
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "source": {
+                    "device": "cpu",
+                    "batch_size": 8,
+                    "batch_window": source.batch_window,
+                    "shard_prompts": source.shard_prompts,
+                    "sae_training": source.sae_training.model_dump(),
+                }
+            }
+        )
+    )
     return {
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "home"),

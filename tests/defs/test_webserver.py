@@ -89,7 +89,13 @@ def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedde
     settings.write_text(
         yaml.safe_dump(
             {
-                "source": {"device": "cpu", "batch_size": 8, "sae_training": source.sae_training.model_dump()},
+                "source": {
+                    "device": "cpu",
+                    "batch_size": 8,
+                    "batch_window": source.batch_window,
+                    "shard_prompts": source.shard_prompts,
+                    "sae_training": source.sae_training.model_dump(),
+                },
                 "artifacts": {"root": str(artifacts)},
             }
         )

@@ -145,6 +145,19 @@ def test_length_batches_cover_every_prompt_once_within_the_budget(batch_size, ba
     assert firsts == sorted(firsts, reverse=True)  # longest first: similar lengths share a batch
 
 
+@pytest.mark.parametrize("window", [1, 4, 5, 23, 64])
+def test_windowed_batches_stay_inside_their_window_and_skip_empty_prompts(window):
+    lengths = np.random.default_rng(1).integers(0, 20, size=23)  # some prompts are empty
+    batches = length_batches(lengths, 3, 40, window)
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.flatnonzero(lengths > 0))
+    for b in batches:
+        assert len(set((b // window).tolist())) == 1  # one window's prompts only
+    # a window's batches are those of the window alone: what comes before or after it changes nothing
+    alone = length_batches(lengths[window : 2 * window], 3, 40)
+    inside = [b - window for b in batches if window <= b[0] < 2 * window]
+    assert [b.tolist() for b in inside] == [b.tolist() for b in alone]
+
+
 class _IdTokenizer:
     """Token texts for a model built from a config (it has no tokenizer): ``<id>``."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting.summaries import activations_summary, prompts_summary, sae_evals_record, sae_evals_summary, sae_summary
@@ -46,13 +45,29 @@ def sae_evals(ctx: StageContext) -> Output:
 
 
 def activations(ctx: StageContext) -> Output:
-    from cluster_assets.sources.extraction import extract_activations
+    from cluster_assets.sources.corpora import load_texts
+    from cluster_assets.sources.prompts import draw_order
+    from cluster_assets.sources.shards import assemble_shards, extract_shard, plan_shards
 
     frame, src = ctx.read("prompts", fmt.PromptsFormat), ctx.source
     the_sae = ctx.read("sae", fmt.SAEFormat, device=src.resolved_device())
-    lists, ids = frame["token_ids"].to_list(), frame["prompt_id"].to_numpy()
-    dtype, progress = np.dtype(ctx.point.activations.dtype), ctx.progress("prompts extracted")
-    values, tokens, timing = extract_activations(
-        src.model(), the_sae, src.hook_name, lists, ids, src.batch_size, src.batch_tokens, dtype, progress
-    )
-    return Output(Activations(values, pl.DataFrame(tokens)), **activations_summary(values, timing))
+    params, dtype = ctx.point.prompts, np.dtype(ctx.point.activations.dtype)
+    texts = load_texts(ctx.dataset, src.resolved_cache() / "corpora")
+    plan = plan_shards(draw_order(texts, params.seed)[0], frame["prompt_id"].to_numpy(), src.shard_prompts, src.batch_window)
+    ctx.log.info(f"{ctx.dataset.name}: {frame.height} prompts in shards {plan.shards} of {src.shard_prompts} draws")
+    shards, timings = [], []
+
+    def extract(k: int) -> Activations:
+        values, tokens, timing = extract_shard(
+            src.model(), the_sae, src.hook_name, texts, plan, k, src.tokenizer(), params.max_tokens,
+            src.batch_size, src.batch_tokens, src.batch_window, dtype, ctx.progress(f"shard {k}: prompts extracted"),
+        )  # fmt: skip
+        timings.append(timing)
+        return Activations(values, tokens)
+
+    for k in plan.shards:
+        shard, reused = ctx.reuse_or_compute(ctx.lineage.shard(k), fmt.ActivationsFormat(), lambda k=k: extract(k), f"activation shard {k}")
+        ctx.log.info(f"shard {k}: {'reused' if reused else 'extracted'} ({shard.values.shape[0]} tokens)")
+        shards.append((shard.values, shard.tokens))
+    values, tokens = assemble_shards(shards, frame)
+    return Output(Activations(values, tokens), **activations_summary(values, timings, len(shards), src.shard_prompts))

@@ -1,0 +1,161 @@
+"""Activation shards on the real embedded model: a sample's activations are the same bytes whatever
+the shard size and as one extraction of the whole sample; another replicate or a larger sample
+extracts only the shards it lacks; a killed run keeps the shards it finished."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import yaml
+
+from cluster_assets.defs.stages import SHARDS
+from cluster_assets.sources.corpora import load_texts
+from cluster_assets.sources.extraction import extract_activations
+from cluster_assets.sources.numerics import model_numerics
+from cluster_assets.sources.prompts import draw_order
+from cluster_assets.storage.formats import ActivationsFormat, PromptsFormat, SAEFormat
+from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources
+from tests.engines import wait_for
+
+
+def sweep_file(tmp_path: Path, **points) -> Path:
+    """The fixture sweep's defaults with the given points."""
+    defaults = yaml.safe_load((FIXTURES / "sweep.yaml").read_text())["defaults"]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"defaults": defaults, "points": points}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sae_root(tmp_path_factory, embedded_cache):
+    """An artifact root holding only the tiny SAE: each test copies it into its own root."""
+    root = tmp_path_factory.mktemp("sae_only")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert Graph(fixture_project(), tiny_resources(root), instance).sae().success
+    return root
+
+
+def graph_in(root: Path, sae_root: Path, instance, project=None, **source) -> Graph:
+    if not (root / "sae").exists():
+        shutil.copytree(sae_root / "sae", root / "sae")
+    return Graph(project or fixture_project(), tiny_resources(root, **source), instance)
+
+
+def activations_of(graph: Graph, dataset: str, point: str):
+    result = graph.materialize(["prompts", "activations"], graph.key(dataset, point))
+    assert result.success
+    return graph.metadata(result, "prompts"), graph.metadata(result, "activations")
+
+
+def files(md) -> dict:
+    return json.loads((Path(md["path"].value) / "manifest.json").read_text())["files"]
+
+
+def test_a_samples_activations_do_not_depend_on_the_shard_size_and_equal_one_extraction(tmp_path, sae_root, embedded_model):
+    seen = {}
+    with dg.DagsterInstance.ephemeral() as instance:
+        for shard_prompts in (4, 8, 24):  # base@2 (draws 12..23) lies in 3, 2 and 1 shards
+            graph = graph_in(tmp_path / str(shard_prompts), sae_root, instance, shard_prompts=shard_prompts)
+            pmd, amd = activations_of(graph, "kjv", "base@2")
+            assert amd["shards"].value == {4: 3, 8: 2, 24: 1}[shard_prompts] and amd["reused"].value is False
+            seen[shard_prompts] = (amd["artifact"].value, files(amd))
+    assert len(set(json.dumps(v) for v in seen.values())) == 1, seen  # one address, the same bytes
+    # one extraction of the whole sample, its prompts in draw order, batched within windows of 4 draws
+    frame = PromptsFormat().load(Path(pmd["path"].value))
+    stored = ActivationsFormat().load(Path(amd["path"].value))
+    sae = SAEFormat().load(next((sae_root / "sae").iterdir()))
+    corpora = tiny_resources(tmp_path)["source"].resolved_cache() / "corpora"
+    order, _ = draw_order(load_texts(fixture_project().dataset("kjv"), corpora), 0)
+    in_draw_order = order[np.isin(order, frame["prompt_id"].to_numpy())]
+    assert in_draw_order.size == 12 and set(in_draw_order) == set(order[12:24])  # the second block of 12 draws
+    lists = [frame.filter(frame["prompt_id"] == p)["token_ids"].item().to_list() for p in in_draw_order]
+    with model_numerics("cpu"):
+        values, tokens, _ = extract_activations(embedded_model, sae, "blocks.3.hook_mlp_out", lists, in_draw_order, 8, 4096, window=4)
+    rows = np.lexsort((tokens["position"], tokens["prompt_id"]))
+    whole = values[rows]
+    for mine, theirs in ((stored.values.data, whole.data), (stored.values.indices, whole.indices), (stored.values.indptr, whole.indptr)):
+        assert mine.tobytes() == theirs.tobytes()
+    assert stored.tokens["token_id"].to_list() == tokens["token_id"][rows].tolist()
+
+
+def test_another_replicate_and_a_larger_sample_extract_only_the_shards_they_lack(tmp_path, sae_root):
+    sweep = sweep_file(tmp_path, base={"prompts": {"replicates": 2}}, larger={"prompts": {"n_prompts": 24}})
+    project = fixture_project(sweep=sweep)
+    with dg.DagsterInstance.ephemeral() as instance:
+        graph = graph_in(tmp_path / "root", sae_root, instance, project=project)  # 8 draws a shard
+        counts = {}
+        for point in ("base", "base@2", "larger"):  # draws 0..11, 12..23, 0..23
+            _, amd = activations_of(graph, "kjv", point)
+            counts[point] = (amd["shards"].value, amd["shards_extracted"].value)
+            if point == "base":
+                base = ActivationsFormat().load(Path(amd["path"].value))
+            if point == "larger":
+                larger = ActivationsFormat().load(Path(amd["path"].value))
+        assert counts == {"base": (2, 2), "base@2": (2, 1), "larger": (3, 0)}
+        assert len(list((tmp_path / "root" / SHARDS).iterdir())) == 3
+    # the larger sample holds the base sample's rows, byte for byte
+    rows = np.flatnonzero(np.isin(larger.tokens["prompt_id"].to_numpy(), base.tokens["prompt_id"].to_numpy()))
+    part = larger.values[rows]
+    for mine, theirs in ((part.data, base.values.data), (part.indices, base.values.indices), (part.indptr, base.values.indptr)):
+        assert mine.tobytes() == theirs.tobytes()
+
+
+KILLABLE = textwrap.dedent("""
+    import sys
+    import dagster as dg
+    from tests.conftest import Graph, fixture_project, tiny_resources
+    graph = Graph(fixture_project(sweep=sys.argv[2]), tiny_resources(sys.argv[1], shard_prompts=4), dg.DagsterInstance.ephemeral())
+    graph.materialize(["prompts", "activations"], graph.key("kjv", "many"))
+""")
+
+
+def test_a_killed_extraction_keeps_its_finished_shards_and_the_rerun_extracts_only_the_rest(tmp_path, sae_root):
+    root, sweep = tmp_path / "root", sweep_file(tmp_path, many={"prompts": {"n_prompts": 160}})  # 40 shards of 4 draws
+    shutil.copytree(sae_root / "sae", root / "sae")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE, str(root), str(sweep)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    shards = root / SHARDS
+    try:
+        finished = lambda: shards.is_dir() and any(not p.name.startswith(".") for p in shards.iterdir())  # noqa: E731
+        wait_for(finished, 240, "the first shard to be written", interval=0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    kept = [p for p in shards.iterdir() if not p.name.startswith(".")]
+    assert 1 <= len(kept) < 40, len(kept)
+    assert all((p / "manifest.json").exists() for p in kept)  # each complete
+    with dg.DagsterInstance.ephemeral() as instance:
+        graph = graph_in(root, sae_root, instance, project=fixture_project(sweep=sweep), shard_prompts=4)
+        _, amd = activations_of(graph, "kjv", "many")
+    assert (amd["shards"].value, amd["shards_extracted"].value) == (40, 40 - len(kept))
+    assert not [p for p in shards.iterdir() if p.name.startswith(".")]  # the killed writer's temporary is gone
+    # and the same bytes as an uninterrupted run
+    with dg.DagsterInstance.ephemeral() as instance:
+        fresh = graph_in(tmp_path / "fresh", sae_root, instance, project=fixture_project(sweep=sweep), shard_prompts=4)
+        _, uninterrupted = activations_of(fresh, "kjv", "many")
+    assert files(amd) == files(uninterrupted)
+
+
+def test_shard_settings_that_straddle_a_batching_window_fail_naming_both(tmp_path, sae_root):
+    with dg.DagsterInstance.ephemeral() as instance:
+        graph = graph_in(tmp_path, sae_root, instance, shard_prompts=6)  # batch_window 4
+        result = graph.materialize(["prompts", "activations"], graph.key("kjv", "base"), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "source.shard_prompts (6)" in message and "source.batch_window (4)" in message
