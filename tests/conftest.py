@@ -32,6 +32,7 @@ LONGEST_FIRST = (
     "tests/defs/test_faults.py",
     "tests/sources/test_model.py",
     "tests/sources/test_hub.py",
+    "tests/defs/test_shards.py",
 )
 
 
@@ -88,6 +89,20 @@ def tiny_resources(artifact_root, **source) -> dict:
         ),
     }
     return {"source": ActivationSource(**(settings | source)), "artifacts": ArtifactStoreResource(root=str(artifact_root))}
+
+
+def write_tiny_resources(path: Path, artifact_root: Path | None = None) -> Path:
+    """The tiny resources as a ``CLUSTER_ASSETS_RESOURCES`` file (with the artifact root, if given),
+    for processes that build the code location themselves (dagster CLI, workers, the webserver)."""
+    import yaml
+
+    source = tiny_resources(artifact_root or path.parent)["source"]
+    fields = ("device", "batch_size", "batch_window", "shard_prompts")
+    settings: dict = {"source": {f: getattr(source, f) for f in fields} | {"sae_training": source.sae_training.model_dump()}}
+    if artifact_root is not None:
+        settings["artifacts"] = {"root": str(artifact_root)}
+    path.write_text(yaml.safe_dump(settings))
+    return path
 
 
 class Graph:

@@ -216,14 +216,16 @@ class Lineage:
             self._artifacts[name] = self.store.artifact(name, *self._parts[name])
         return self._artifacts[name]
 
-    def shard(self, shard: int) -> Artifact:
-        """Activation shard ``shard`` of this partition's dataset (:mod:`cluster_assets.sources.shards`),
-        addressed by what its bytes depend on: the dataset's draws and their cut (seed, max_tokens),
-        the model, the SAE, the stored dtype, numerics and forward batching, and the block itself --
-        not the sample's size or replicate, so every sample covering the block finds it."""
+    def shard(self, shard: int) -> tuple[Artifact, list[Any]]:
+        """Activation shard ``shard`` of this partition's dataset (:mod:`cluster_assets.sources.shards`)
+        and its address parts: what its bytes depend on -- the dataset's draws and their cut (the
+        prompts stage's versions, seed, max_tokens), the model, the SAE, the stored dtype, numerics
+        and forward batching, and the block itself; not the sample's size or replicate, so every
+        sample covering the block finds it."""
         stage, prompts = self.stages["activations"], self.point.prompts
         parts = [
             *stage.versions(),
+            {"prompts": self.stages["prompts"].versions()},
             self.dataset.identity(),
             {"seed": prompts.seed, "max_tokens": prompts.max_tokens},
             self.source.model_identity(),
@@ -233,7 +235,7 @@ class Lineage:
             {"forward": self.source.forward_batching(), "batch_window": self.source.batch_window},
             {"shard": shard, "shard_prompts": self.source.shard_prompts},
         ]
-        return self.store.artifact(SHARDS, *parts)
+        return self.store.artifact(SHARDS, *parts), parts
 
     def inputs(self, name: str) -> dict[str, Any]:
         """What the manifest records as the artifact's inputs: the hashes of its reads, or its address parts."""
@@ -369,10 +371,14 @@ class StageContext:
         self.read_seconds += time.perf_counter() - t0
         return value
 
-    def reuse_or_compute(self, artifact: Artifact, form: fmt.Format[T], compute: Callable[[], T], what: str) -> tuple[T, bool]:
+    def reuse_or_compute(
+        self, artifact: Artifact, form: fmt.Format[T], compute: Callable[[], T], what: str, record: dict[str, Any]
+    ) -> tuple[T, bool]:
         """A part of this stage's work kept in the store on its own (an activation shard): loaded
-        if ``artifact`` exists and verifies, else computed and written atomically (one that fails
-        verification is discarded and recomputed).  Returns (value, reused)."""
+        if ``artifact`` exists and verifies, else computed under the stage's numerics and written
+        atomically with ``record`` (its address parts) in the manifest; one that fails verification
+        is discarded and recomputed, and if another writer finished it first, theirs is read back,
+        verified.  Returns (value, reused)."""
         if artifact.exists:
             problems = artifact.problems()
             if not problems:
@@ -380,8 +386,11 @@ class StageContext:
             self.log.warning(f"{what} ({artifact.address}) failed verification ({'; '.join(problems)}); discarding it and recomputing")
             self.store.discard(artifact)
         value = compute()
-        with self.store.write(artifact, {"part_of": self.stage.name, "what": what}) as folder:
+        writer = self.store.write(artifact, {"part_of": self.stage.name, "what": what, **record})
+        with writer as folder:
             form.save(folder, value)
+        if not writer.won:
+            return form.load(artifact.verify().path), False
         return value, False
 
     def describe(self, name: str, lineage: Lineage | None = None) -> str:

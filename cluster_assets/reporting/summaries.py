@@ -94,6 +94,7 @@ class ActivationsSummary:
     shards: int  # activation shards the sample's prompts lie in
     shards_extracted: int  # of which this run extracted (the rest were reused)
     shard_prompts: int
+    shard_artifacts: list[str]  # their addresses in the artifact store
     tokens_per_second: float  # of the extracted shards' tokens
     timing: Any  # ExtractionTimings (sources), summed over the extracted shards: its fields are shown inline
 
@@ -241,8 +242,9 @@ def ground_truth_summary(rows: Sequence[Mapping[str, Any]]) -> Shown:
     return {"summary": summary, "markdown": {"recovery": markdown_table(table, width=40)}}
 
 
-def activations_summary(values: Any, timings: list[Any], shards: int, shard_prompts: int) -> Shown:
-    """``values``: CSR (tokens, d_sae); ``timings``: the :class:`ExtractionTimings` of each shard extracted."""
+def activations_summary(values: Any, timings: list[Any], shards: list[str], shard_prompts: int) -> Shown:
+    """``values``: CSR (tokens, d_sae); ``timings``: the :class:`ExtractionTimings` of each shard
+    extracted; ``shards``: the addresses of every shard read."""
     from cluster_assets.sources.extraction import ExtractionTimings
 
     n = values.shape[0]
@@ -250,7 +252,7 @@ def activations_summary(values: Any, timings: list[Any], shards: int, shard_prom
     seconds = timing.forward_seconds + timing.encode_seconds + timing.assemble_seconds
     rate = timing.extracted_tokens / seconds if seconds > 0 else 0.0
     summary = ActivationsSummary(
-        n, int(values.nnz), values.nnz / max(n, 1), values.shape[1], shards, len(timings), shard_prompts, rate, timing
+        n, int(values.nnz), values.nnz / max(n, 1), values.shape[1], len(shards), len(timings), shard_prompts, shards, rate, timing
     )
     return {"summary": summary}
 

@@ -141,7 +141,7 @@ def iter_extraction(
     if not token_lists:
         raise ValueError("no prompts to extract")
     pad_id = _pad_id(model)
-    done, n = 0, len(token_lists)
+    done, n = 0, sum(len(b) for b in batches)  # empty prompts are in no batch
     for batch in batches:
         batch = np.asarray(batch, dtype=np.int64)
         tokens, mask = pad_batch([token_lists[i] for i in batch], pad_id)

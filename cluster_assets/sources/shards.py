@@ -96,7 +96,15 @@ def assemble_shards(shards: Sequence[tuple[sp.csr_array, pl.DataFrame]], prompts
     keep = np.flatnonzero(np.isin(prompt_id, prompts["prompt_id"].to_numpy()))
     rows = keep[np.lexsort((position[keep], prompt_id[keep]))]
     values, table = stack_rows([v for v, _ in shards], rows), tokens[rows]
-    expected = prompts.sort("prompt_id")["token_ids"].explode().drop_nulls().to_numpy()
-    if not np.array_equal(table["token_id"].to_numpy(), expected):
+    ordered = prompts.sort("prompt_id")
+    lengths = ordered["n_tokens"].to_numpy()
+    # every prompt's tokens, in order, at positions 0..n_tokens-1
+    expected_positions = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    same = (
+        np.array_equal(table["prompt_id"].to_numpy(), np.repeat(ordered["prompt_id"].to_numpy(), lengths))
+        and np.array_equal(table["position"].to_numpy(), expected_positions)
+        and np.array_equal(table["token_id"].to_numpy(), ordered["token_ids"].explode().drop_nulls().to_numpy())
+    )
+    if not same:
         raise ShardError("the shards' tokens differ from the prompts' token_ids: the sample and its shards were cut differently")
     return values, table

@@ -8,11 +8,10 @@ import shutil
 import subprocess
 
 import dagster as dg
-import yaml
 
 from cluster_assets.cli.instance import POSTGRES_ENV, write_instance_config
 from cluster_assets.defs.pipeline import partition_chain
-from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources
+from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources, write_tiny_resources
 from tests.engines import DaskCluster, PostgresServer
 
 STAGES = list(partition_chain())
@@ -23,21 +22,7 @@ PARTITIONS = ["kjv|base", "python_stdlib|base"]
 def environment(tmp_path, **extra) -> dict:
     """What the launching process and every worker need: the instance, the artifact root, the sweep
     and registry, the resource settings (the tiny SAE), offline flags."""
-    settings = tmp_path / "resources.yaml"
-    source = tiny_resources(tmp_path)["source"]
-    settings.write_text(
-        yaml.safe_dump(
-            {
-                "source": {
-                    "device": "cpu",
-                    "batch_size": 8,
-                    "batch_window": source.batch_window,
-                    "shard_prompts": source.shard_prompts,
-                    "sae_training": source.sae_training.model_dump(),
-                }
-            }
-        )
-    )
+    settings = write_tiny_resources(tmp_path / "resources.yaml")
     return {
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "home"),

@@ -59,30 +59,58 @@ def files(md) -> dict:
     return json.loads((Path(md["path"].value) / "manifest.json").read_text())["files"]
 
 
-def test_a_samples_activations_do_not_depend_on_the_shard_size_and_equal_one_extraction(tmp_path, sae_root, embedded_model):
-    seen = {}
+def test_a_samples_activations_do_not_depend_on_the_shard_size_and_equal_one_extraction(tmp_path, sae_root, embedded_model, monkeypatch):
+    """The same forward batches (sets of draws), address and bytes at three shard sizes, and the
+    bytes of one extraction of the whole sample.  The batches are checked directly: on some numerics
+    a row's bytes do not depend on its batch, and then equal bytes alone would show nothing."""
+    from cluster_assets.sources import extraction, shards
+
+    ran: list[frozenset] = []
+    rows_of = {}
+
+    def recording_extract(model, sae, hook, lists, rows, *args, **kwargs):
+        rows_of["current"] = np.asarray(rows)
+        return extract_activations(model, sae, hook, lists, rows, *args, **kwargs)
+
+    def recording_iter(model, sae, hook, lists, batches, *args, **kwargs):
+        ran.extend(frozenset(rows_of["current"][b].tolist()) for b in batches)
+        return real_iter(model, sae, hook, lists, batches, *args, **kwargs)
+
+    real_iter = extraction.iter_extraction
+    monkeypatch.setattr(shards, "extract_activations", recording_extract)
+    monkeypatch.setattr(extraction, "iter_extraction", recording_iter)
+    seen, batches = {}, {}
     with dg.DagsterInstance.ephemeral() as instance:
         for shard_prompts in (4, 8, 24):  # base@2 (draws 12..23) lies in 3, 2 and 1 shards
+            ran.clear()
             graph = graph_in(tmp_path / str(shard_prompts), sae_root, instance, shard_prompts=shard_prompts)
             pmd, amd = activations_of(graph, "kjv", "base@2")
             assert amd["shards"].value == {4: 3, 8: 2, 24: 1}[shard_prompts] and amd["reused"].value is False
             seen[shard_prompts] = (amd["artifact"].value, files(amd))
+            batches[shard_prompts] = set(ran)
     assert len(set(json.dumps(v) for v in seen.values())) == 1, seen  # one address, the same bytes
-    # one extraction of the whole sample, its prompts in draw order, batched within windows of 4 draws
     frame = PromptsFormat().load(Path(pmd["path"].value))
-    stored = ActivationsFormat().load(Path(amd["path"].value))
-    sae = SAEFormat().load(next((sae_root / "sae").iterdir()))
     corpora = tiny_resources(tmp_path)["source"].resolved_cache() / "corpora"
     order, _ = draw_order(load_texts(fixture_project().dataset("kjv"), corpora), 0)
     in_draw_order = order[np.isin(order, frame["prompt_id"].to_numpy())]
     assert in_draw_order.size == 12 and set(in_draw_order) == set(order[12:24])  # the second block of 12 draws
+    window_of = {int(row): draw // 4 for draw, row in enumerate(order)}
+    # the batches holding the sample's prompts (a shard of 8 or 24 draws also holds draws before 12)
+    mine = {size: {b for b in ran_at if b & set(in_draw_order.tolist())} for size, ran_at in batches.items()}
+    assert mine[4] == mine[8] == mine[24] and set().union(*mine[4]) == set(in_draw_order.tolist()), mine
+    assert all(len({window_of[r] for r in b}) == 1 for b in mine[4])  # no batch straddles a window
+    unwindowed = extraction.length_batches(frame["n_tokens"].to_numpy(), 8, 4096)
+    assert any(len({window_of[r] for r in frame["prompt_id"].to_numpy()[b]}) > 1 for b in unwindowed)  # the check can fail
+    # one extraction of the whole sample, its prompts in draw order, batched within windows of 4 draws
+    stored = ActivationsFormat().load(Path(amd["path"].value))
+    sae = SAEFormat().load(next((sae_root / "sae").iterdir()))
     lists = [frame.filter(frame["prompt_id"] == p)["token_ids"].item().to_list() for p in in_draw_order]
     with model_numerics("cpu"):
         values, tokens, _ = extract_activations(embedded_model, sae, "blocks.3.hook_mlp_out", lists, in_draw_order, 8, 4096, window=4)
     rows = np.lexsort((tokens["position"], tokens["prompt_id"]))
     whole = values[rows]
-    for mine, theirs in ((stored.values.data, whole.data), (stored.values.indices, whole.indices), (stored.values.indptr, whole.indptr)):
-        assert mine.tobytes() == theirs.tobytes()
+    for mine_, theirs in ((stored.values.data, whole.data), (stored.values.indices, whole.indices), (stored.values.indptr, whole.indptr)):
+        assert mine_.tobytes() == theirs.tobytes()
     assert stored.tokens["token_id"].to_list() == tokens["token_id"][rows].tolist()
 
 

@@ -9,11 +9,10 @@ import subprocess
 import urllib.request
 
 import pytest
-import yaml
 
 from cluster_assets.cli.instance import write_instance_config
 from cluster_assets.defs.pipeline import partition_chain
-from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources
+from tests.conftest import FIXTURES, ROOT, Graph, fixture_project, tiny_resources, write_tiny_resources
 from tests.engines import free_port, wait_for
 
 CHAIN = list(partition_chain())
@@ -84,22 +83,8 @@ def _materializations(dev: DagsterDev, asset: str) -> dict:
 def test_backfill_automation_and_sensors_through_the_webserver(tmp_path, embedded_cache):
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     write_instance_config(home, postgres=False)
-    settings = tmp_path / "resources.yaml"  # the code location's resources: the tiny SAE and the test's artifact root
-    source = tiny_resources(artifacts)["source"]
-    settings.write_text(
-        yaml.safe_dump(
-            {
-                "source": {
-                    "device": "cpu",
-                    "batch_size": 8,
-                    "batch_window": source.batch_window,
-                    "shard_prompts": source.shard_prompts,
-                    "sae_training": source.sae_training.model_dump(),
-                },
-                "artifacts": {"root": str(artifacts)},
-            }
-        )
-    )
+    # the code location's resources: the tiny SAE, the test's artifact root
+    settings = write_tiny_resources(tmp_path / "resources.yaml", artifacts)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -65,9 +65,14 @@ def activations(ctx: StageContext) -> Output:
         timings.append(timing)
         return Activations(values, tokens)
 
+    addresses = []
     for k in plan.shards:
-        shard, reused = ctx.reuse_or_compute(ctx.lineage.shard(k), fmt.ActivationsFormat(), lambda k=k: extract(k), f"activation shard {k}")
-        ctx.log.info(f"shard {k}: {'reused' if reused else 'extracted'} ({shard.values.shape[0]} tokens)")
+        artifact, parts = ctx.lineage.shard(k)
+        shard, reused = ctx.reuse_or_compute(
+            artifact, fmt.ActivationsFormat(), lambda k=k: extract(k), f"activation shard {k}", {"address": parts}
+        )
+        ctx.log.info(f"shard {k}: {'reused' if reused else 'extracted'} ({shard.values.shape[0]} tokens, {artifact.address})")
         shards.append((shard.values, shard.tokens))
+        addresses.append(artifact.address)
     values, tokens = assemble_shards(shards, frame)
-    return Output(Activations(values, tokens), **activations_summary(values, timings, len(shards), src.shard_prompts))
+    return Output(Activations(values, tokens), **activations_summary(values, timings, addresses, src.shard_prompts))
