@@ -87,8 +87,18 @@ def ensure_embedded_cache(cache_dir: str | Path) -> Path:
     A missing, partial or corrupt cache is rebuilt (written atomically, so a killed
     build leaves no half cache behind).
     """
+    from filelock import FileLock
+
     cache_dir = Path(cache_dir)
     if _cache_is_valid(cache_dir):
+        return cache_dir
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{cache_dir}.lock"):  # processes starting at once (test workers, demo workers): one builds, the rest wait
+        return _build_embedded_cache(cache_dir)
+
+
+def _build_embedded_cache(cache_dir: Path) -> Path:
+    if _cache_is_valid(cache_dir):  # another process built it while this one waited
         return cache_dir
     if cache_dir.exists():
         log.warning("model cache %s is incomplete or corrupt; rebuilding it", cache_dir)
