@@ -371,6 +371,19 @@ class StageContext:
         self.read_seconds += time.perf_counter() - t0
         return value
 
+    def verified_or_discarded(self, artifact: Artifact, what: str) -> tuple[bool, str | None]:
+        """(True, None) if ``artifact`` exists and verifies; otherwise (False, why it was discarded,
+        or None if it was absent).  A stored artifact is used only verified, else recomputed."""
+        if not artifact.exists:
+            return False, None
+        problems = artifact.problems()
+        if not problems:
+            return True, None
+        why = "; ".join(problems)
+        self.log.warning(f"{what} {artifact.address} failed verification ({why}); discarding it and recomputing")
+        self.store.discard(artifact)
+        return False, why
+
     def reuse_or_compute(
         self, artifact: Artifact, form: fmt.Format[T], compute: Callable[[], T], what: str, record: dict[str, Any]
     ) -> tuple[T, bool]:
@@ -379,12 +392,8 @@ class StageContext:
         atomically with ``record`` (its address parts) in the manifest; one that fails verification
         is discarded and recomputed, and if another writer finished it first, theirs is read back,
         verified.  Returns (value, reused)."""
-        if artifact.exists:
-            problems = artifact.problems()
-            if not problems:
-                return form.load(artifact.path), True
-            self.log.warning(f"{what} ({artifact.address}) failed verification ({'; '.join(problems)}); discarding it and recomputing")
-            self.store.discard(artifact)
+        if self.verified_or_discarded(artifact, what)[0]:
+            return form.load(artifact.path), True
         value = compute()
         writer = self.store.write(artifact, {"part_of": self.stage.name, "what": what, **record})
         with writer as folder:
@@ -430,14 +439,9 @@ def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
 def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.MaterializeResult:
     """Reuse the stage's artifact if it exists and verifies, else compute it with ``body``; return its metadata."""
     artifact = ctx.lineage.artifact(ctx.stage.name)
-    recomputed_because = None
-    if artifact.exists:
-        problems = artifact.problems()
-        if not problems:
-            return _result(ctx, artifact, reused=True)
-        recomputed_because = "; ".join(problems)
-        ctx.log.warning(f"artifact {artifact.address} failed verification ({recomputed_because}); discarding it and recomputing")
-        ctx.store.discard(artifact)
+    verified, recomputed_because = ctx.verified_or_discarded(artifact, "artifact")
+    if verified:
+        return _result(ctx, artifact, reused=True)
     check_libraries()
     t0 = time.perf_counter()
     with PeakMemory() as peak:

@@ -52,14 +52,13 @@ def sample_prompts(
     else:
         chosen = token_budget_block(texts, order, tokenizer, n_tokens, max_tokens, replicate, replicates, dataset, dropped)
     chosen = np.sort(chosen)
-    encoded = tokenizer([texts[i] for i in chosen], add_special_tokens=False)["input_ids"]
-    cut = [ids[:max_tokens] for ids in encoded]
+    cut, truncated = draw_token_lists(texts, chosen, tokenizer, max_tokens)
     frame = pl.DataFrame(
         {
             "prompt_id": chosen.astype(np.int64),
             "text": tokenizer.batch_decode(cut),
             "n_tokens": [len(ids) for ids in cut],
-            "truncated": [len(ids) > max_tokens for ids in encoded],
+            "truncated": truncated,
             "token_ids": cut,
         },
         schema=PROMPT_SCHEMA,
@@ -74,12 +73,13 @@ def draw_order(texts: list[str], seed: int) -> tuple[np.ndarray, SamplingReport]
     return np.asarray(rows, dtype=np.int64)[np.random.default_rng(seed).permutation(len(rows))], report
 
 
-def draw_token_lists(texts: list[str], rows: np.ndarray, tokenizer, max_tokens: int) -> list[list[int]]:
-    """The model tokens of the texts at corpus ``rows`` (no special tokens), cut to ``max_tokens``:
-    what :func:`sample_prompts` stores as ``token_ids``."""
+def draw_token_lists(texts: list[str], rows: np.ndarray, tokenizer, max_tokens: int) -> tuple[list[list[int]], list[bool]]:
+    """The model tokens of the texts at corpus ``rows`` (no special tokens), cut to ``max_tokens``
+    (a prompt's ``token_ids``), and whether each text was longer."""
     if not len(rows):
-        return []
-    return [ids[:max_tokens] for ids in tokenizer([texts[i] for i in rows], add_special_tokens=False)["input_ids"]]
+        return [], []
+    encoded = tokenizer([texts[i] for i in rows], add_special_tokens=False)["input_ids"]
+    return [ids[:max_tokens] for ids in encoded], [len(ids) > max_tokens for ids in encoded]
 
 
 #: Texts tokenised at a time while walking the permutation for a token budget.

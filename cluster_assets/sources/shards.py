@@ -81,7 +81,7 @@ def extract_shard(
 ) -> tuple[sp.csr_array, pl.DataFrame, ExtractionTimings]:
     """Activations of every prompt of one shard, in draw then position order, and its token table."""
     rows = plan.rows(shard)
-    lists = draw_token_lists(texts, rows, tokenizer, max_tokens)
+    lists, _ = draw_token_lists(texts, rows, tokenizer, max_tokens)
     values, tokens, timing = extract_activations(
         model, sae, hook_name, lists, rows, batch_size, batch_tokens, dtype, progress, window=batch_window
     )
