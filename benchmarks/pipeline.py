@@ -8,8 +8,12 @@ forward alone on the same prompts (same length-sorted batches) measured in the s
 just before: the model is loaded once (its load time is printed apart) and both the forward
 alone and the activations stage run with warm kernels.
 
-    python benchmarks/pipeline.py [--dataset kjv] [--prompts 4000] [--max-tokens 64] [--batch-tokens 4096]
+    python benchmarks/pipeline.py [--dataset kjv] [--prompts 4000 | --tokens 250000] [--max-tokens 64] [--batch-tokens 4096]
                                   [--artifacts DIR (an artifact root holding the SAE; default $DAGSTER_HOME/artifacts)]
+
+At several sizes (``--tokens 250000``, ``1000000``, ``2000000``) the peak memory column shows what
+streaming over activation shards buys: memberships, the cluster analysis and the comparisons read
+one shard at a time, so their peak grows only with what they store.
 
 The SAE must exist in the artifact root (``make demo`` trains it); every stage of the benchmark
 partition is recomputed in a scratch copy of the root's ``sae`` folder, so nothing is reused.
@@ -30,9 +34,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="kjv")
     parser.add_argument("--prompts", type=int, default=4000)
+    parser.add_argument("--tokens", type=int, default=None, help="a token budget per sample (n_tokens) instead of --prompts")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch-tokens", type=int, default=None, help="the source resource's batch_tokens (default: its default)")
     parser.add_argument("--artifacts", default=None)
+    parser.add_argument("--no-forward", action="store_true", help="skip timing the model forward alone (it runs the sample twice)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -49,7 +55,8 @@ def main() -> None:
     try:
         shutil.copytree(source_root / "sae", scratch / "artifacts" / "sae")
         sweep = scratch / "sweep.yaml"
-        sweep.write_text(f"points:\n  bench:\n    prompts: {{n_prompts: {args.prompts}, max_tokens: {args.max_tokens}}}\n")
+        size = f"n_prompts: {args.prompts}" if args.tokens is None else f"n_tokens: {args.tokens}"
+        sweep.write_text(f"points:\n  bench:\n    prompts: {{{size}, max_tokens: {args.max_tokens}}}\n")
         project = Project.load(sweep=sweep)
         source = ActivationSource() if args.batch_tokens is None else ActivationSource(batch_tokens=args.batch_tokens)
         resources = {"source": source, "artifacts": ArtifactStoreResource(root=str(scratch / "artifacts"))}
@@ -64,7 +71,7 @@ def main() -> None:
             t0 = time.perf_counter()
             resources["source"].model()
             load = time.perf_counter() - t0
-            forward = forward_alone(resources["source"], prompts_path, repeats=2)
+            forward = None if args.no_forward else forward_alone(resources["source"], prompts_path, repeats=2)
             chain = [assets[s] for s in partition_chain()[1:]] + [assets["sae"].to_source_asset(), assets["prompts"].to_source_asset()]
             t0 = time.perf_counter()
             result = dg.materialize(chain, partition_key=key, resources=resources, instance=instance)
@@ -106,7 +113,7 @@ def forward_alone(source, prompts_path: Path, repeats: int) -> float:
     return seconds
 
 
-def report(manifests: dict, forward: float, load: float, wall: float, args) -> None:
+def report(manifests: dict, forward: float | None, load: float, wall: float, args) -> None:
     tokens = manifests["activations"]["summary"]["tokens"]
     rows = []
     for stage in manifests:
@@ -117,24 +124,22 @@ def report(manifests: dict, forward: float, load: float, wall: float, args) -> N
         )
     grand = sum(r[4] for r in rows)
     print(
-        f"\n{args.dataset}: {args.prompts} prompts x <= {args.max_tokens} tokens = {tokens:,} tokens; "
+        f"\n{args.dataset}: {manifests['prompts']['summary']['dagster/row_count']} prompts x <= {args.max_tokens} tokens = {tokens:,} tokens; "
         f"{manifests['memberships']['summary']['kept_features']} kept features; {manifests['merge_history']['summary'].get('merges', 0)} merges"
     )
     print(f"model load (once per process, not in the table): {load:.1f} s")
     extracted = manifests["activations"]["summary"].get("timing", {}).get("extracted_tokens", tokens)
-    print(f"model forward alone (the sample's prompts): {forward:.1f} s = {tokens / forward:,.0f} tokens/s")
+    if forward is not None:
+        print(f"model forward alone (the sample's prompts): {forward:.1f} s = {tokens / forward:,.0f} tokens/s")
     print(f"activations extracted {extracted:,} tokens (whole shards) for the sample's {tokens:,}\n")
     print("| stage | compute s | read s | write s | total s | share | peak RSS MB | total / forward |")
     print("|---|---|---|---|---|---|---|---|")
     for stage, compute, read, write, total, peak in rows:
-        print(
-            f"| {stage} | {compute:.2f} | {read:.2f} | {write:.2f} | {total:.2f} | {total / grand:.1%} | {peak:,.0f} | {total / forward:.3f} |"
-        )
+        ratio = f"{total / forward:.3f}" if forward else "-"
+        print(f"| {stage} | {compute:.2f} | {read:.2f} | {write:.2f} | {total:.2f} | {total / grand:.1%} | {peak:,.0f} | {ratio} |")
     act = next(r for r in rows if r[0] == "activations")
-    print(
-        f"\nactivations stage / forward alone: {act[4] / forward:.2f} "
-        f"(extraction throughput {extracted / act[4]:,.0f} tokens/s); all stages {grand:.1f} s, materialise wall {wall:.1f} s"
-    )
+    versus = f"activations stage / forward alone: {act[4] / forward:.2f} " if forward else ""
+    print(f"\n{versus}(extraction throughput {extracted / act[4]:,.0f} tokens/s); all stages {grand:.1f} s, materialise wall {wall:.1f} s")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ one aggregates them per prompt, and everything else is sorting and counting thos
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,9 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.arrays import BoolArray, Float64Array, FloatArray, Int64Array, IntArray
-from cluster_assets.core.features import canonical_csr, prompt_rows
+from cluster_assets.core.features import Blocks, blocks_of, canonical_blocks, canonical_csr, prompt_rows
 from cluster_assets.core.history import MergeHistory
-from cluster_assets.core.params import ParameterError, check_number
+from cluster_assets.core.params import ParameterError, SparseMatrix, check_number
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,36 @@ class ClusterAnalysis:
     top_prompts: dict[str, list[Any]]  # one row per (cluster, rank)
     correlation: np.ndarray  # (k, k) Pearson correlation of prompt-level cluster activity
     prompt_activity: sp.csr_array  # (n_prompts, k) active-token count of each cluster per prompt
-    token_clusters: sp.csr_array  # (tokens, k) active member features of each cluster on each token
+    descriptions: dict[str, list[Any]] | None = None  # what each cluster fires on (describe_tally), when token columns were given
+
+
+@dataclass(frozen=True)
+class TokenColumns:
+    """Per token (row): its token id, position in its prompt, and class (index into
+    :data:`cluster_assets.core.tokens.CLASSES`) -- what :func:`describe_tally` describes clusters by."""
+
+    token_ids: np.ndarray
+    positions: np.ndarray
+    token_class: np.ndarray
+
+    def rows(self, start: int, stop: int) -> TokenColumns:
+        return TokenColumns(self.token_ids[start:stop], self.positions[start:stop], self.token_class[start:stop])
+
+
+@dataclass
+class TokenTally:
+    """Per cluster, what it fired on, summed over row blocks (every count additive, so any split of
+    the tokens gives the same tally): (cluster, token id) counts, class counts, position sums."""
+
+    per_token: sp.csr_array  # (k, token ids) active tokens of each cluster by token id
+    classes: np.ndarray  # (k, classes) int64
+    position_sum: np.ndarray  # (k,) int64
+    active: np.ndarray  # (k,) int64
+
+    def __add__(self, other: TokenTally) -> TokenTally:
+        width = max(self.per_token.shape[1], other.per_token.shape[1])
+        per_token = sp.csr_array(_widened(self.per_token, width) + _widened(other.per_token, width))
+        return TokenTally(per_token, self.classes + other.classes, self.position_sum + other.position_sum, self.active + other.active)
 
 
 @nb.njit(cache=True)
@@ -183,16 +213,20 @@ def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
     return np.nan_to_num(np.clip(corr, -1.0, 1.0), nan=0.0)
 
 
-def cluster_activity(activations: sp.csr_array, feature_ids: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+def cluster_activity(activations: SparseMatrix | Blocks, feature_ids: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """(k,) tokens on which each cluster is active (any member above ``threshold``), on any
-    tokens -- another dataset's included (one SAE, one feature identity)."""
+    tokens -- another dataset's included (one SAE, one feature identity); one block at a time."""
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max(initial=-1)) + 1
-    acts = canonical_csr(activations)
-    cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
-    rows = np.arange(acts.shape[0])
-    _, tok_c, _, _, _ = _sum_by_group(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), rows, rows, rows.size, k)
-    return np.bincount(tok_c, minlength=k)
+    counts, cluster_of = np.zeros(k, np.int64), None
+    for block in blocks_of(activations):
+        acts = canonical_csr(block)
+        if cluster_of is None:
+            cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
+        rows = np.arange(acts.shape[0])
+        _, tok_c, _, _, _ = _sum_by_group(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), rows, rows, rows.size, k)
+        counts += np.bincount(tok_c, minlength=k)
+    return counts
 
 
 def token_cluster_activations(
@@ -222,44 +256,55 @@ def cluster_of_features(n_features: int, feature_ids: np.ndarray, labels: np.nda
 def analyse_clusters(
     labels: np.ndarray,
     feature_ids: np.ndarray,
-    activations: sp.csr_array,
+    activations: SparseMatrix | Blocks,
     token_prompt: np.ndarray,
     token_text: list[str],
     threshold: float,
     top_n: int = 5,
+    columns: TokenColumns | None = None,
 ) -> ClusterAnalysis:
     """Per-cluster statistics, top prompts (text, and the [start, end) character spans of its
-    runs of active tokens as ``span_starts``/``span_ends``) and the cluster-cluster correlation
-    of prompt-level activity.
+    runs of active tokens as ``span_starts``/``span_ends``), the cluster-cluster correlation
+    of prompt-level activity and, given the token ``columns``, what each cluster fires on.
 
     labels: (n_kept,) cluster of each kept feature, 0..k-1 (``-1``: not analysed);
-    feature_ids: their SAE ids.  activations: (tokens, d_sae) CSR; token_prompt: (tokens,)
-    prompt id; token_text: (tokens,) the text of each token.
+    feature_ids: their SAE ids.  activations: (tokens, d_sae) CSR, or its row blocks (two passes,
+    one block in memory at a time: what grows with the tokens is only per prompt, never per
+    token); token_prompt: (tokens,) prompt id; token_text: (tokens,) the text of each token.
     """
     labels = np.asarray(labels, dtype=np.int64)
     feature_ids = np.asarray(feature_ids, dtype=np.int64)
+    token_prompt = np.asarray(token_prompt, dtype=np.int64)
     k = int(labels.max(initial=-1)) + 1
-    acts = canonical_csr(activations)
-    n_tokens = acts.shape[0]
-    cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
-    tokens = np.arange(n_tokens)
-    # clusters active on each token (active members, their summed activation), then per prompt (active tokens, summed activation)
-    tok_indptr, tok_c, tok_n, tok_v, cmax = _sum_by_group(
-        acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), tokens, tokens, n_tokens, k
-    )
-    prompts, row_prompt, order = prompt_rows(token_prompt)
-    p_indptr, p_c, p_n, p_v, _ = _sum_by_group(tok_indptr, tok_c, tok_v, np.arange(k), -np.inf, order, row_prompt, prompts.size, k)
+    active_tokens, active_pairs = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    value_sum, cmax = np.zeros(k), np.zeros(k)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    tally: TokenTally | None = None
+    start = 0
+    # pass 1: clusters active on each token of a block (active members, summed activation), then per prompt
+    for tok, rows in _token_blocks(activations, token_prompt, feature_ids, labels, threshold, k):
+        tok_indptr, tok_c, tok_n, tok_v, vmax = tok
+        active_tokens += np.bincount(tok_c, minlength=k)
+        active_pairs += np.bincount(tok_c, weights=tok_n, minlength=k).astype(np.int64)
+        np.add.at(value_sum, tok_c, tok_v)  # in row order, carried across blocks: the bytes of one pass
+        np.maximum(cmax, vmax, out=cmax)
+        prompts, row_prompt, order = prompt_rows(rows)
+        p_indptr, p_c, p_n, p_v, _ = _sum_by_group(tok_indptr, tok_c, tok_v, np.arange(k), -np.inf, order, row_prompt, prompts.size, k)
+        parts.append((prompts, p_indptr, p_c, p_n, p_v))
+        if columns is not None:
+            block = tally_tokens(sp.csr_array((tok_n, tok_c, tok_indptr), shape=(rows.size, k)), columns.rows(start, start + rows.size))
+            tally = block if tally is None else tally + block
+        start += rows.size
+    n_tokens = start
+    prompts, p_indptr, p_c, p_n, p_v = _prompts_in_order(parts)
     p_row = np.repeat(np.arange(prompts.size), np.diff(p_indptr))
 
     sizes = np.bincount(labels[labels >= 0], minlength=k)
     by_label = np.argsort(labels, kind="stable")
     member_ids = np.split(feature_ids[by_label][labels[by_label] >= 0], np.cumsum(sizes)[:-1]) if k else []
-    active_tokens = np.bincount(tok_c, minlength=k)
-    active_pairs = np.bincount(tok_c, weights=tok_n, minlength=k)
-    value_sum = np.bincount(tok_c, weights=tok_v, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_activation = np.where(active_pairs > 0, value_sum / active_pairs, 0.0)
-    rows = {
+    rows_out = {
         "cluster": list(range(k)),
         "size": sizes.tolist(),
         "feature_ids": [sorted(m.tolist()) for m in member_ids],
@@ -277,8 +322,27 @@ def analyse_clusters(
     rank = np.arange(rank_order.size) - group_start[p_c[rank_order]]
     chosen = rank_order[rank < top_n]
     chosen_rank = rank[rank < top_n]
-    starts = np.searchsorted(row_prompt[order], np.arange(prompts.size + 1))
-    marks = _marks(p_c[chosen], p_row[chosen], starts, order, tok_indptr, tok_c)
+    # pass 2: which of a chosen prompt's tokens its cluster is active on, from the block holding the prompt
+    wanted: dict[int, list[int]] = {}
+    for e in chosen.tolist():
+        wanted.setdefault(int(prompts[p_row[e]]), []).append(e)
+    spans: dict[int, tuple[str, list[tuple[int, int]]]] = {}
+    start = 0
+    second: Iterable[TokenBlock] = _token_blocks(activations, token_prompt, feature_ids, labels, threshold, k) if wanted else []
+    for tok, rows in second:
+        tok_indptr, tok_c = tok[0], tok[1]
+        mine = [e for p in np.unique(rows).tolist() for e in wanted.get(p, [])]
+        if mine:
+            local, row_prompt, order = prompt_rows(rows)
+            starts = np.searchsorted(row_prompt[order], np.arange(local.size + 1))
+            sel_p = np.searchsorted(local, prompts[p_row[mine]])
+            marks = _marks(p_c[mine], sel_p, starts, order, tok_indptr, tok_c)
+            at = 0
+            for e, p in zip(mine, sel_p.tolist()):
+                token_rows = order[starts[p] : starts[p + 1]]
+                spans[e] = prompt_spans([token_text[start + t] for t in token_rows], marks[at : at + token_rows.size])
+                at += token_rows.size
+        start += rows.size
     top: dict[str, list[Any]] = {
         "cluster": [],
         "rank": [],
@@ -289,33 +353,84 @@ def analyse_clusters(
         "span_starts": [],
         "span_ends": [],
     }
-    at = 0
     for e, r in zip(chosen.tolist(), chosen_rank.tolist()):
-        p = p_row[e]
-        token_rows = order[starts[p] : starts[p + 1]]
-        text, spans = prompt_spans([token_text[t] for t in token_rows], marks[at : at + token_rows.size])
-        at += token_rows.size
-        starts_, ends_ = [a for a, _ in spans], [b for _, b in spans]
-        for key, value in zip(top, (int(p_c[e]), r, int(prompts[p]), int(p_n[e]), float(p_v[e]), text, starts_, ends_)):
+        text, runs_ = spans[e]
+        starts_, ends_ = [a for a, _ in runs_], [b for _, b in runs_]
+        for key, value in zip(top, (int(p_c[e]), r, int(prompts[p_row[e]]), int(p_n[e]), float(p_v[e]), text, starts_, ends_)):
             top[key].append(value)
 
     prompt_activity = sp.csr_array((p_n.astype(np.float64), p_c, p_indptr), shape=(prompts.size, k))
-    token_clusters = sp.csr_array((tok_n, tok_c, tok_indptr), shape=(n_tokens, k))
-    return ClusterAnalysis(rows, top, correlation_of(prompt_activity), prompt_activity, token_clusters)
+    descriptions = describe_tally(tally if tally is not None else _empty_tally(k)) if columns is not None else None
+    return ClusterAnalysis(rows_out, top, correlation_of(prompt_activity), prompt_activity, descriptions)
 
 
-def describe_clusters(
-    token_clusters: sp.csr_array,
-    token_ids: np.ndarray,
-    positions: np.ndarray,
-    token_class: np.ndarray,
-    top_n: int = 10,
-    single_share: float = 0.5,
-) -> dict[str, list[Any]]:
-    """What each cluster fires on, from its (token, cluster) activity pairs.
+TokenBlock = tuple[tuple[Int64Array, Int64Array, Int64Array, Float64Array, Float64Array], np.ndarray]
 
-    token_clusters: (tokens, k) from :func:`analyse_clusters`; token_ids, positions,
-    token_class (index into :data:`cluster_assets.core.tokens.CLASSES`): (tokens,).
+
+def _token_blocks(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, feature_ids: np.ndarray, labels: np.ndarray,
+                  threshold: float, k: int) -> Iterator[TokenBlock]:  # fmt: skip
+    """Per row block: the clusters active on each of its tokens (``_sum_by_group``'s CSR parts and
+    maxima) and its rows' prompts."""
+    cluster_of = None
+    for csr, rows in canonical_blocks(activations, token_prompt):
+        if cluster_of is None:
+            cluster_of = cluster_of_features(csr.shape[1], feature_ids, labels)
+        r = np.arange(csr.shape[0])
+        yield _sum_by_group(csr.indptr, csr.indices, csr.data, cluster_of, float(threshold), r, r, r.size, k), rows
+
+
+PromptRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _prompts_in_order(parts: list[PromptRows]) -> PromptRows:
+    """Blocks' per-prompt rows (prompt ids, indptr, columns, counts, sums) as one set of rows in prompt
+    id order (each block's rows are in order; a prompt lies in one block)."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    prompts = np.concatenate([p[0] for p in parts])
+    lengths = np.concatenate([np.diff(p[1]) for p in parts])
+    c, n, v = (np.concatenate([p[i] for p in parts]) for i in (2, 3, 4))
+    order = np.argsort(prompts, kind="stable")
+    starts = np.cumsum(lengths) - lengths
+    moved = lengths[order]
+    indptr = np.concatenate([[0], np.cumsum(moved)]).astype(np.int64)
+    take: np.ndarray = np.arange(int(indptr[-1])) - np.repeat(indptr[:-1], moved) + np.repeat(starts[order], moved)
+    return prompts[order], indptr, c[take], n[take], v[take]
+
+
+def _empty_tally(k: int) -> TokenTally:
+    from cluster_assets.core.tokens import CLASSES
+
+    zeros = np.zeros(k, np.int64)
+    return TokenTally(sp.csr_array((k, 0), dtype=np.int64), np.zeros((k, len(CLASSES)), np.int64), zeros, zeros.copy())
+
+
+def _widened(m: sp.csr_array, width: int) -> sp.csr_array:
+    """The same rows with ``width`` columns (token ids beyond a block's largest are absent there)."""
+    return sp.csr_array((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
+
+
+def tally_tokens(token_clusters: sp.csr_array, columns: TokenColumns) -> TokenTally:
+    """The tally of one block: ``token_clusters`` (tokens, k), nonzero where a cluster is active."""
+    from cluster_assets.core.tokens import CLASSES
+
+    tc = sp.csr_array(token_clusters)
+    n_tokens, k = tc.shape
+    rows = np.repeat(np.arange(n_tokens), np.diff(tc.indptr))
+    c = tc.indices.astype(np.int64)
+    ids = np.asarray(columns.token_ids, dtype=np.int64)[rows]
+    # (cluster, token id) counts: scipy sums the duplicates of a COO in C
+    per_token = sp.coo_array((np.ones(c.size, np.int64), (c, ids)), shape=(k, int(ids.max(initial=-1)) + 1)).tocsr()
+    per_token.sum_duplicates()
+    n_classes = len(CLASSES)
+    classes = np.bincount(c * n_classes + np.asarray(columns.token_class)[rows], minlength=k * n_classes).reshape(k, n_classes)
+    position_sum = np.bincount(c, weights=np.asarray(columns.positions, dtype=np.int64)[rows], minlength=k).astype(np.int64)
+    return TokenTally(per_token, classes.astype(np.int64), position_sum, np.bincount(c, minlength=k).astype(np.int64))
+
+
+def describe_tally(tally: TokenTally, top_n: int = 10, single_share: float = 0.5) -> dict[str, list[Any]]:
+    """What each cluster fires on, from its tally (:func:`tally_tokens`, summed over blocks).
+
     Per cluster: the ``top_n`` token ids with their counts, the top token's share of the
     cluster's active tokens and whether that makes it ``single-token`` (share >=
     ``single_share``) or ``contextual``, the share of each token class (summing to 1 for an
@@ -323,26 +438,15 @@ def describe_clusters(
     """
     from cluster_assets.core.tokens import CLASSES
 
-    tc = sp.csr_array(token_clusters)
-    n_tokens, k = tc.shape
-    rows = np.repeat(np.arange(n_tokens), np.diff(tc.indptr))
-    c = tc.indices.astype(np.int64)
-    ids = np.asarray(token_ids, dtype=np.int64)[rows]
-    # (cluster, token id) counts: scipy sums the duplicates of a COO in C
-    per_token = sp.coo_array((np.ones(c.size, np.int64), (c, ids)), shape=(k, int(ids.max(initial=-1)) + 1)).tocsr()
-    per_token.sum_duplicates()
+    per_token, active = tally.per_token, tally.active
+    k = per_token.shape[0]
     kc = np.repeat(np.arange(k), np.diff(per_token.indptr))
     kt, counts = per_token.indices, per_token.data
     order = np.lexsort((kt, -counts, kc))
     starts = per_token.indptr
-    active = np.bincount(c, minlength=k)
-    n_classes = len(CLASSES)
-    class_counts = np.bincount(c * n_classes + np.asarray(token_class)[rows], minlength=k * n_classes).reshape(k, n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(active[:, None] > 0, class_counts / active[:, None], 0.0)
-        mean_position = np.where(
-            active > 0, np.bincount(c, weights=np.asarray(positions, dtype=np.float64)[rows], minlength=k) / active, np.nan
-        )
+        shares = np.where(active[:, None] > 0, tally.classes / active[:, None], 0.0)
+        mean_position = np.where(active > 0, tally.position_sum / active, np.nan)
     out: dict[str, list[Any]] = {
         "cluster": list(range(k)),
         "top_token_ids": [],
@@ -362,3 +466,17 @@ def describe_clusters(
     for i, name in enumerate(CLASSES):
         out[f"share_{name}"] = shares[:, i].tolist()
     return out
+
+
+def describe_clusters(
+    token_clusters: sp.csr_array,
+    token_ids: np.ndarray,
+    positions: np.ndarray,
+    token_class: np.ndarray,
+    top_n: int = 10,
+    single_share: float = 0.5,
+) -> dict[str, list[Any]]:
+    """What each cluster fires on, from its (token, cluster) activity pairs: :func:`describe_tally`
+    of one block.  token_clusters: (tokens, k); token_ids, positions, token_class (index into
+    :data:`cluster_assets.core.tokens.CLASSES`): (tokens,)."""
+    return describe_tally(tally_tokens(token_clusters, TokenColumns(token_ids, positions, token_class)), top_n, single_share)

@@ -14,15 +14,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.arrays import FloatArray, IntArray
-from cluster_assets.core.params import ParameterError, check_number
+from cluster_assets.core.features import Blocks, canonical_blocks, stack_prompt_rows
+from cluster_assets.core.params import ParameterError, SparseMatrix, check_number
 
 
-def activation_profiles(activations: sp.csr_array, token_prompt: np.ndarray, feature_ids: np.ndarray) -> sp.csr_array:
-    """(features x prompts) summed activation of each kept feature on each prompt, rows L2-normalised."""
-    csr = sp.csr_array(activations)[:, np.asarray(feature_ids)]
-    prompts, row = np.unique(np.asarray(token_prompt), return_inverse=True)
-    to_prompt = sp.csr_array((np.ones(row.size), (row, np.arange(row.size))), shape=(prompts.size, row.size))
-    profiles = sp.csr_array((to_prompt @ csr.astype(np.float64)).T)
+def activation_profiles(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, feature_ids: np.ndarray) -> sp.csr_array:
+    """(features x prompts) summed activation of each kept feature on each prompt (prompts in id
+    order), rows L2-normalised; a matrix or its row blocks, one block in memory at a time."""
+    feature_ids = np.asarray(feature_ids)
+    parts: list[tuple[np.ndarray, sp.csr_array]] = []
+    for csr, rows in canonical_blocks(activations, token_prompt):
+        prompts, row = np.unique(rows, return_inverse=True)
+        to_prompt = sp.csr_array((np.ones(row.size), (row.ravel(), np.arange(row.size))), shape=(prompts.size, row.size))
+        parts.append((prompts, sp.csr_array(to_prompt @ csr[:, feature_ids].astype(np.float64))))
+    _, per_prompt = stack_prompt_rows(parts, feature_ids.size)
+    profiles = sp.csr_array(per_prompt.T)
     norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
     return sp.csr_array(sp.diags_array(1.0 / norms) @ profiles)

@@ -14,13 +14,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from cluster_assets.core.analysis import Cut, cut_labels
 from cluster_assets.core.baseline import BaselineConfig, activation_profiles, umap_hdbscan
+from cluster_assets.core.features import Blocks
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.memberships import Memberships
 from cluster_assets.core.merge import MergeConfig, run_merge
+from cluster_assets.core.params import SparseMatrix
 from cluster_assets.core.validation import history_problems, partition_problems
 
 #: The ``clustering`` section of a sweep point: one variant per method, tagged by ``method``.
@@ -86,14 +87,14 @@ def cluster(
     memberships: Memberships,
     config: ClusteringConfig,
     *,
-    activations: sp.csr_array,
+    activations: SparseMatrix | Blocks,
     token_prompt: npt.NDArray[np.int64],
     cofiring: npt.NDArray[np.integer] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Clustering:
     """Cluster the kept features of ``memberships`` with the method ``config`` names.
 
-    activations: (tokens, d_sae) sparse activations and token_prompt: (tokens,) each token's
+    activations: (tokens, d_sae) sparse activations (or their row blocks) and token_prompt: (tokens,) each token's
     prompt (the density baseline clusters activation profiles over prompts).  cofiring: the
     (F, F) co-firing counts of ``memberships.activity`` (the MDL merge updates it in place).
     """

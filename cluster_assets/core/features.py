@@ -11,11 +11,14 @@ Statistics (all SAE features, one pass over the CSR, never a dense tokens x feat
   Both are NaN for a feature with no mass.
 
 Every sum runs in token (or prompt) order on one thread, so results do not depend on the
-number of threads.
+number of threads.  The activations may come as row blocks (:data:`Blocks`, e.g. one per
+activation shard): sums carry over from block to block in the same order, so any split of the
+rows gives the same bytes as the whole matrix, in memory that holds one block at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numba as nb
@@ -24,6 +27,11 @@ import scipy.sparse as sp
 
 from cluster_assets.core.arrays import Float64Array, FloatArray, Int32Array, Int64Array, IntArray
 from cluster_assets.core.params import SparseMatrix
+
+#: Row blocks of one (tokens x features) activation matrix, in row order; iterable more than once
+#: (a list, or the stored activations' shards, each loaded when reached).  A prompt's tokens
+#: lie in one block.
+Blocks = Iterable[SparseMatrix]
 
 #: Why a feature was dropped: the first failing rule, in this order ("kept" when none fails).
 REASONS = ("kept", "dead", "firing_rate", "entropy", "varentropy")
@@ -59,22 +67,20 @@ class FeatureStats:
 
 @nb.njit(cache=True)
 def _column_stats(
-    indices: IntArray, data: FloatArray, n_features: int, threshold: float
-) -> tuple[Int64Array, Float64Array, Float64Array, bool]:
-    firing = np.zeros(n_features, np.int64)
-    vmax = np.zeros(n_features)
-    vsum = np.zeros(n_features)
+    indices: IntArray, data: FloatArray, threshold: float, firing: Int64Array, vmax: Float64Array, vsum: Float64Array
+) -> bool:
+    """Add one block's entries to the running firing counts, maxima and sums (False on NaN/inf)."""
     for q in range(indices.size):
         v = np.float64(data[q])
         if not np.isfinite(v):
-            return firing, vmax, vsum, False
+            return False
         f = indices[q]
         if v > threshold:
             firing[f] += 1
         if v > vmax[f]:
             vmax[f] = v
         vsum[f] += v
-    return firing, vmax, vsum, True
+    return True
 
 
 @nb.njit(cache=True)
@@ -159,21 +165,71 @@ def canonical_csr(activations: SparseMatrix) -> sp.csr_array:
     return csr
 
 
-def feature_statistics(activations: SparseMatrix, token_prompt: np.ndarray, threshold: float) -> FeatureStats:
-    """Statistics of every feature (column) of a tokens x features activation matrix.
+def blocks_of(activations: SparseMatrix | Blocks) -> Blocks:
+    """``activations`` as row blocks: a matrix is one block."""
+    if isinstance(activations, (np.ndarray, sp.sparray, sp.spmatrix)):
+        return [activations]
+    return activations
+
+
+def canonical_blocks(activations: SparseMatrix | Blocks, token_prompt: np.ndarray) -> Iterator[tuple[sp.csr_array, np.ndarray]]:
+    """Each block as a canonical CSR with its rows' prompts; checks that the blocks' rows are
+    exactly ``token_prompt``'s and that no prompt is split between blocks."""
+    token_prompt = np.asarray(token_prompt, dtype=np.int64)
+    start, seen = 0, np.zeros(0, np.int64)
+    for block in blocks_of(activations):
+        csr = canonical_csr(block)
+        rows = token_prompt[start : start + csr.shape[0]]
+        if rows.size != csr.shape[0]:
+            raise ValueError(f"token_prompt has {token_prompt.size} rows, fewer than the activations' blocks")
+        mine = np.unique(rows)
+        if np.intersect1d(mine, seen, assume_unique=True).size:
+            raise ValueError("a prompt's tokens are split between two activation blocks")
+        seen = np.union1d(seen, mine)
+        start += csr.shape[0]
+        yield csr, rows
+    if start != token_prompt.size:
+        raise ValueError(f"token_prompt has {token_prompt.size} rows but the activations {start}")
+
+
+def stack_prompt_rows(parts: list[tuple[np.ndarray, sp.csr_array]], n_columns: int) -> tuple[np.ndarray, sp.csr_array]:
+    """(prompt ids ascending, their rows): per-block (prompt ids, prompts x columns) results stacked
+    and put in prompt order -- what the whole matrix gives, since a prompt lies in one block."""
+    if not parts:
+        return np.zeros(0, np.int64), sp.csr_array((0, n_columns))
+    prompts = np.concatenate([p for p, _ in parts])
+    stacked = sp.csr_array(sp.vstack([m for _, m in parts], format="csr"))
+    order = np.argsort(prompts, kind="stable")
+    if np.array_equal(order, np.arange(order.size)):
+        return prompts, stacked
+    return prompts[order], sp.csr_array(stacked[order])
+
+
+def feature_statistics(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, threshold: float) -> FeatureStats:
+    """Statistics of every feature (column) of a tokens x features activation matrix, or of its
+    row blocks, one block in memory at a time.
 
     ``token_prompt``: (tokens,) prompt id of each row.  Raises on NaN/inf and on no tokens.
     """
     if not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-    csr = canonical_csr(activations)
-    n_tokens, n_features = csr.shape
+    firing, vmax, vsum = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    masses: list[tuple[np.ndarray, sp.csr_array]] = []
+    n_tokens = 0
+    for i, (csr, rows) in enumerate(canonical_blocks(activations, token_prompt)):
+        if i == 0:  # the running sums, sized by the first block
+            firing, vmax, vsum = np.zeros(csr.shape[1], np.int64), np.zeros(csr.shape[1]), np.zeros(csr.shape[1])
+        if csr.shape[1] != firing.size:
+            raise ValueError(f"an activation block has {csr.shape[1]} features, expected {firing.size}")
+        if not _column_stats(csr.indices, csr.data, float(threshold), firing, vmax, vsum):
+            raise ValueError("activations contain NaN or inf")
+        n_tokens += csr.shape[0]
+        if csr.shape[0]:
+            masses.append(per_prompt(csr, rows, "abs_sum"))
     if n_tokens == 0:
         raise ValueError("no activations were given (empty corpus?)")
-    firing, vmax, vsum, finite = _column_stats(csr.indices, csr.data, n_features, float(threshold))
-    if not finite:
-        raise ValueError("activations contain NaN or inf")
-    prompts, mass = per_prompt(csr, token_prompt, "abs_sum")
+    n_features = firing.size
+    prompts, mass = stack_prompt_rows(masses, n_features)
     entropy, varentropy = prompt_entropy(mass.tocsc())
     return FeatureStats(n_tokens, int(prompts.size), firing, vmax, vsum / n_tokens, entropy, varentropy)
 

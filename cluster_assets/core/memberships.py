@@ -21,7 +21,15 @@ import scipy.sparse as sp
 
 from cluster_assets.core.arrays import FloatArray, Int32Array, Int64Array, IntArray
 from cluster_assets.core.coactivation import compact_index, count_dtype
-from cluster_assets.core.features import FeatureStats, canonical_csr, feature_statistics, per_prompt
+from cluster_assets.core.features import (
+    Blocks,
+    FeatureStats,
+    canonical_blocks,
+    canonical_csr,
+    feature_statistics,
+    per_prompt,
+    stack_prompt_rows,
+)
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number, plain
 
 #: A set with more than this fraction of all samples is stored as a bitset: at that
@@ -363,18 +371,18 @@ def kept_activity(activations: sp.csr_array, kept_ids: np.ndarray, threshold: fl
     return sp.csr_array((np.ones(idx.size, bool), idx, indptr.astype(index_type)), shape=(csr.shape[0], kept_ids.size))
 
 
-def build_memberships(activations: SparseMatrix, token_prompt: np.ndarray, config: MembershipConfig) -> MembershipResult:
+def build_memberships(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, config: MembershipConfig) -> MembershipResult:
     """Statistics of every feature, the filters, and the memberships of the kept features.
 
-    ``activations``: (tokens, d_sae) CSR; ``token_prompt``: (tokens,) prompt id of each row.
+    ``activations``: (tokens, d_sae) CSR, or its row blocks (:data:`~cluster_assets.core.features.Blocks`:
+    two passes, one block in memory at a time); ``token_prompt``: (tokens,) prompt id of each row.
     Raises :class:`ParameterError` naming the field when the threshold leaves no active feature
     or the filters drop every feature.
     """
-    csr = canonical_csr(activations)
-    if csr.shape[0] == 0:
-        raise ValueError("no tokens to analyse (empty corpus?)")
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
-    stats = feature_statistics(csr, token_prompt, config.threshold)
+    if token_prompt.size == 0:
+        raise ValueError("no tokens to analyse (empty corpus?)")
+    stats = feature_statistics(activations, token_prompt, config.threshold)
     if stats.firing_count.sum() == 0:
         raise ParameterError(
             "threshold", f"{plain(config.threshold)} leaves no active feature (the largest activation is {stats.max.max():.4g})"
@@ -387,24 +395,32 @@ def build_memberships(activations: SparseMatrix, token_prompt: np.ndarray, confi
         dropped = ", ".join(f"{n} by {r}" for r, n in counts.items())
         raise ParameterError(config.rule_fields(worst), f"the filters drop {what} ({dropped})")
     kept_ids = np.flatnonzero(kept)
-    activity, sample_prompt = activity_of(csr, token_prompt, kept_ids, config)
+    activity, sample_prompt = activity_of(activations, token_prompt, kept_ids, config)
     return MembershipResult(Memberships(activity, kept_ids), stats, kept, reason, sample_prompt)
 
 
 def activity_of(
-    activations: SparseMatrix, token_prompt: np.ndarray, feature_ids: np.ndarray, config: MembershipConfig
+    activations: SparseMatrix | Blocks, token_prompt: np.ndarray, feature_ids: np.ndarray, config: MembershipConfig
 ) -> tuple[sp.csr_array, np.ndarray]:
     """(samples x ``feature_ids`` boolean activity, the prompt of each sample): a feature is
-    active per ``config`` (threshold, token or prompt unit).  ``feature_ids`` ascending."""
+    active per ``config`` (threshold, token or prompt unit).  ``feature_ids`` ascending.
+    ``activations``: a matrix or its row blocks, one block in memory at a time."""
     feature_ids = np.asarray(feature_ids, dtype=np.int64)
     if feature_ids.size > 1 and np.any(np.diff(feature_ids) <= 0):
         raise ValueError("feature_ids must be strictly increasing")
-    csr = canonical_csr(activations)
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
-    if config.unit == "token":
-        return kept_activity(csr, feature_ids, config.threshold), token_prompt
-    prompts, reduced = per_prompt(csr, token_prompt, "max" if config.prompt_reduce == "max" else "sum")
-    if config.prompt_reduce == "mean":
-        tokens_per_prompt = np.bincount(np.searchsorted(prompts, token_prompt), minlength=prompts.size)
-        reduced = sp.csr_array(sp.diags_array(1.0 / tokens_per_prompt) @ reduced)
-    return kept_activity(reduced, feature_ids, config.threshold), prompts
+    parts: list[tuple[np.ndarray, sp.csr_array]] = []
+    for csr, rows in canonical_blocks(activations, token_prompt):
+        if config.unit == "token":
+            parts.append((rows, kept_activity(csr, feature_ids, config.threshold)))
+            continue
+        prompts, reduced = per_prompt(csr, rows, "max" if config.prompt_reduce == "max" else "sum")
+        if config.prompt_reduce == "mean":
+            tokens_per_prompt = np.bincount(np.searchsorted(prompts, rows), minlength=prompts.size)
+            reduced = sp.csr_array(sp.diags_array(1.0 / tokens_per_prompt) @ reduced)
+        parts.append((prompts, kept_activity(reduced, feature_ids, config.threshold)))
+    if config.unit == "token":  # samples are the tokens, in row order
+        stacked = sp.vstack([a for _, a in parts], format="csr") if parts else sp.csr_array((0, feature_ids.size), dtype=bool)
+        return cast(sp.csr_array, compact_index(sp.csr_array(stacked))), token_prompt
+    prompts, activity = stack_prompt_rows(parts, feature_ids.size)
+    return cast(sp.csr_array, compact_index(activity)), prompts

@@ -9,6 +9,9 @@ process and every worker build the same code location.
   (the address Slurm jobs reach the run's scheduler on; default this host's name).
 - ``CLUSTER_ASSETS_DASK_MODEL_RESOURCES``: Dask worker resources the model-running steps
   (``sae``, ``activations``) require, e.g. ``GPU=1``; start GPU workers with ``--resources GPU=1``.
+
+A step running on a worker can spread its own work over the cluster (:func:`map_on_workers`): the
+``activations`` step extracts its missing activation shards as Dask tasks, one per shard.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import dagster as dg
 
+T = TypeVar("T")
 ADDRESS_ENV = "CLUSTER_ASSETS_DASK_ADDRESS"
 MODEL_RESOURCES_ENV = "CLUSTER_ASSETS_DASK_MODEL_RESOURCES"
 SLURM_PREFIX = "CLUSTER_ASSETS_SLURM_"
@@ -48,6 +54,44 @@ def model_step_tags() -> dict[str, str]:
         return {}
     resources = {name.strip(): float(amount) for name, amount in (part.split("=") for part in spec.split(","))}
     return {"dagster-dask/resource_requirements": json.dumps(resources)}
+
+
+def on_dask_worker() -> bool:
+    """Whether this code runs inside a Dask worker (a step of the Dask or Slurm executor)."""
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def map_on_workers(fn: Callable[..., T], items: Sequence[Any], *args: Any, name: str) -> list[T]:
+    """``[fn(item, *args) for item in items]`` as Dask tasks from within a step running on a worker:
+    the step's thread secedes while they run, item ``i`` goes to the ``i``-th worker in turn (any
+    other may take it: ``allow_other_workers``), with the model steps' worker resources."""
+    from distributed import worker_client
+
+    resources = json.loads(model_step_tags().get("dagster-dask/resource_requirements", "{}")) or None
+    with worker_client() as client:
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        futures = [
+            client.submit(
+                fn,
+                item,
+                *args,
+                key=f"{name}-{item}",
+                workers=[workers[i % len(workers)]],
+                allow_other_workers=True,
+                resources=resources,
+                pure=False,
+            )
+            for i, item in enumerate(items)
+        ]
+        return [future.result() for future in futures]
 
 
 def slurm_cluster_config() -> dict:

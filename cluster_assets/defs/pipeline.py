@@ -65,11 +65,13 @@ STAGES: dict[str, Stage] = {
             kinds=frozenset({"pytorch", "scipy"}),
             pool=MODEL_POOL,
             numerics=True,
+            # 4: the sample's rows of its shards (prompts in draw order), not a gathered copy
             # 3: gathered from activation shards, prompts batched within windows of draws (sources.shards)
             # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
-            code_version="3",
-            description="Per-token SAE feature activations (sparse CSR, zeros dropped) and the token table, gathered from "
-            "activation shards (fixed blocks of the dataset's draws) that samples of other sizes and replicates share.",
+            code_version="4",
+            description="Per-token SAE feature activations (sparse CSR, zeros dropped) as rows of activation shards (fixed "
+            "blocks of the dataset's draws that samples of other sizes and replicates share), and the sample's token table; "
+            "later stages read them one shard at a time.",
         ),
         Stage(
             "memberships",

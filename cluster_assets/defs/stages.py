@@ -303,6 +303,7 @@ class Output:
     summary: Any = field(default_factory=dict)  # a summary dataclass of plain values (reporting.summaries), or a dict; kept in the manifest
     markdown: dict[str, str] = field(default_factory=dict)  # previews shown as markdown
     figures: dict[str, bytes] = field(default_factory=dict)  # PNGs, saved under figures/
+    references: list[str] = field(default_factory=list)  # addresses of artifacts its files point into, verified with it
 
 
 class StageContext:
@@ -458,6 +459,7 @@ def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.M
             "summary": summary,
             "markdown": out.markdown,
             "recomputed_because": recomputed_because,
+            **({"references": out.references} if out.references else {}),
         }
         writer = ctx.store.write(artifact, record)
         with writer as folder:

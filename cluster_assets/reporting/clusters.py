@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from cluster_assets.core.analysis import ClusterAnalysis, Cut, describe_clusters
-from cluster_assets.storage.formats import Activations, Clusters, CutSummary
+from cluster_assets.core.analysis import ClusterAnalysis, Cut
+from cluster_assets.storage.formats import Clusters, CutSummary, SampleActivations
 
 #: Features per cluster shown in the co-firing heatmap (the largest clusters, up to this many features).
 HEATMAP_FEATURES = 200
@@ -17,7 +17,7 @@ KEY_TYPES = {"cluster": pl.Int64, "feature_ids": pl.List(pl.Int64), "top_token_i
 
 
 def build_clusters(
-    cut: Cut, analysis: ClusterAnalysis, cofiring: np.ndarray, activations: Activations, neuronpedia_id: str | None = None
+    cut: Cut, analysis: ClusterAnalysis, cofiring: np.ndarray, activations: SampleActivations, neuronpedia_id: str | None = None
 ) -> Clusters:
     """The stored tables of a clustering: clusters sorted by active tokens (largest first),
     top prompts, labels, the correlation, the co-firing heatmap of the largest clusters, and
@@ -56,10 +56,9 @@ def build_clusters(
     order = np.array([p for b in blocks for p in b], dtype=np.int64)
     heatmap = np.log1p(cofiring[np.ix_(order, order)].astype(np.float64)) if order.size else np.zeros((0, 0))
     labels = pl.DataFrame({"feature_id": cut.feature_ids, "cluster": cut.labels})
-    tokens = activations.tokens
-    described = describe_clusters(
-        analysis.token_clusters, tokens["token_id"].to_numpy(), tokens["position"].to_numpy(), activations.token_classes()
-    )
+    if analysis.descriptions is None:
+        raise ValueError("the cluster analysis was run without token columns: it cannot say what the clusters fire on")
+    described = dict(analysis.descriptions)
     vocab = activations.vocabulary()
     described["top_tokens"] = [[vocab[t] for t in ids] for ids in described["top_token_ids"]]
     descriptions = pl.DataFrame(described, schema_overrides=_key_types(described))
@@ -71,7 +70,7 @@ def build_clusters(
         heatmap,
         np.asarray(bounds, np.int64),
         np.asarray(shown, np.int64),
-        CutSummary(cut.method, cut.k, cut.noise, cut.mdl_at_cut, int(activations.values.shape[0])),
+        CutSummary(cut.method, cut.k, cut.noise, cut.mdl_at_cut, activations.n_tokens),
         {"descriptions": descriptions},
     )
 

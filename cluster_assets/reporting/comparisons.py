@@ -20,10 +20,10 @@ from cluster_assets.core.heldout import heldout_score
 from cluster_assets.core.memberships import activity_of
 from cluster_assets.core.replicates import Estimate, between, verdict, within
 from cluster_assets.reporting.text import highlight, markdown_table
-from cluster_assets.storage.formats import Activations, Clusters, Tables
+from cluster_assets.storage.formats import Clusters, SampleActivations, Tables
 
 #: (dataset, hparams partition) -> that sample's activations, or its prompt ids
-ActivationsOf = Callable[[str, str], Activations]
+ActivationsOf = Callable[[str, str], SampleActivations]
 PromptIdsOf = Callable[[str, str], set[int]]
 
 #: The agreement statistics compared against their floors (higher = more alike).
@@ -119,10 +119,10 @@ def by(records: Sequence[PartitionClustering], attr: str) -> dict[str, list[Part
     return out
 
 
-def score_row(rec: PartitionClustering, measured_on: str, sample: str, acts: Activations, kind: str) -> dict:
+def score_row(rec: PartitionClustering, measured_on: str, sample: str, acts: SampleActivations, kind: str) -> dict:
     """A clustering scored by its description length on another sample (``acts``: ``sample`` of ``measured_on``)."""
     settings = _settings(rec)
-    activity, _ = activity_of(acts.values, acts.token_prompt, rec.feature_ids, settings.memberships)
+    activity, _ = activity_of(acts.blocks(), acts.token_prompt, rec.feature_ids, settings.memberships)
     score = heldout_score(activity, rec.labels, rec.alpha)
     return {
         "point": rec.point,
@@ -154,8 +154,8 @@ def cross_dataset_rows(firsts: dict[str, PartitionClustering], activations_of: A
     for name, rec in firsts.items():
         for other, orec in firsts.items():
             acts = activations_of(other, orec.partition)
-            counts = cluster_activity(acts.values, rec.feature_ids, rec.labels, _settings(rec).memberships.threshold)
-            rates = counts / max(acts.values.shape[0], 1)
+            counts = cluster_activity(acts.blocks(), rec.feature_ids, rec.labels, _settings(rec).memberships.threshold)
+            rates = counts / max(acts.n_tokens, 1)
             activity += [{"clustered_on": name, "cluster": c, "measured_on": other, "firing_rate": float(v)} for c, v in enumerate(rates)]
             if other != name:
                 transfer.append(score_row(rec, other, orec.partition, acts, "transfer"))

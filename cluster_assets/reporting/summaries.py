@@ -97,6 +97,7 @@ class ActivationsSummary:
     shard_artifacts: list[str]  # their addresses in the artifact store
     tokens_per_second: float  # of the extracted shards' tokens
     timing: Any  # ExtractionTimings (sources), summed over the extracted shards: its fields are shown inline
+    shard_workers: dict[str, str] | None = None  # shard -> the Dask worker that extracted it, when shards ran as Dask tasks
 
 
 @dataclass(frozen=True)
@@ -242,18 +243,18 @@ def ground_truth_summary(rows: Sequence[Mapping[str, Any]]) -> Shown:
     return {"summary": summary, "markdown": {"recovery": markdown_table(table, width=40)}}
 
 
-def activations_summary(values: Any, timings: list[Any], shards: list[str], shard_prompts: int) -> Shown:
-    """``values``: CSR (tokens, d_sae); ``timings``: the :class:`ExtractionTimings` of each shard
-    extracted; ``shards``: the addresses of every shard read."""
+def activations_summary(
+    n: int, nnz: int, d_sae: int, timings: list[Any], shards: list[str], shard_prompts: int, workers: dict[str, str] | None = None
+) -> Shown:
+    """``n`` tokens with ``nnz`` non-zero activations of ``d_sae`` features; ``timings``: the
+    :class:`ExtractionTimings` of each shard extracted; ``shards``: the addresses of every shard read;
+    ``workers``: the Dask worker that extracted each shard (by shard number), when they ran as tasks."""
     from cluster_assets.sources.extraction import ExtractionTimings
 
-    n = values.shape[0]
     timing = ExtractionTimings(*(sum(getattr(t, f.name) for t in timings) for f in dataclasses.fields(ExtractionTimings)))
     seconds = timing.forward_seconds + timing.encode_seconds + timing.assemble_seconds
     rate = timing.extracted_tokens / seconds if seconds > 0 else 0.0
-    summary = ActivationsSummary(
-        n, int(values.nnz), values.nnz / max(n, 1), values.shape[1], len(shards), len(timings), shard_prompts, shards, rate, timing
-    )
+    summary = ActivationsSummary(n, nnz, nnz / max(n, 1), d_sae, len(shards), len(timings), shard_prompts, shards, rate, timing, workers)
     return {"summary": summary}
 
 

@@ -4,7 +4,9 @@ A dataset's draws are its usable texts in one seeded order (:func:`~cluster_asse
 every sample of it (any size, any replicate) is a run of consecutive draws.  Shard ``k`` is the
 block of draws ``[k * shard_prompts, (k + 1) * shard_prompts)``, extracted once for a model, SAE,
 hook and forward batching, and shared by every sample that covers any of it: a larger sample or
-another replicate extracts only the shards it lacks.
+another replicate extracts only the shards it lacks.  A sample's activations are rows of its
+shards (:class:`~cluster_assets.storage.formats.ShardedActivations`): its prompts in draw order,
+each shard's part one run of rows, read one shard at a time by every later stage.
 
 Prompts are batched within windows of ``batch_window`` consecutive draws (``shard_prompts`` is a
 multiple of it, so a window never straddles two shards): a prompt's batch, and so the last bits of
@@ -14,7 +16,7 @@ whichever sample extracted the shard.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +24,7 @@ import numpy.typing as npt
 import polars as pl
 import scipy.sparse as sp
 
-from cluster_assets.sources.extraction import ExtractionTimings, extract_activations, stack_rows
+from cluster_assets.sources.extraction import ExtractionTimings, extract_activations
 from cluster_assets.sources.prompts import draw_token_lists
 
 
@@ -88,23 +90,28 @@ def extract_shard(
     return values, pl.DataFrame(tokens), timing
 
 
-def assemble_shards(shards: Sequence[tuple[sp.csr_array, pl.DataFrame]], prompts: pl.DataFrame) -> tuple[sp.csr_array, pl.DataFrame]:
-    """The rows of ``prompts`` (its prompt_id and token_ids) from the shards that hold them, in
-    prompt then position order.  Raises :class:`ShardError` if the shards' tokens are not the prompts'."""
-    tokens = pl.concat([t for _, t in shards])
-    prompt_id, position = tokens["prompt_id"].to_numpy(), tokens["position"].to_numpy()
-    keep = np.flatnonzero(np.isin(prompt_id, prompts["prompt_id"].to_numpy()))
-    rows = keep[np.lexsort((position[keep], prompt_id[keep]))]
-    values, table = stack_rows([v for v, _ in shards], rows), tokens[rows]
-    ordered = prompts.sort("prompt_id")
+def sample_rows(tokens: pl.DataFrame, prompt_ids: np.ndarray) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of a shard's token table that belong to the sample's prompts
+    ``prompt_ids``: one run, since a sample is a run of consecutive draws."""
+    rows = np.flatnonzero(np.isin(tokens["prompt_id"].to_numpy(), np.asarray(prompt_ids)))
+    if not rows.size:
+        return 0, 0
+    start, stop = int(rows[0]), int(rows[-1]) + 1
+    if stop - start != rows.size:
+        raise ShardError("the sample's prompts are not consecutive draws of the shard: the sample and its shards were cut differently")
+    return start, stop
+
+
+def check_sample_tokens(tokens: pl.DataFrame, prompts: pl.DataFrame, plan: ShardPlan) -> None:
+    """Raise :class:`ShardError` unless ``tokens`` (a sample's rows gathered from its shards) are
+    every prompt's ``token_ids`` at positions ``0..n_tokens-1``, prompts in draw order."""
+    ordered = prompts[np.argsort(plan.draws, kind="stable")]
     lengths = ordered["n_tokens"].to_numpy()
-    # every prompt's tokens, in order, at positions 0..n_tokens-1
     expected_positions = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     same = (
-        np.array_equal(table["prompt_id"].to_numpy(), np.repeat(ordered["prompt_id"].to_numpy(), lengths))
-        and np.array_equal(table["position"].to_numpy(), expected_positions)
-        and np.array_equal(table["token_id"].to_numpy(), ordered["token_ids"].explode().drop_nulls().to_numpy())
+        np.array_equal(tokens["prompt_id"].to_numpy(), np.repeat(ordered["prompt_id"].to_numpy(), lengths))
+        and np.array_equal(tokens["position"].to_numpy(), expected_positions)
+        and np.array_equal(tokens["token_id"].to_numpy(), ordered["token_ids"].explode().drop_nulls().to_numpy())
     )
     if not same:
         raise ShardError("the shards' tokens differ from the prompts' token_ids: the sample and its shards were cut differently")
-    return values, table

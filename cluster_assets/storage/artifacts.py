@@ -4,7 +4,9 @@ Every stage output lives in ``<root>/<stage>/<hash>/``, where the hash covers ev
 stage's output depends on (its parameters and its inputs' hashes).  ``manifest.json`` is written
 last and records the stage's summary and, for every file, its size and xxh3-128 checksum.
 :meth:`Artifact.verify` re-checks them: an artifact whose files changed, shrank or vanished
-since it was written is reported by file and must be recomputed, never used.
+since it was written is reported by file and must be recomputed, never used.  A manifest may
+list ``references``: other artifacts whose files this one's point into (a sample's activation
+shards); they are verified with it, so a bad shard fails every sample that reads it.
 """
 
 from __future__ import annotations
@@ -53,12 +55,19 @@ class Artifact:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.path / MANIFEST).read_text())
 
+    @property
+    def root(self) -> Path:
+        """The artifact root this artifact lies in."""
+        return self.path.parent.parent
+
     def problems(self) -> list[str]:
-        """What is wrong with the files (empty when every file matches its recorded size and checksum)."""
+        """What is wrong with the files (empty when every file matches its recorded size and checksum),
+        and with the artifacts the manifest lists as ``references`` (whose files this one's point into)."""
         try:
-            files = self.manifest().get("files")
+            manifest = self.manifest()
         except (OSError, ValueError) as err:
             return [f"{MANIFEST}: unreadable ({err})"]
+        files = manifest.get("files")
         if not files:
             return [f"{MANIFEST}: lists no file checksums (written by an older version)"]
         problems = []
@@ -82,6 +91,13 @@ class Artifact:
             if found != expected[CHECKSUM]:
                 _verified.pop(key, None)
                 problems.append(f"{name}: content changed ({CHECKSUM} {found}, expected {expected[CHECKSUM]})")
+        for address in manifest.get("references", []):
+            stage, _, digest = address.partition("/")
+            referenced = Artifact(stage, digest, self.root / stage / digest)
+            if not referenced.exists:
+                problems.append(f"{address} (referenced): missing")
+                continue
+            problems += [f"{address} (referenced): {p}" for p in referenced.problems()]
         return problems
 
     def verify(self) -> Artifact:

@@ -88,24 +88,18 @@ class SAEFormat(Format[Any]):
 # --- activations ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Activations:
-    """Sparse SAE activations of every real token of the prompts, in prompt then position order.
+class TokenTable:
+    """What a token table tells: one row per activation row with prompt_id, position, token_id and token (its text)."""
 
-    values: (tokens, d_sae) CSR, zeros dropped; tokens: one row per CSR row with
-    prompt_id, position, token_id and token (its text).
-    """
-
-    values: sp.csr_array
     tokens: pl.DataFrame
-
-    def __post_init__(self) -> None:
-        if self.values.shape[0] != self.tokens.height:
-            raise ValueError(f"{self.values.shape[0]} activation rows but {self.tokens.height} token rows")
 
     @property
     def token_prompt(self) -> np.ndarray:
         return self.tokens["prompt_id"].to_numpy()
+
+    @property
+    def n_tokens(self) -> int:
+        return self.tokens.height
 
     def vocabulary(self) -> dict[int, str]:
         """token id -> its text, for the ids that occur."""
@@ -121,7 +115,37 @@ class Activations:
         return classes[order][np.searchsorted(ids[order], self.tokens["token_id"].to_numpy())]
 
 
-class ActivationsFormat(Format[Activations]):
+@dataclass(frozen=True)
+class Activations(TokenTable):
+    """Sparse SAE activations held in memory: one activation shard's (its draws' tokens, in draw
+    then position order), or any sample's.
+
+    values: (tokens, d_sae) CSR, zeros dropped; tokens: one row per CSR row.
+    """
+
+    values: sp.csr_array
+    tokens: pl.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.values.shape[0] != self.tokens.height:
+            raise ValueError(f"{self.values.shape[0]} activation rows but {self.tokens.height} token rows")
+
+    @property
+    def n_features(self) -> int:
+        return int(self.values.shape[1])
+
+    def blocks(self) -> list[sp.csr_array]:
+        """The rows as blocks (:data:`cluster_assets.core.features.Blocks`): one."""
+        return [self.values]
+
+    def rows(self, rows: np.ndarray) -> sp.csr_array:
+        """(len(rows), d_sae) CSR of the given rows, in that order."""
+        return sp.csr_array(self.values[np.asarray(rows, dtype=np.int64)])
+
+
+class ActivationShardFormat(Format[Activations]):
+    """One activation shard (``activation_shards/<hash>``): its CSR and token table."""
+
     ACTIVATIONS = "activations.npz"
     TOKENS = "tokens.parquet"
 
@@ -130,7 +154,111 @@ class ActivationsFormat(Format[Activations]):
         value.tokens.write_parquet(folder / self.TOKENS)
 
     def load(self, folder: Path) -> Activations:
-        return Activations(sp.csr_array(sp.load_npz(folder / self.ACTIVATIONS)), pl.read_parquet(folder / self.TOKENS))
+        return Activations(self.values(folder), pl.read_parquet(folder / self.TOKENS))
+
+    def values(self, folder: Path) -> sp.csr_array:
+        return sp.csr_array(sp.load_npz(folder / self.ACTIVATIONS))
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """Rows ``[start, stop)`` of the activation shard at ``address`` (``<stage>/<hash>`` in the artifact root)."""
+
+    address: str
+    start: int
+    stop: int
+
+
+class ShardBlocks:
+    """A sample's activations as row blocks, one shard's rows at a time, each loaded when reached
+    (iterable more than once: :data:`cluster_assets.core.features.Blocks`)."""
+
+    def __init__(self, root: Path, shards: tuple[ShardRows, ...]):
+        self.root, self.shards = root, shards
+
+    def __iter__(self):
+        for shard in self.shards:
+            yield ActivationShardFormat().values(self.root / shard.address)[shard.start : shard.stop]
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+
+@dataclass(frozen=True)
+class ShardedActivations(TokenTable):
+    """A sample's activations as rows of activation shards: the sample's token table (its prompts
+    in draw order, each prompt's tokens in position order) and, in the same row order, the rows of
+    each shard that hold them.  The CSR is read shard by shard (:meth:`blocks`), never whole.
+
+    ``root`` is the artifact root the shards lie in (set when loaded from the store).
+    """
+
+    tokens: pl.DataFrame
+    shards: tuple[ShardRows, ...]
+    n_features: int
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        rows = sum(s.stop - s.start for s in self.shards)
+        if rows != self.tokens.height:
+            raise ValueError(f"the shards hold {rows} rows but the token table {self.tokens.height}")
+
+    @property
+    def references(self) -> list[str]:
+        """The addresses of the shards, which the artifact's verification covers."""
+        return [s.address for s in self.shards]
+
+    def blocks(self) -> ShardBlocks:
+        return ShardBlocks(self._root(), self.shards)
+
+    def _root(self) -> Path:
+        if self.root is None:
+            raise ValueError("these activations were not loaded from an artifact store: their shards cannot be read")
+        return self.root
+
+    def rows(self, rows: np.ndarray) -> sp.csr_array:
+        """(len(rows), d_sae) CSR of the given rows, in that order, reading only the shards that hold them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        offsets = np.cumsum([0] + [s.stop - s.start for s in self.shards])
+        shard_of = np.searchsorted(offsets, rows, side="right") - 1
+        parts, where = [], []
+        for i in np.unique(shard_of).tolist():
+            shard, mine = self.shards[i], np.flatnonzero(shard_of == i)
+            values = ActivationShardFormat().values(self._root() / shard.address)
+            parts.append(sp.csr_array(values[rows[mine] - offsets[i] + shard.start]))
+            where.append(mine)
+        if not parts:
+            return sp.csr_array((np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int32)), shape=(0, self.n_features))
+        stacked = sp.csr_array(sp.vstack(parts, format="csr"))
+        return sp.csr_array(stacked[np.argsort(np.concatenate(where))])
+
+    def gather(self) -> Activations:
+        """The whole sample in memory (small samples and tests; the stages stream :meth:`blocks`)."""
+        return Activations(sp.csr_array(sp.vstack(list(self.blocks()), format="csr")), self.tokens)
+
+
+#: A sample's activations, stored (rows of shards) or held in memory: both stream as :meth:`blocks`.
+SampleActivations = Activations | ShardedActivations
+
+
+class ActivationsFormat(Format[ShardedActivations]):
+    """A sample's activations: its token table and the shard rows that hold its activations
+    (``shards.json``); the shards are their own artifacts, which this one's verification covers."""
+
+    version = 2  # v1 held the sample's CSR itself, in prompt id order
+    TOKENS = "tokens.parquet"
+    SHARDS = "shards.json"
+
+    def save(self, folder: Path, value: ShardedActivations) -> None:
+        value.tokens.write_parquet(folder / self.TOKENS)
+        shards = [dataclasses.asdict(s) for s in value.shards]
+        (folder / self.SHARDS).write_text(json.dumps({"n_features": value.n_features, "shards": shards}, indent=1))
+
+    def load(self, folder: Path) -> ShardedActivations:
+        index = json.loads((folder / self.SHARDS).read_text())
+        shards = tuple(ShardRows(**s) for s in index["shards"])
+        root = folder.parent.parent  # artifacts live at <root>/<stage>/<hash>
+        return ShardedActivations(pl.read_parquet(folder / self.TOKENS), shards, int(index["n_features"]), root)
 
 
 # --- memberships ----------------------------------------------------------------------------

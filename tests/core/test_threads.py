@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np, scipy.sparse as sp, xxhash
     import numba
     from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, coactivation, run_merge
-    from cluster_assets.core.analysis import analyse_clusters, cut_labels, describe_clusters
+    from cluster_assets.core.analysis import TokenColumns, analyse_clusters, cut_labels
     from cluster_assets.core.heldout import heldout_score
 
     rng = np.random.default_rng(0)
@@ -32,9 +32,11 @@ SCRIPT = textwrap.dedent("""
         h = run_merge(csc, config, cofiring=counts)
         add(h.pairs, h.costs, h.mdl)
     _, labels = cut_labels(h, "mdl")
-    an = analyse_clusters(labels, h.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5)
+    columns = TokenColumns(rng.integers(0, 50, n), np.arange(n) % 40, rng.integers(0, 7, n))
+    an = analyse_clusters(labels, h.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5, columns)
     add(an.correlation, an.prompt_activity.toarray(), np.asarray(an.clusters["mean_activation"]))
-    desc = describe_clusters(an.token_clusters, rng.integers(0, 50, n), np.arange(n) % 40, rng.integers(0, 7, n))
+    desc = an.descriptions
+    assert desc is not None
     add(np.asarray(desc["mean_position"]), np.asarray(desc["share_word"]))
     score = heldout_score(res.memberships.to_csr(), labels, 1.0)
     add(np.array([score.mdl, score.random]))

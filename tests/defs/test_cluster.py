@@ -51,7 +51,8 @@ def open_instance(env: dict) -> dg.DagsterInstance:
 
 
 def local_files(tmp_path, project) -> dict[str, dict]:
-    """Each stage's file checksums from an ordinary in-process run of the same partitions (same SAE)."""
+    """Each stage's (and activation shard's) file checksums from an ordinary in-process run of the
+    same partitions (same SAE)."""
     root = tmp_path / "local"
     shutil.copytree(tmp_path / "artifacts" / "sae", root / "sae")
     files = {}
@@ -61,7 +62,10 @@ def local_files(tmp_path, project) -> dict[str, dict]:
             result = graph.materialize(STAGES, graph.key(*partition.split("|")))
             for stage in STAGES:
                 address = graph.metadata(result, stage)["artifact"].value
-                files[address] = json.loads((root / address / "manifest.json").read_text())["files"]
+                manifest = json.loads((root / address / "manifest.json").read_text())
+                files[address] = manifest["files"]
+                for shard in manifest.get("references", []):
+                    files[shard] = json.loads((root / shard / "manifest.json").read_text())["files"]
     return files
 
 
@@ -80,8 +84,11 @@ def check_runs(env: dict, tmp_path, project, where: str) -> list[dict]:
                 assert ran_on["pid"] != os.getpid() and where in ran_on, (stage, ran_on)
                 assert md["reused"].value is False
                 address = md["artifact"].value
-                cluster_files = json.loads((tmp_path / "artifacts" / address / "manifest.json").read_text())["files"]
-                assert cluster_files == local[address], f"{stage}[{partition}] differs from a local run"
+                manifest = json.loads((tmp_path / "artifacts" / address / "manifest.json").read_text())
+                assert manifest["files"] == local[address], f"{stage}[{partition}] differs from a local run"
+                for shard in manifest.get("references", []):  # the activation shards, wherever they were extracted
+                    shard_files = json.loads((tmp_path / "artifacts" / shard / "manifest.json").read_text())["files"]
+                    assert shard_files == local[shard], f"{shard} of {partition} differs from a local run"
                 seen.append(ran_on)
     return seen
 
@@ -97,7 +104,12 @@ def test_two_partitions_on_a_dask_cluster_with_postgres(tmp_path, embedded_cache
             for partition in PARTITIONS:
                 materialize(run_env, CHAIN, partition, timeout=300)
         seen = check_runs(env, tmp_path, project, "dask_worker")
+        with open_instance(env) as instance:
+            records = instance.fetch_materializations(dg.AssetKey("activations"), limit=20).records
+            placement = {r.asset_materialization.partition: r.asset_materialization.metadata["shard_workers"].value for r in records}
     assert {r["dask_worker"] for r in seen} == {"worker-1", "worker-2"}  # both workers did work
+    for partition in PARTITIONS:  # and each partition's two shards ran as Dask tasks, one on each worker
+        assert sorted(placement[partition]) == ["0", "1"] and set(placement[partition].values()) == {"worker-1", "worker-2"}, placement
     assert not (tmp_path / "home" / "history").exists()  # the instance was PostgreSQL, not sqlite
 
 

@@ -377,7 +377,7 @@ def test_a_cluster_page_shades_tokens_in_the_order_of_the_stored_activations(mat
 
     graph = materialised
     record = ClustersFormat().load(_stored(graph, "clusters", "kjv", "base"))
-    acts = ActivationsFormat().load(_stored(graph, "activations", "kjv", "base"))
+    acts = ActivationsFormat().load(_stored(graph, "activations", "kjv", "base")).gather()
     cluster = record.clusters.row(0, named=True)["cluster"]
     members = record.labels.filter(pl.col("cluster") == cluster)["feature_id"].to_numpy()
     tab = _page(browser, site, "cluster.html", p="kjv|base", c=cluster)

@@ -243,3 +243,29 @@ def test_postgres_instance(tmp_path, monkeypatch, trained_root, project):
             assert sorted(r.asset_materialization.partition for r in records) == ["kjv|base", "python_stdlib|base"]
             assert all(r.asset_materialization.metadata["tokens"].value > 0 for r in records)
         assert not (home / "history").exists()  # nothing went to sqlite
+
+
+def test_a_damaged_activation_shard_fails_every_reader_and_is_extracted_again(graph_with_partition):
+    """A sample's activations are rows of shards it does not copy: a shard altered after it was written
+    fails the sample's verification (naming the shard and its file), and materialising the sample
+    again extracts that shard alone, to the same bytes."""
+    graph = graph_with_partition
+    key = graph.key("kjv", "other_seed")  # a partition whose memberships are not stored yet, so they read the shards
+    first = graph.materialize(["prompts", "activations"], key)
+    amd = graph.metadata(first, "activations")
+    shard = Path(amd["path"].value).parents[1] / amd["shard_artifacts"].value[-1]
+    original = json.loads((shard / "manifest.json").read_text())["files"]
+    data = (shard / "activations.npz").read_bytes()
+    (shard / "activations.npz").write_bytes(data[:-16] + bytes(16))
+    result = graph.materialize(["memberships"], key, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert (
+        "input activations[kjv|other_seed]" in message
+        and f"{amd['shard_artifacts'].value[-1]} (referenced): activations.npz: content changed" in message
+    )
+    again = graph.materialize(["activations", "memberships"], key)
+    md = graph.metadata(again, "activations")
+    assert again.success and md["reused"].value is False and "(referenced)" in md["recomputed_because"].value
+    assert (md["shards"].value, md["shards_extracted"].value) == (amd["shards"].value, 1)  # only the damaged one
+    assert json.loads((shard / "manifest.json").read_text())["files"] == original  # the same bytes again

@@ -1,6 +1,7 @@
 """Activation shards on the real embedded model: a sample's activations are the same bytes whatever
-the shard size and as one extraction of the whole sample; another replicate or a larger sample
-extracts only the shards it lacks; a killed run keeps the shards it finished."""
+the shard size and as one extraction of the whole sample, and so is everything computed from them;
+another replicate or a larger sample extracts only the shards it lacks; a killed run keeps the
+shards it finished."""
 
 import json
 import os
@@ -49,10 +50,14 @@ def graph_in(root: Path, sae_root: Path, instance, project=None, **source) -> Gr
     return Graph(project or fixture_project(), tiny_resources(root, **source), instance)
 
 
-def activations_of(graph: Graph, dataset: str, point: str):
-    result = graph.materialize(["prompts", "activations"], graph.key(dataset, point))
+def activations_of(graph: Graph, dataset: str, point: str, *more: str):
+    result = graph.materialize(["prompts", "activations", *more], graph.key(dataset, point))
     assert result.success
-    return graph.metadata(result, "prompts"), graph.metadata(result, "activations")
+    return graph.metadata(result, "prompts"), graph.metadata(result, "activations"), *(graph.metadata(result, m) for m in more)
+
+
+def csr_bytes(values) -> tuple[bytes, bytes, bytes]:
+    return values.data.tobytes(), values.indices.tobytes(), values.indptr.tobytes()
 
 
 def files(md) -> dict:
@@ -60,8 +65,8 @@ def files(md) -> dict:
 
 
 def test_a_samples_activations_do_not_depend_on_the_shard_size_and_equal_one_extraction(tmp_path, sae_root, embedded_model, monkeypatch):
-    """The same forward batches (sets of draws), address and bytes at three shard sizes, and the
-    bytes of one extraction of the whole sample.  The batches are checked directly: on some numerics
+    """The same forward batches (sets of draws), address, rows and memberships at three shard sizes,
+    and the bytes of one extraction of the whole sample.  The batches are checked directly: on some numerics
     a row's bytes do not depend on its batch, and then equal bytes alone would show nothing."""
     from cluster_assets.sources import extraction, shards
 
@@ -79,16 +84,21 @@ def test_a_samples_activations_do_not_depend_on_the_shard_size_and_equal_one_ext
     real_iter = extraction.iter_extraction
     monkeypatch.setattr(shards, "extract_activations", recording_extract)
     monkeypatch.setattr(extraction, "iter_extraction", recording_iter)
-    seen, batches = {}, {}
+    seen, batches, streamed = {}, {}, {}
     with dg.DagsterInstance.ephemeral() as instance:
         for shard_prompts in (4, 8, 24):  # base@2 (draws 12..23) lies in 3, 2 and 1 shards
             ran.clear()
             graph = graph_in(tmp_path / str(shard_prompts), sae_root, instance, shard_prompts=shard_prompts)
-            pmd, amd = activations_of(graph, "kjv", "base@2")
+            pmd, amd, mmd = activations_of(graph, "kjv", "base@2", "memberships")
             assert amd["shards"].value == {4: 3, 8: 2, 24: 1}[shard_prompts] and amd["reused"].value is False
-            seen[shard_prompts] = (amd["artifact"].value, files(amd))
+            stored = ActivationsFormat().load(Path(amd["path"].value))
+            assert len(list(stored.blocks())) == amd["shards"].value  # read one shard at a time
+            gathered = stored.gather()
+            seen[shard_prompts] = (amd["artifact"].value, csr_bytes(gathered.values), gathered.tokens.hash_rows().to_list())
             batches[shard_prompts] = set(ran)
-    assert len(set(json.dumps(v) for v in seen.values())) == 1, seen  # one address, the same bytes
+            streamed[shard_prompts] = (mmd["artifact"].value, files(mmd))
+    assert len({repr(v) for v in seen.values()}) == 1  # one address, the same rows
+    assert len({json.dumps(v) for v in streamed.values()}) == 1, streamed  # memberships streamed over 3, 2 or 1 shards: one result
     frame = PromptsFormat().load(Path(pmd["path"].value))
     corpora = tiny_resources(tmp_path)["source"].resolved_cache() / "corpora"
     order, _ = draw_order(load_texts(fixture_project().dataset("kjv"), corpora), 0)
@@ -102,38 +112,40 @@ def test_a_samples_activations_do_not_depend_on_the_shard_size_and_equal_one_ext
     unwindowed = extraction.length_batches(frame["n_tokens"].to_numpy(), 8, 4096)
     assert any(len({window_of[r] for r in frame["prompt_id"].to_numpy()[b]}) > 1 for b in unwindowed)  # the check can fail
     # one extraction of the whole sample, its prompts in draw order, batched within windows of 4 draws
-    stored = ActivationsFormat().load(Path(amd["path"].value))
     sae = SAEFormat().load(next((sae_root / "sae").iterdir()))
     lists = [frame.filter(frame["prompt_id"] == p)["token_ids"].item().to_list() for p in in_draw_order]
     with model_numerics("cpu"):
         values, tokens, _ = extract_activations(embedded_model, sae, "blocks.3.hook_mlp_out", lists, in_draw_order, 8, 4096, window=4)
-    rows = np.lexsort((tokens["position"], tokens["prompt_id"]))
-    whole = values[rows]
-    for mine_, theirs in ((stored.values.data, whole.data), (stored.values.indices, whole.indices), (stored.values.indptr, whole.indptr)):
-        assert mine_.tobytes() == theirs.tobytes()
-    assert stored.tokens["token_id"].to_list() == tokens["token_id"][rows].tolist()
+    draw = {int(p): i for i, p in enumerate(in_draw_order)}
+    rows = np.lexsort((tokens["position"], [draw[int(p)] for p in tokens["prompt_id"]]))  # the sample's rows: draw, then position
+    assert csr_bytes(gathered.values) == csr_bytes(values[rows])
+    assert gathered.tokens["token_id"].to_list() == tokens["token_id"][rows].tolist()
+    assert gathered.tokens["prompt_id"].to_list() == [int(p) for p in tokens["prompt_id"][rows]]
 
 
 def test_another_replicate_and_a_larger_sample_extract_only_the_shards_they_lack(tmp_path, sae_root):
-    sweep = sweep_file(tmp_path, base={"prompts": {"replicates": 2}}, larger={"prompts": {"n_prompts": 24}})
+    sweep = sweep_file(
+        tmp_path, base={"prompts": {"replicates": 2}}, larger={"prompts": {"n_prompts": 24}}, by_tokens={"prompts": {"n_tokens": 450}}
+    )
     project = fixture_project(sweep=sweep)
     with dg.DagsterInstance.ephemeral() as instance:
         graph = graph_in(tmp_path / "root", sae_root, instance, project=project)  # 8 draws a shard
         counts = {}
-        for point in ("base", "base@2", "larger"):  # draws 0..11, 12..23, 0..23
-            _, amd = activations_of(graph, "kjv", point)
+        for point in ("base", "base@2", "larger", "by_tokens"):  # draws 0..11, 12..23, 0..23, 0..(450 tokens' worth)
+            pmd, amd = activations_of(graph, "kjv", point)
             counts[point] = (amd["shards"].value, amd["shards_extracted"].value)
             if point == "base":
-                base = ActivationsFormat().load(Path(amd["path"].value))
+                base = ActivationsFormat().load(Path(amd["path"].value)).gather()
             if point == "larger":
-                larger = ActivationsFormat().load(Path(amd["path"].value))
-        assert counts == {"base": (2, 2), "base@2": (2, 1), "larger": (3, 0)}
-        assert len(list((tmp_path / "root" / SHARDS).iterdir())) == 3
+                larger = ActivationsFormat().load(Path(amd["path"].value)).gather()
+        assert {p: counts[p] for p in ("base", "base@2", "larger")} == {"base": (2, 2), "base@2": (2, 1), "larger": (3, 0)}
+        # a token budget past draw 23 (prompts are cut to 16 tokens) extracts only the shards beyond the first three
+        assert pmd["tokens"].value >= 450 and counts["by_tokens"][0] >= 4, (pmd["tokens"].value, counts)
+        assert counts["by_tokens"][1] == counts["by_tokens"][0] - 3
+        assert len(list((tmp_path / "root" / SHARDS).iterdir())) == counts["by_tokens"][0]
     # the larger sample holds the base sample's rows, byte for byte
     rows = np.flatnonzero(np.isin(larger.tokens["prompt_id"].to_numpy(), base.tokens["prompt_id"].to_numpy()))
-    part = larger.values[rows]
-    for mine, theirs in ((part.data, base.values.data), (part.indices, base.values.indices), (part.indptr, base.values.indptr)):
-        assert mine.tobytes() == theirs.tobytes()
+    assert rows.size == base.n_tokens and csr_bytes(larger.values[rows]) == csr_bytes(base.values)
 
 
 KILLABLE = textwrap.dedent("""

@@ -49,7 +49,7 @@ def test_a_clustering_that_calls_every_feature_noise_stores_and_summarises_typed
     import polars as pl
     import scipy.sparse as sp
 
-    from cluster_assets.core.analysis import Cut, analyse_clusters
+    from cluster_assets.core.analysis import Cut, TokenColumns, analyse_clusters
     from cluster_assets.reporting.clusters import build_clusters
     from cluster_assets.reporting.summaries import clusters_summary
     from cluster_assets.storage.formats import Activations
@@ -58,7 +58,8 @@ def test_a_clustering_that_calls_every_feature_noise_stores_and_summarises_typed
     tokens = pl.DataFrame({"prompt_id": [0, 0, 1], "position": [0, 1, 0], "token_id": [7, 9, 7], "token": ["a", " b", "a"]})
     acts, features, labels = Activations(values, tokens), np.arange(3), np.full(3, -1)
     cut = Cut("umap_hdbscan", 0, features, labels, 3, None)
-    analysis = analyse_clusters(labels, features, values, acts.token_prompt, tokens["token"].to_list(), 0.0)
+    columns = TokenColumns(tokens["token_id"].to_numpy(), tokens["position"].to_numpy(), acts.token_classes())
+    analysis = analyse_clusters(labels, features, values, acts.token_prompt, tokens["token"].to_list(), 0.0, columns=columns)
     record = build_clusters(cut, analysis, np.eye(3, dtype=np.int64), acts)
     assert record.clusters.height == 0 and record.clusters.schema["cluster"] == pl.Int64
     assert record.extra["descriptions"].schema["cluster"] == pl.Int64

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from cluster_assets.sources.shards import ShardError, assemble_shards, plan_shards
+from cluster_assets.sources.shards import ShardError, check_sample_tokens, plan_shards, sample_rows
 
 
 def test_a_sample_lies_in_the_shards_of_its_draws():
@@ -28,30 +28,30 @@ def _shard(prompt_ids, lengths, rng):
     return sp.csr_array(sp.random(pid.size, 16, density=0.3, format="csr", random_state=rng, dtype=np.float32)), tokens
 
 
-def test_gathering_takes_the_samples_rows_in_prompt_then_position_order_and_checks_them():
+def test_a_sample_is_one_run_of_rows_of_each_shard_and_its_tokens_are_checked():
     rng = np.random.default_rng(1)
-    ids = [np.array([7, 3, 9]), np.array([1, 5])]  # draw order within each shard
-    lengths = [np.array([2, 3, 1]), np.array([4, 2])]
-    shards = [_shard(i, n, rng) for i, n in zip(ids, lengths)]
-    chosen = [9, 1, 3]
-    n_tokens = {7: 2, 3: 3, 9: 1, 1: 4, 5: 2}
+    order = np.array([7, 3, 9, 1, 5, 8])  # the draws; shards of 3
+    lengths = {7: 2, 3: 3, 9: 1, 1: 4, 5: 2, 8: 1}
+    shards = [_shard(order[i : i + 3], [lengths[p] for p in order[i : i + 3]], rng)[1] for i in (0, 3)]
+    chosen = np.array([3, 9, 1])  # draws 1..3: the end of shard 0 and the start of shard 1
+    plan = plan_shards(order, np.sort(chosen), shard_prompts=3, batch_window=1)
+    assert plan.shards == [0, 1]
+    assert sample_rows(shards[0], chosen) == (2, 6) and sample_rows(shards[1], chosen) == (0, 4)
+    tokens = pl.concat([shards[0][2:6], shards[1][0:4]])
+    assert tokens["prompt_id"].to_list() == [3, 3, 3, 9, 1, 1, 1, 1]  # draw order, then position
     prompts = pl.DataFrame(
         {
-            "prompt_id": chosen,
-            "n_tokens": [n_tokens[p] for p in chosen],
-            "token_ids": [[p * 100 + k for k in range(n_tokens[p])] for p in chosen],
+            "prompt_id": np.sort(chosen),
+            "n_tokens": [lengths[p] for p in np.sort(chosen)],
+            "token_ids": [[p * 100 + k for k in range(lengths[p])] for p in np.sort(chosen)],
         }
     )
-    values, table = assemble_shards(shards, prompts)
-    assert table["prompt_id"].to_list() == [1] * 4 + [3] * 3 + [9] and table["position"].to_list() == [0, 1, 2, 3, 0, 1, 2, 0]
-    dense = np.vstack([v.toarray() for v, _ in shards])
-    everything = pl.concat([t for _, t in shards])
-    for row, (p, k) in enumerate(zip(table["prompt_id"], table["position"])):
-        source = everything.with_row_index().filter((pl.col("prompt_id") == p) & (pl.col("position") == k))["index"].item()
-        np.testing.assert_array_equal(values.toarray()[row], dense[source])
+    check_sample_tokens(tokens, prompts, plan)
     wrong = prompts.with_columns(
         pl.when(pl.col("prompt_id") == 3).then(pl.lit([300, 301])).otherwise(pl.col("token_ids")).alias("token_ids")
     )
     wrong = wrong.with_columns(pl.col("token_ids").list.len().alias("n_tokens"))
     with pytest.raises(ShardError, match="cut differently"):  # prompt 3 cut to 2 tokens here, 3 in the shard
-        assemble_shards(shards, wrong)
+        check_sample_tokens(tokens, wrong, plan)
+    with pytest.raises(ShardError, match="not consecutive draws"):  # prompts 7 and 9 with 3 between them
+        sample_rows(shards[0], np.array([7, 9]))

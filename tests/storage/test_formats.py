@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, run_merge
 from cluster_assets.core.clustering import Clustering
+from cluster_assets.storage import ArtifactStore
 from cluster_assets.storage import formats as fmt
 
 
@@ -41,13 +42,59 @@ def test_clustering_round_trips_with_a_history_and_with_fixed_labels(tmp_path):
     np.testing.assert_array_equal(back.labels, [0, -1, 1, 0, 1])
 
 
-def test_activations_round_trip(tmp_path):
+def test_activation_shard_round_trip(tmp_path):
     values = sp.csr_array(np.array([[0, 1.5, 0], [2.0, 0, 0.5]], dtype=np.float32))
     tokens = pl.DataFrame({"prompt_id": [3, 3], "position": [0, 1], "token_id": [7, 9], "token": ["a", " b"]})
-    fmt.ActivationsFormat().save(tmp_path, fmt.Activations(values, tokens))
-    back = fmt.ActivationsFormat().load(tmp_path)
+    fmt.ActivationShardFormat().save(tmp_path, fmt.Activations(values, tokens))
+    back = fmt.ActivationShardFormat().load(tmp_path)
     assert (back.values != values).nnz == 0 and back.values.dtype == np.float32 and back.tokens.equals(tokens)
     assert back.vocabulary() == {7: "a", 9: " b"}
+
+
+def _stored_shards(store, rng, sizes):
+    """Activation shards written to ``store``: (their dense values, their artifacts)."""
+    dense, artifacts = [], []
+    for k, n in enumerate(sizes):
+        values = np.where(rng.random((n, 6)) < 0.4, rng.random((n, 6)), 0).astype(np.float32)
+        tokens = pl.DataFrame(
+            {"prompt_id": np.arange(n) + 10 * k, "position": np.zeros(n, np.int32), "token_id": np.arange(n), "token": ["t"] * n}
+        )
+        artifact = store.artifact("activation_shards", k)
+        with store.write(artifact, {}) as folder:
+            fmt.ActivationShardFormat().save(folder, fmt.Activations(sp.csr_array(values), tokens))
+        dense.append(values)
+        artifacts.append(artifact)
+    return dense, artifacts
+
+
+def test_a_sample_reads_its_rows_of_each_shard_one_shard_at_a_time(tmp_path):
+    store = ArtifactStore(tmp_path)
+    dense, shards = _stored_shards(store, np.random.default_rng(0), [5, 4, 6])
+    rows = (fmt.ShardRows(shards[0].address, 3, 5), fmt.ShardRows(shards[1].address, 0, 4), fmt.ShardRows(shards[2].address, 0, 2))
+    expected = np.vstack([dense[0][3:5], dense[1], dense[2][:2]])
+    tokens = pl.DataFrame({"prompt_id": np.arange(8), "position": np.zeros(8, np.int32), "token_id": np.arange(8), "token": ["t"] * 8})
+    sample = store.artifact("activations", "a sample")
+    value = fmt.ShardedActivations(tokens, rows, 6)
+    with store.write(sample, {"references": value.references}) as folder:
+        fmt.ActivationsFormat().save(folder, value)
+    back = fmt.ActivationsFormat().load(sample.verify().path)
+    assert back.shards == rows and back.n_tokens == 8 and back.n_features == 6
+    blocks = back.blocks()
+    assert [b.shape[0] for b in blocks] == [2, 4, 2] and [b.shape[0] for b in blocks] == [2, 4, 2]  # iterable again
+    np.testing.assert_array_equal(back.gather().values.toarray(), expected)
+    picked = np.array([6, 0, 3, 7])
+    np.testing.assert_array_equal(back.rows(picked).toarray(), expected[picked])
+    assert back.rows(np.zeros(0, np.int64)).shape == (0, 6)
+    with pytest.raises(ValueError, match="shards hold 8 rows but the token table 7"):
+        fmt.ShardedActivations(tokens[:7], rows, 6)
+
+    # a shard altered after it was written fails the sample that reads it, naming the shard and its file
+    npz = shards[1].path / fmt.ActivationShardFormat.ACTIVATIONS
+    npz.write_bytes(npz.read_bytes()[:-8] + b"\0" * 8)
+    problems = sample.problems()
+    assert len(problems) == 1 and problems[0].startswith(f"{shards[1].address} (referenced): activations.npz: content changed")
+    store.discard(shards[1])
+    assert sample.problems() == [f"{shards[1].address} (referenced): missing"]
 
 
 def test_a_sites_data_files_read_back_what_was_added(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cluster_assets.core import build_memberships
 from cluster_assets.core import coactivation as count_coactivation
-from cluster_assets.core.analysis import analyse_clusters
+from cluster_assets.core.analysis import TokenColumns, analyse_clusters
 from cluster_assets.core.clustering import cluster
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting.clusters import build_clusters
@@ -14,7 +14,7 @@ from cluster_assets.storage import formats as fmt
 
 def memberships(ctx: StageContext) -> Output:
     acts = ctx.read("activations", fmt.ActivationsFormat)
-    result = build_memberships(acts.values, acts.token_prompt, ctx.point.memberships)
+    result = build_memberships(acts.blocks(), acts.token_prompt, ctx.point.memberships)  # two passes, shard by shard
     return Output(result, **memberships_summary(result, ctx.point.memberships.unit))
 
 
@@ -29,7 +29,7 @@ def merge_history(ctx: StageContext) -> Output:
     result = cluster(
         members,
         ctx.point.clustering,
-        activations=acts.values,
+        activations=acts.blocks(),
         token_prompt=acts.token_prompt,
         cofiring=ctx.read("coactivation", fmt.CoactivationFormat),
         progress=ctx.progress("merges"),
@@ -42,6 +42,7 @@ def clusters(ctx: StageContext) -> Output:
     cut = clustering.at(settings.clusters.cut)
     tokens = acts.tokens["token"].to_list()
     threshold, top = settings.memberships.threshold, settings.clusters.top_prompts
-    analysis = analyse_clusters(cut.labels, cut.feature_ids, acts.values, acts.token_prompt, tokens, threshold, top)
+    columns = TokenColumns(acts.tokens["token_id"].to_numpy(), acts.tokens["position"].to_numpy(), acts.token_classes())
+    analysis = analyse_clusters(cut.labels, cut.feature_ids, acts.blocks(), acts.token_prompt, tokens, threshold, top, columns)
     record = build_clusters(cut, analysis, ctx.read("coactivation", fmt.CoactivationFormat), acts, ctx.source.neuronpedia_id())
     return Output(record, **clusters_summary(record, cut, settings.clusters.cut))

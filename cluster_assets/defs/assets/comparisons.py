@@ -19,7 +19,7 @@ from cluster_assets.reporting.summaries import (
     sweep_comparison_summary,
 )
 from cluster_assets.storage import formats as fmt
-from cluster_assets.storage.formats import Activations
+from cluster_assets.storage.formats import SampleActivations
 
 
 def _across(ctx: StageContext) -> Across:
@@ -36,7 +36,7 @@ def _record(ctx: StageContext, lineage: Lineage) -> PartitionClustering:
     )
 
 
-def _activations(ctx: StageContext, dataset: str, point: str) -> Activations:
+def _activations(ctx: StageContext, dataset: str, point: str) -> SampleActivations:
     return ctx.read("activations", fmt.ActivationsFormat, ctx.lineage.lineage_of(dataset, point))
 
 

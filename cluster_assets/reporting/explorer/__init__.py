@@ -36,7 +36,7 @@ from cluster_assets.core.analysis import token_cluster_activations
 from cluster_assets.core.comparison import best_matches
 from cluster_assets.core.history import MergeHistory, neighbourhoods
 from cluster_assets.core.tokens import CLASSES
-from cluster_assets.storage.formats import Activations, Clusters, Site
+from cluster_assets.storage.formats import Clusters, SampleActivations, Site
 
 #: Clusters per detail file: a cluster page loads one file of this many clusters.
 CHUNK = 50
@@ -81,7 +81,7 @@ class Partition:
 class PartitionInputs:
     """The heavy inputs of one partition's pages, loaded one partition at a time."""
 
-    activations: Activations
+    activations: SampleActivations
     features: pl.DataFrame  # memberships' per-feature statistics (every SAE feature)
     cofiring: np.ndarray  # (kept, kept) co-firing counts, rows in the clustering's feature order
     kept_ids: np.ndarray  # (kept,) feature id of each co-firing row
@@ -204,7 +204,7 @@ def _cluster_details(
     tokens = acts.tokens.with_row_index("row").filter(pl.col("prompt_id").is_in(top["prompt_id"].unique().to_list()))
     tokens = tokens.sort(["prompt_id", "position"])
     rows = tokens["row"].to_numpy().astype(np.int64)
-    by_cluster = token_cluster_activations(acts.values, feature_ids, labels, rows, inputs.threshold).tocsc()
+    by_cluster = token_cluster_activations(acts.rows(rows), feature_ids, labels, np.arange(rows.size), inputs.threshold).tocsc()
     spans = {pid: (int(s), int(e)) for pid, s, e in _prompt_spans(tokens["prompt_id"].to_numpy())}
     texts = tokens["token"].to_list()
     stats = inputs.features.filter(pl.col("feature_id").is_in(feature_ids.tolist()))
