@@ -269,8 +269,9 @@ def analyse_clusters(
 
     labels: (n_kept,) cluster of each kept feature, 0..k-1 (``-1``: not analysed);
     feature_ids: their SAE ids.  activations: (tokens, d_sae) CSR, or its row blocks (two passes,
-    one block in memory at a time: what grows with the tokens is only per prompt, never per
-    token); token_prompt: (tokens,) prompt id; token_text: (tokens,) the text of each token.
+    one block of activations in memory at a time; beside the per-token inputs, what it holds grows
+    per prompt, not per token); token_prompt: (tokens,) prompt id; token_text: (tokens,) the text
+    of each token.
     """
     labels = np.asarray(labels, dtype=np.int64)
     feature_ids = np.asarray(feature_ids, dtype=np.int64)

@@ -176,16 +176,16 @@ def canonical_blocks(activations: SparseMatrix | Blocks, token_prompt: np.ndarra
     """Each block as a canonical CSR with its rows' prompts; checks that the blocks' rows are
     exactly ``token_prompt``'s and that no prompt is split between blocks."""
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
-    start, seen = 0, np.zeros(0, np.int64)
+    start, seen = 0, set[int]()
     for block in blocks_of(activations):
         csr = canonical_csr(block)
         rows = token_prompt[start : start + csr.shape[0]]
         if rows.size != csr.shape[0]:
             raise ValueError(f"token_prompt has {token_prompt.size} rows, fewer than the activations' blocks")
-        mine = np.unique(rows)
-        if np.intersect1d(mine, seen, assume_unique=True).size:
+        mine = np.unique(rows).tolist()
+        if not seen.isdisjoint(mine):
             raise ValueError("a prompt's tokens are split between two activation blocks")
-        seen = np.union1d(seen, mine)
+        seen.update(mine)
         start += csr.shape[0]
         yield csr, rows
     if start != token_prompt.size:

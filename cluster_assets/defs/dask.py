@@ -69,13 +69,20 @@ def on_dask_worker() -> bool:
     return True
 
 
+def spreads_model_work() -> bool:
+    """Whether a model step may hand its work to other workers as Dask tasks: it runs on a Dask
+    worker, and model steps need no worker resources.  (A seceded step keeps the resources it
+    holds, so with ``GPU=1`` workers, tasks asking for a GPU could wait on their own step forever:
+    those steps extract in their own process, on the GPU they hold.)"""
+    return on_dask_worker() and not os.environ.get(MODEL_RESOURCES_ENV)
+
+
 def map_on_workers(fn: Callable[..., T], items: Sequence[Any], *args: Any, name: str) -> list[T]:
     """``[fn(item, *args) for item in items]`` as Dask tasks from within a step running on a worker:
-    the step's thread secedes while they run, item ``i`` goes to the ``i``-th worker in turn (any
-    other may take it: ``allow_other_workers``), with the model steps' worker resources."""
+    the step's thread secedes while they run, and item ``i`` goes to the ``i``-th worker in turn
+    (any other may take it: ``allow_other_workers``)."""
     from distributed import worker_client
 
-    resources = json.loads(model_step_tags().get("dagster-dask/resource_requirements", "{}")) or None
     with worker_client() as client:
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         futures = [
@@ -86,7 +93,6 @@ def map_on_workers(fn: Callable[..., T], items: Sequence[Any], *args: Any, name:
                 key=f"{name}-{item}",
                 workers=[workers[i % len(workers)]],
                 allow_other_workers=True,
-                resources=resources,
                 pure=False,
             )
             for i, item in enumerate(items)

@@ -459,7 +459,7 @@ def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.M
             "summary": summary,
             "markdown": out.markdown,
             "recomputed_because": recomputed_because,
-            **({"references": out.references} if out.references else {}),
+            **({"references": ctx.store.pinned(out.references)} if out.references else {}),
         }
         writer = ctx.store.write(artifact, record)
         with writer as folder:

@@ -6,7 +6,8 @@ last and records the stage's summary and, for every file, its size and xxh3-128 
 :meth:`Artifact.verify` re-checks them: an artifact whose files changed, shrank or vanished
 since it was written is reported by file and must be recomputed, never used.  A manifest may
 list ``references``: other artifacts whose files this one's point into (a sample's activation
-shards); they are verified with it, so a bad shard fails every sample that reads it.
+shards), each with the checksums of its files when this one was written; they are verified with
+it, so a bad or rewritten shard fails every sample that reads it.
 """
 
 from __future__ import annotations
@@ -91,13 +92,16 @@ class Artifact:
             if found != expected[CHECKSUM]:
                 _verified.pop(key, None)
                 problems.append(f"{name}: content changed ({CHECKSUM} {found}, expected {expected[CHECKSUM]})")
-        for address in manifest.get("references", []):
+        for address, pinned in manifest.get("references", {}).items():
             stage, _, digest = address.partition("/")
             referenced = Artifact(stage, digest, self.root / stage / digest)
             if not referenced.exists:
                 problems.append(f"{address} (referenced): missing")
                 continue
-            problems += [f"{address} (referenced): {p}" for p in referenced.problems()]
+            own = referenced.problems()
+            problems += [f"{address} (referenced): {p}" for p in own]
+            if not own and referenced.manifest().get("files") != pinned:
+                problems.append(f"{address} (referenced): written again with other files than this artifact was made from")
         return problems
 
     def verify(self) -> Artifact:
@@ -134,6 +138,11 @@ class ArtifactStore:
         onto ``artifact.path``.  If another writer finished the same artifact first, theirs stays
         (``writer.won`` is False)."""
         return ArtifactWriter(artifact, record)
+
+    def pinned(self, addresses: list[str]) -> dict[str, Any]:
+        """``references`` for a manifest: each address with its artifact's file checksums now, so
+        the referring artifact verifies only against these very files."""
+        return {address: self.at(address).verify().manifest()["files"] for address in addresses}
 
     def discard(self, artifact: Artifact) -> None:
         """Remove an artifact (one that failed verification) so it is recomputed."""

@@ -178,7 +178,14 @@ class ShardBlocks:
 
     def __iter__(self):
         for shard in self.shards:
-            yield ActivationShardFormat().values(self.root / shard.address)[shard.start : shard.stop]
+            try:
+                values = ActivationShardFormat().values(self.root / shard.address)
+            except (OSError, ValueError) as err:  # verified when the sample was read, gone or rewritten since
+                raise RuntimeError(
+                    f"activation shard {shard.address} could not be read ({err}): another run may have discarded it "
+                    "since this sample was verified; materialise again"
+                ) from err
+            yield values[shard.start : shard.stop]
 
     def __len__(self) -> int:
         return len(self.shards)

@@ -22,12 +22,14 @@ def _sample(seed: int, n_prompts: int = 30, d_sae: int = 48):
     n = prompts.size
     rate = rng.uniform(0, 0.35, d_sae)
     rate[:3] = 0.95  # always-on features, as real SAEs have
+    rate[-1] = 0.0  # and a dead one
     dense = np.where(rng.random((n, d_sae)) < rate, rng.exponential(1.0, (n, d_sae)), 0.0).astype(np.float32)
     bounds = np.cumsum(lengths)[:-1]
     cuts = np.sort(rng.choice(bounds, size=min(5, bounds.size), replace=False))
     edges = [0, *cuts.tolist(), n]
     whole = sp.csr_array(dense)
     blocks = [sp.csr_array(dense[a:b]) for a, b in itertools.pairwise(edges)]
+    blocks.insert(1, sp.csr_array(dense[:0]))  # a shard may hold none of a sample's rows
     return whole, blocks, prompts
 
 
@@ -72,26 +74,28 @@ def test_memberships_over_blocks_equal_the_whole_matrix(config):
 
 def test_cluster_analysis_over_blocks_equals_the_whole_matrix():
     whole, blocks, prompts = _sample(4)
-    feature_ids = np.array([0, 3, 5, 8, 13, 21, 34, 40])
-    labels = np.array([0, 1, 1, 2, 0, 2, 3, -1])
+    feature_ids = np.array([0, 3, 5, 8, 13, 21, 34, 40, 47])
+    labels = np.array([0, 1, 1, 2, 0, 2, 3, -1, 4])  # cluster 4: the dead feature, active nowhere
     text = [f"t{i} " for i in range(whole.shape[0])]
     rng = np.random.default_rng(7)
     columns = TokenColumns(rng.integers(0, 30, whole.shape[0]), rng.integers(0, 20, whole.shape[0]), rng.integers(0, 7, whole.shape[0]))
     ref = analyse_clusters(labels, feature_ids, whole, prompts, text, threshold=0.4, top_n=3, columns=columns)
     got = analyse_clusters(labels, feature_ids, blocks, prompts, text, threshold=0.4, top_n=3, columns=columns)
-    assert got.clusters == ref.clusters
-    assert got.top_prompts == ref.top_prompts and len(got.top_prompts["prompt_id"]) == 4 * 3
-    assert got.descriptions == ref.descriptions
+    np.testing.assert_equal(got.clusters, ref.clusters)
+    assert got.top_prompts == ref.top_prompts and len(got.top_prompts["prompt_id"]) == 4 * 3  # none for the inactive cluster
+    np.testing.assert_equal(got.descriptions, ref.descriptions)  # NaN mean position of the inactive cluster included
+    assert got.clusters["active_tokens"][4] == 0
     # and the tally is what each cluster fired on: recounted from the dense activity
     dense = whole.toarray()
-    active = np.stack([(dense[:, feature_ids[labels == c]] > 0.4).any(axis=1) for c in range(4)], axis=1)
-    assert got.descriptions == describe_clusters(sp.csr_array(active), columns.token_ids, columns.positions, columns.token_class)
+    active = np.stack([(dense[:, feature_ids[labels == c]] > 0.4).any(axis=1) for c in range(5)], axis=1)
+    recount = describe_clusters(sp.csr_array(active), columns.token_ids, columns.positions, columns.token_class)
+    np.testing.assert_equal(got.descriptions, recount)
     _same_csr(got.prompt_activity, ref.prompt_activity)
     np.testing.assert_array_equal(got.correlation, ref.correlation)
     np.testing.assert_array_equal(cluster_activity(blocks, feature_ids, labels, 0.4), cluster_activity(whole, feature_ids, labels, 0.4))
     # and the counts are right: tokens where any member is above the threshold
     dense = whole.toarray()
-    for c in range(4):
+    for c in range(5):
         assert cluster_activity(blocks, feature_ids, labels, 0.4)[c] == (dense[:, feature_ids[labels == c]] > 0.4).any(axis=1).sum()
 
 

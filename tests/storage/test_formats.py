@@ -75,7 +75,7 @@ def test_a_sample_reads_its_rows_of_each_shard_one_shard_at_a_time(tmp_path):
     tokens = pl.DataFrame({"prompt_id": np.arange(8), "position": np.zeros(8, np.int32), "token_id": np.arange(8), "token": ["t"] * 8})
     sample = store.artifact("activations", "a sample")
     value = fmt.ShardedActivations(tokens, rows, 6)
-    with store.write(sample, {"references": value.references}) as folder:
+    with store.write(sample, {"references": store.pinned(value.references)}) as folder:
         fmt.ActivationsFormat().save(folder, value)
     back = fmt.ActivationsFormat().load(sample.verify().path)
     assert back.shards == rows and back.n_tokens == 8 and back.n_features == 6
@@ -95,6 +95,12 @@ def test_a_sample_reads_its_rows_of_each_shard_one_shard_at_a_time(tmp_path):
     assert len(problems) == 1 and problems[0].startswith(f"{shards[1].address} (referenced): activations.npz: content changed")
     store.discard(shards[1])
     assert sample.problems() == [f"{shards[1].address} (referenced): missing"]
+    # a shard written again with other bytes (each file matching its own new manifest) is not the one the sample was made from
+    store.discard(shards[2])
+    with store.write(shards[2], {}) as folder:
+        other = sp.csr_array(np.ones((6, 6), np.float32))
+        fmt.ActivationShardFormat().save(folder, fmt.Activations(other, pl.DataFrame({"prompt_id": np.arange(6)})))
+    assert sample.problems()[1] == f"{shards[2].address} (referenced): written again with other files than this artifact was made from"
 
 
 def test_a_sites_data_files_read_back_what_was_added(tmp_path):

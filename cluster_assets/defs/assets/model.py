@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def sae_evals(ctx: StageContext) -> Output:
 
 
 def activations(ctx: StageContext) -> Output:
-    from cluster_assets.defs.dask import map_on_workers, on_dask_worker
+    from cluster_assets.defs.dask import map_on_workers, spreads_model_work
     from cluster_assets.sources.corpora import load_texts
     from cluster_assets.sources.prompts import draw_order
     from cluster_assets.sources.shards import check_sample_tokens, plan_shards, sample_rows
@@ -67,7 +68,7 @@ def activations(ctx: StageContext) -> Output:
     missing = [k for k, (artifact, _) in shards.items() if not ctx.verified_or_discarded(artifact, f"activation shard {k}")[0]]
     timings: list[Any] = []
     workers: dict[str, str] = {}
-    if len(missing) > 1 and on_dask_worker():  # spread over the cluster; each task writes its shard to the store
+    if len(missing) > 1 and spreads_model_work():  # spread over the cluster; each task writes its shard to the store
         job = ShardJob(src.model_dump(), ctx.dataset, str(ctx.lineage.artifact("sae").path), prompt_ids, params.seed,
                        params.max_tokens, ctx.point.activations.dtype, str(ctx.store.root), {k: shards[k][1] for k in missing})  # fmt: skip
         ctx.log.info(f"extracting shards {missing} as Dask tasks")
@@ -123,26 +124,38 @@ class ShardJob:
     parts: dict[int, list[Any]]  # each shard's address parts (Lineage.shard)
 
 
+#: One extraction at a time in a worker process: the model is shared and the numerics set torch's threads.
+_EXTRACTING = threading.Lock()
+
+
 def extract_on_worker(k: int, job: ShardJob) -> tuple[int, str, Any]:
     """A Dask task: extract shard ``k`` under the model numerics and write it to the store (verified,
-    atomically; if another writer finished it first, theirs stays).  Returns (k, worker, timing)."""
+    atomically; if another writer finished it first, theirs stays).  Returns (k, worker, timing).
+    Raises if this worker's numerics class is not the one the shard's address names."""
     from cluster_assets.defs.metadata import ran_on
     from cluster_assets.defs.resources import ActivationSource
     from cluster_assets.sources.corpora import load_texts
-    from cluster_assets.sources.numerics import model_numerics
+    from cluster_assets.sources.numerics import device_class, model_numerics
     from cluster_assets.sources.prompts import draw_order
     from cluster_assets.sources.shards import plan_shards
     from cluster_assets.storage import ArtifactStore
 
     src = ActivationSource(**job.source)
+    where = ran_on()
+    numerics = {"numerics": device_class(src.resolved_device())}
+    if numerics not in job.parts[k]:  # its bytes would be stored under an address that promises other numerics
+        raise RuntimeError(
+            f"Dask worker {where.get('dask_worker')} on {where['host']} computes {numerics['numerics']}, but activation shard {k} "
+            f"was addressed for {next((p for p in job.parts[k] if isinstance(p, dict) and 'numerics' in p), {})}: run model steps "
+            "on workers of one numerics class (or route them with CLUSTER_ASSETS_DASK_MODEL_RESOURCES)"
+        )
     texts = load_texts(job.dataset, src.resolved_cache() / "corpora")
     plan = plan_shards(draw_order(texts, job.seed)[0], job.prompt_ids, src.shard_prompts, src.batch_window)
     store = ArtifactStore(job.root)
     artifact = store.artifact(SHARDS, *job.parts[k])
-    with model_numerics(src.resolved_device()):
+    with _EXTRACTING, model_numerics(src.resolved_device()):
         sae = fmt.SAEFormat().load(Path(job.sae), device=src.resolved_device())
         values, tokens, timing = extract_shard_of(src, sae, texts, plan, k, job.max_tokens, job.dtype)
     with store.write(artifact, {"part_of": "activations", "what": f"activation shard {k}", "address": job.parts[k]}) as folder:
         fmt.ActivationShardFormat().save(folder, Activations(values, tokens))
-    where = ran_on()
     return k, str(where.get("dask_worker", where["host"])), timing
