@@ -1,4 +1,4 @@
-"""Activation shards: a sample's activations gathered from fixed blocks of its dataset's draws.
+"""Activation shards: fixed blocks of a dataset's draws, extracted once; a sample's activations are rows of them.
 
 A dataset's draws are its usable texts in one seeded order (:func:`~cluster_assets.sources.prompts.draw_order`);
 every sample of it (any size, any replicate) is a run of consecutive draws.  Shard ``k`` is the
