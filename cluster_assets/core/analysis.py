@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.arrays import BoolArray, Float64Array, FloatArray, Int64Array, IntArray
-from cluster_assets.core.features import Blocks, blocks_of, canonical_blocks, canonical_csr, prompt_rows
+from cluster_assets.core.features import Blocks, blocks_of, canonical_blocks, canonical_csr, prompt_row_order, prompt_rows
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_number
 
@@ -218,14 +218,9 @@ def cluster_activity(activations: SparseMatrix | Blocks, feature_ids: np.ndarray
     tokens -- another dataset's included (one SAE, one feature identity); one block at a time."""
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max(initial=-1)) + 1
-    counts, cluster_of = np.zeros(k, np.int64), None
+    counts = np.zeros(k, np.int64)
     for block in blocks_of(activations):
-        acts = canonical_csr(block)
-        if cluster_of is None:
-            cluster_of = cluster_of_features(acts.shape[1], feature_ids, labels)
-        rows = np.arange(acts.shape[0])
-        _, tok_c, _, _, _ = _sum_by_group(acts.indptr, acts.indices, acts.data, cluster_of, float(threshold), rows, rows, rows.size, k)
-        counts += np.bincount(tok_c, minlength=k)
+        counts += np.bincount(_clusters_on_tokens(canonical_csr(block), feature_ids, labels, threshold, k)[1], minlength=k)
     return counts
 
 
@@ -365,19 +360,23 @@ def analyse_clusters(
     return ClusterAnalysis(rows_out, top, correlation_of(prompt_activity), prompt_activity, descriptions)
 
 
-TokenBlock = tuple[tuple[Int64Array, Int64Array, Int64Array, Float64Array, Float64Array], np.ndarray]
+TokenSums = tuple[Int64Array, Int64Array, Int64Array, Float64Array, Float64Array]
+TokenBlock = tuple[TokenSums, np.ndarray]
+
+
+def _clusters_on_tokens(csr: sp.csr_array, feature_ids: np.ndarray, labels: np.ndarray, threshold: float, k: int) -> TokenSums:
+    """The clusters active on each token of a canonical CSR block (``_sum_by_group``'s CSR parts:
+    indptr, cluster, active members, summed activation; and each cluster's largest value)."""
+    cluster_of = cluster_of_features(csr.shape[1], feature_ids, labels)
+    r = np.arange(csr.shape[0])
+    return _sum_by_group(csr.indptr, csr.indices, csr.data, cluster_of, float(threshold), r, r, r.size, k)
 
 
 def _token_blocks(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, feature_ids: np.ndarray, labels: np.ndarray,
                   threshold: float, k: int) -> Iterator[TokenBlock]:  # fmt: skip
-    """Per row block: the clusters active on each of its tokens (``_sum_by_group``'s CSR parts and
-    maxima) and its rows' prompts."""
-    cluster_of = None
+    """:func:`_clusters_on_tokens` of each block, with its rows' prompts."""
     for csr, rows in canonical_blocks(activations, token_prompt):
-        if cluster_of is None:
-            cluster_of = cluster_of_features(csr.shape[1], feature_ids, labels)
-        r = np.arange(csr.shape[0])
-        yield _sum_by_group(csr.indptr, csr.indices, csr.data, cluster_of, float(threshold), r, r, r.size, k), rows
+        yield _clusters_on_tokens(csr, feature_ids, labels, threshold, k), rows
 
 
 PromptRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -385,18 +384,12 @@ PromptRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 def _prompts_in_order(parts: list[PromptRows]) -> PromptRows:
     """Blocks' per-prompt rows (prompt ids, indptr, columns, counts, sums) as one set of rows in prompt
-    id order (each block's rows are in order; a prompt lies in one block)."""
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    prompts = np.concatenate([p[0] for p in parts])
-    lengths = np.concatenate([np.diff(p[1]) for p in parts])
-    c, n, v = (np.concatenate([p[i] for p in parts]) for i in (2, 3, 4))
-    order = np.argsort(prompts, kind="stable")
-    starts = np.cumsum(lengths) - lengths
-    moved = lengths[order]
-    indptr = np.concatenate([[0], np.cumsum(moved)]).astype(np.int64)
-    take: np.ndarray = np.arange(int(indptr[-1])) - np.repeat(indptr[:-1], moved) + np.repeat(starts[order], moved)
-    return prompts[order], indptr, c[take], n[take], v[take]
+    id order (:func:`~cluster_assets.core.features.prompt_row_order`)."""
+    prompts, indptr, take = prompt_row_order([p[0] for p in parts], [p[1] for p in parts])
+    c, n, v = (
+        np.concatenate([p[i] for p in parts])[take] if parts else np.zeros(0, t) for i, t in ((2, np.int64), (3, np.int64), (4, np.float64))
+    )
+    return prompts, indptr, c, n, v
 
 
 def _empty_tally(k: int) -> TokenTally:

@@ -192,17 +192,30 @@ def canonical_blocks(activations: SparseMatrix | Blocks, token_prompt: np.ndarra
         raise ValueError(f"token_prompt has {token_prompt.size} rows but the activations {start}")
 
 
+def prompt_row_order(prompts: list[np.ndarray], indptrs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-block rows, one per prompt (each block's ``prompts`` ascending, with its CSR ``indptr``),
+    as one set of rows in prompt id order: (prompt ids, indptr, and which of the blocks' concatenated
+    entries each new entry is).  A prompt lies in one block, so this is what the whole matrix gives."""
+    ids = np.concatenate(prompts) if prompts else np.zeros(0, np.int64)
+    lengths = np.concatenate([np.diff(i) for i in indptrs]) if indptrs else np.zeros(0, np.int64)
+    order = np.argsort(ids, kind="stable")
+    moved = lengths[order]
+    indptr = np.concatenate([[0], np.cumsum(moved)]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
+    take: np.ndarray = np.arange(int(indptr[-1])) - np.repeat(indptr[:-1], moved) + np.repeat(starts[order], moved)
+    return ids[order], indptr, take
+
+
 def stack_prompt_rows(parts: list[tuple[np.ndarray, sp.csr_array]], n_columns: int) -> tuple[np.ndarray, sp.csr_array]:
     """(prompt ids ascending, their rows): per-block (prompt ids, prompts x columns) results stacked
-    and put in prompt order -- what the whole matrix gives, since a prompt lies in one block."""
+    in prompt order (:func:`prompt_row_order`)."""
     if not parts:
         return np.zeros(0, np.int64), sp.csr_array((0, n_columns))
-    prompts = np.concatenate([p for p, _ in parts])
-    stacked = sp.csr_array(sp.vstack([m for _, m in parts], format="csr"))
-    order = np.argsort(prompts, kind="stable")
-    if np.array_equal(order, np.arange(order.size)):
-        return prompts, stacked
-    return prompts[order], sp.csr_array(stacked[order])
+    blocks = [sp.csr_array(m) for _, m in parts]
+    prompts, indptr, take = prompt_row_order([p for p, _ in parts], [m.indptr for m in blocks])
+    data = np.concatenate([m.data for m in blocks])[take]
+    indices = np.concatenate([m.indices for m in blocks])[take]
+    return prompts, sp.csr_array((data, indices, indptr), shape=(prompts.size, n_columns))
 
 
 def feature_statistics(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, threshold: float) -> FeatureStats:

@@ -93,8 +93,7 @@ class Artifact:
                 _verified.pop(key, None)
                 problems.append(f"{name}: content changed ({CHECKSUM} {found}, expected {expected[CHECKSUM]})")
         for address, pinned in manifest.get("references", {}).items():
-            stage, _, digest = address.partition("/")
-            referenced = Artifact(stage, digest, self.root / stage / digest)
+            referenced = ArtifactStore(self.root).at(address)
             if not referenced.exists:
                 problems.append(f"{address} (referenced): missing")
                 continue

@@ -169,6 +169,17 @@ class ShardRows:
     stop: int
 
 
+def shard_values(root: Path, shard: ShardRows) -> sp.csr_array:
+    """The whole CSR of the shard ``shard`` names, in the artifact root ``root``."""
+    try:
+        return ActivationShardFormat().values(root / shard.address)
+    except (OSError, ValueError) as err:  # verified when the sample was read, gone or rewritten since
+        raise RuntimeError(
+            f"activation shard {shard.address} could not be read ({err}): another run may have discarded it "
+            "since this sample was verified; materialise again"
+        ) from err
+
+
 class ShardBlocks:
     """A sample's activations as row blocks, one shard's rows at a time, each loaded when reached
     (iterable more than once: :data:`cluster_assets.core.features.Blocks`)."""
@@ -178,14 +189,7 @@ class ShardBlocks:
 
     def __iter__(self):
         for shard in self.shards:
-            try:
-                values = ActivationShardFormat().values(self.root / shard.address)
-            except (OSError, ValueError) as err:  # verified when the sample was read, gone or rewritten since
-                raise RuntimeError(
-                    f"activation shard {shard.address} could not be read ({err}): another run may have discarded it "
-                    "since this sample was verified; materialise again"
-                ) from err
-            yield values[shard.start : shard.stop]
+            yield shard_values(self.root, shard)[shard.start : shard.stop]
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -231,7 +235,7 @@ class ShardedActivations(TokenTable):
         parts, where = [], []
         for i in np.unique(shard_of).tolist():
             shard, mine = self.shards[i], np.flatnonzero(shard_of == i)
-            values = ActivationShardFormat().values(self._root() / shard.address)
+            values = shard_values(self._root(), shard)
             parts.append(sp.csr_array(values[rows[mine] - offsets[i] + shard.start]))
             where.append(mine)
         if not parts:

@@ -69,8 +69,8 @@ def activations(ctx: StageContext) -> Output:
     timings: list[Any] = []
     workers: dict[str, str] = {}
     if len(missing) > 1 and spreads_model_work():  # spread over the cluster; each task writes its shard to the store
-        job = ShardJob(src.model_dump(), ctx.dataset, str(ctx.lineage.artifact("sae").path), prompt_ids, params.seed,
-                       params.max_tokens, ctx.point.activations.dtype, str(ctx.store.root), {k: shards[k][1] for k in missing})  # fmt: skip
+        job = ShardJob(src.model_dump(), ctx.dataset, str(ctx.lineage.artifact("sae").path), plan, params.max_tokens,
+                       ctx.point.activations.dtype, str(ctx.store.root), {k: shards[k][1] for k in missing})  # fmt: skip
         ctx.log.info(f"extracting shards {missing} as Dask tasks")
         for k, worker, timing in map_on_workers(extract_on_worker, missing, job, name=ctx.lineage.artifact("activations").address):
             workers[str(k)] = worker
@@ -116,8 +116,7 @@ class ShardJob:
     source: dict[str, Any]  # the source resource's config
     dataset: DatasetEntry
     sae: str  # the SAE artifact's folder
-    prompt_ids: np.ndarray
-    seed: int
+    plan: Any  # the sample's ShardPlan (sources.shards)
     max_tokens: int
     dtype: str
     root: str  # the artifact root, which every worker sees
@@ -136,8 +135,6 @@ def extract_on_worker(k: int, job: ShardJob) -> tuple[int, str, Any]:
     from cluster_assets.defs.resources import ActivationSource
     from cluster_assets.sources.corpora import load_texts
     from cluster_assets.sources.numerics import device_class, model_numerics
-    from cluster_assets.sources.prompts import draw_order
-    from cluster_assets.sources.shards import plan_shards
     from cluster_assets.storage import ArtifactStore
 
     src = ActivationSource(**job.source)
@@ -150,12 +147,11 @@ def extract_on_worker(k: int, job: ShardJob) -> tuple[int, str, Any]:
             "on workers of one numerics class (or route them with CLUSTER_ASSETS_DASK_MODEL_RESOURCES)"
         )
     texts = load_texts(job.dataset, src.resolved_cache() / "corpora")
-    plan = plan_shards(draw_order(texts, job.seed)[0], job.prompt_ids, src.shard_prompts, src.batch_window)
     store = ArtifactStore(job.root)
     artifact = store.artifact(SHARDS, *job.parts[k])
     with _EXTRACTING, model_numerics(src.resolved_device()):
         sae = fmt.SAEFormat().load(Path(job.sae), device=src.resolved_device())
-        values, tokens, timing = extract_shard_of(src, sae, texts, plan, k, job.max_tokens, job.dtype)
+        values, tokens, timing = extract_shard_of(src, sae, texts, job.plan, k, job.max_tokens, job.dtype)
     with store.write(artifact, {"part_of": "activations", "what": f"activation shard {k}", "address": job.parts[k]}) as folder:
         fmt.ActivationShardFormat().save(folder, Activations(values, tokens))
     return k, str(where.get("dask_worker", where["host"])), timing
