@@ -47,15 +47,15 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = dg.DagsterInstance.get()
     print(f"Dagster instance: {instance.root_directory}")
-    keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d in args.datasets for h in args.hparams]
+    runs = project.runs(args.datasets, args.hparams)  # a point that names its datasets runs on those alone
+    keys = [dg.MultiPartitionKey({"dataset": d, "hparams": h}) for d, h in runs]
     points = list(dict.fromkeys(project.point(h).point for h in args.hparams))
     # Each wave needs the one before. Within a wave runs are taken in this order, sweep partition by sweep
     # partition, so with several workers those that reuse a dataset's activations mostly start after the
     # ones that make them (two writers of one artifact are safe: the second keeps the first's, verified).
     waves: list[Sequence[tuple[str, str | dict[str, str] | None]]] = [
         [("sae_job", None)],
-        [("sae_evals_job", None), ("ground_truth_job", None)]
-        + [("partition_job", {"dataset": d, "hparams": h}) for h in args.hparams for d in args.datasets],
+        [("sae_evals_job", None), ("ground_truth_job", None)] + [("partition_job", {"dataset": d, "hparams": h}) for d, h in runs],
         [("dataset_comparison_job", p) for p in points] + [("sweep_comparison_job", d) for d in args.datasets],
         [("research_report_job", None)],
         [("cluster_explorer_job", None)],  # shows the report's figures

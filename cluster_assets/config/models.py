@@ -63,6 +63,8 @@ class ActivationConfig(_Section):
 
 
 SECTIONS = ("prompts", "activations", "memberships", "clustering", "clusters")
+#: The fields that set a sample's size (a point that changes only these is another size of the same setting).
+SIZE_FIELDS = frozenset({"prompts.n_tokens", "prompts.n_prompts"})
 
 
 def plain(value: Any) -> dict[str, Any]:
@@ -82,6 +84,7 @@ class SweepPoint(BaseModel):
     name: str
     point: str = ""
     replicate: int = 0
+    datasets: tuple[str, ...] | None = None  # the datasets the point runs on (None: every dataset partition)
     prompts: PromptConfig = PromptConfig()
     activations: ActivationConfig = ActivationConfig()
     memberships: MembershipConfig = MembershipConfig()
@@ -97,6 +100,11 @@ class SweepPoint(BaseModel):
         if isinstance(clustering, dict) and "method" not in clustering:  # the tag's default: the MDL merge
             data = {**data, "clustering": {"method": MergeConfig.method, **clustering}}
         return data
+
+    def runs_on(self, dataset: str) -> bool:
+        """Whether ``(dataset, this point)`` is a partition that runs: a point may name the datasets
+        it is for (a sample size only some corpora hold); the others' partitions are never run."""
+        return self.datasets is None or dataset in self.datasets
 
     def section(self, name: str) -> dict[str, Any]:
         """A section's values as plain JSON-able data."""
@@ -131,6 +139,11 @@ class SweepPoint(BaseModel):
         if isinstance(self.clustering, MergeConfig):
             return self.clustering.alpha
         return reference.clustering.alpha if isinstance(reference.clustering, MergeConfig) else MergeConfig.alpha
+
+    def resizes(self, other: SweepPoint) -> bool:
+        """Whether this point is ``other`` at another sample size (a point of its learning curve)."""
+        changes = self.changes_from(other)
+        return bool(changes) and set(changes) <= SIZE_FIELDS
 
     def changes_from(self, other: SweepPoint) -> dict[str, Any]:
         """``section.field -> value`` where this point differs from ``other``.  Where the

@@ -106,3 +106,49 @@ def verdict(effect: Estimate, floors: list[Estimate]) -> str:
     if bottom > max(floor_highs):
         return "agree more closely than replicates do"
     return "within sampling noise"
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """How a floor (the agreement between replicates) grows with the sample size.
+
+    ``sizes`` ascending (tokens per sample), ``floors`` the floor at each; ``target`` the floor
+    called stable.  ``reached``: the smallest size whose floor interval (or value) lies at or
+    above ``target``.  ``gain``: the floor gained per doubling of the sample over the last two
+    sizes, its interval from the two floors' interval ends (the widest the data allow).
+    ``projected``: where the last doubling's rate reaches ``target`` -- (at the gain's value,
+    at its upper end, at its lower end; ``inf`` where that end does not rise) -- when not reached.
+    """
+
+    sizes: tuple[int, ...]
+    floors: tuple[Estimate, ...]
+    target: float
+    reached: int | None
+    gain: Estimate
+    projected: tuple[float, float, float] | None
+
+    @property
+    def flattens(self) -> bool:
+        """Whether the last doubling's gain cannot be told from no gain."""
+        return self.gain.known and self.gain.lower <= 0.0
+
+
+def learning_curve(sizes: list[int], floors: list[Estimate], target: float) -> LearningCurve:
+    """The :class:`LearningCurve` of known ``floors`` at ``sizes`` (unknown floors are left out)."""
+    known = sorted(((s, f) for s, f in zip(sizes, floors, strict=True) if f.known), key=lambda pair: pair[0])
+    xs, fs = tuple(s for s, _ in known), tuple(f for _, f in known)
+    reached = next((s for s, f in known if f.lower >= target), None)
+    gain, projected = Estimate(None, None, None, 0), None
+    if len(known) >= 2 and xs[-1] > xs[-2]:
+        doublings = float(np.log2(xs[-1] / xs[-2]))
+        last, before = fs[-1], fs[-2]
+        at_last = last.value if last.value is not None else last.lower
+        value = (at_last - (before.value if before.value is not None else before.lower)) / doublings
+        gain = Estimate(value, (last.lower - before.upper) / doublings, (last.upper - before.lower) / doublings, 2)
+        if reached is None:
+
+            def at(rate: float, floor: float) -> float:
+                return xs[-1] * 2.0 ** ((target - floor) / rate) if rate > 0 else float("inf")
+
+            projected = (at(value, at_last), at(gain.upper, last.upper), at(gain.lower, last.lower))
+    return LearningCurve(xs, fs, target, reached, gain, projected)

@@ -6,7 +6,8 @@
   run per comparison rather than one per landing partition.
 - The partition chain (``missing_partitions_automation``, off by default: it starts model runs):
   partitions that appear after a code-location reload (a new dataset or sweep point) at once,
-  and every other missing partition nightly at 02:00 UTC.
+  and every other missing partition nightly at 02:00 UTC; never a partition whose point names
+  other datasets (:class:`RunsOnItsDatasets`, evaluated on the code server).
 - ``sweep_files_sensor`` says when the sweep or registry file changed and a reload is due.
 """
 
@@ -24,14 +25,32 @@ def answers_condition() -> dg.AutomationCondition:
     )
 
 
-def missing_condition() -> dg.AutomationCondition:
+class RunsOnItsDatasets(dg.AutomationCondition):
+    """True for the (dataset, sweep partition) pairs the project runs: a sweep point that names its
+    datasets (``Project.runs``) leaves the other datasets' partitions of it never requested."""
+
+    def __init__(self, keys: frozenset[str]):
+        self.keys = keys  # "dataset|hparams", as Dagster writes a 2-D key
+
+    @property
+    def name(self) -> str:
+        return "runs_on_its_datasets"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        return dg.AutomationResult(context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(self.keys))
+
+
+def missing_condition(project: Project) -> dg.AutomationCondition:
     AC = dg.AutomationCondition
-    return (
+    condition = (
         AC.missing()
         & (AC.missing().newly_true() | AC.cron_tick_passed(NIGHTLY, "UTC")).since_last_handled()  # pyright: ignore[reportAttributeAccessIssue]
         & ~AC.any_deps_missing()
         & ~AC.in_progress()
-    ).with_label("missing: new partitions at once, the rest nightly")
+    )
+    runs = frozenset(f"{d}|{h}" for d, h in project.runs())
+    # evaluated on the code server (the sensor's use_user_code_server): the daemon cannot run this class
+    return (RunsOnItsDatasets(runs) & condition).with_label("missing: new partitions at once, the rest nightly")
 
 
 def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
@@ -46,6 +65,7 @@ def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
         dg.AutomationConditionSensorDefinition(
             "missing_partitions_automation",
             target=dg.AssetSelection.groups("model_side", "clustering"),
+            use_user_code_server=True,  # its condition runs the project's code (RunsOnItsDatasets)
             default_status=dg.DefaultSensorStatus.STOPPED,
             minimum_interval_seconds=60,
             description="Materialises partitions that appear after a reload at once, and every missing one nightly (starts model runs).",

@@ -129,6 +129,7 @@ STAGES: dict[str, Stage] = {
             partitioning="dataset",
             group="comparisons",
             kinds=frozenset({"polars"}),
+            code_version="2",  # 2: tokens per sample of each point; the reference's floor on the features a point kept
             description="How one dataset's clustering changes across sweep points, against the "
             "replicate noise floor, and each clustering's held-out description length.",
         ),
@@ -153,8 +154,9 @@ STAGES: dict[str, Stage] = {
             partitioning="none",
             group="comparisons",
             kinds=frozenset({"markdown"}),
-            description="The research report: one section per research question, each effect against its noise floor.",
-            code_version="4",  # 4: Q3 sets the merge against another method; 3: the SAE's quality in the scale line
+            description="The research report: the learning curve (how many tokens a stable clustering needs), then one "
+            "section per research question, each effect against its noise floor.",
+            code_version="5",  # 5: the learning curve; 4: Q3 sets the merge against another method; 3: the SAE's quality
         ),
         Stage(
             "cluster_explorer",

@@ -9,6 +9,7 @@ replicates of a point can be disjoint -- so a bad file fails at once, naming fil
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -68,12 +69,20 @@ class Project:
             cast(Literal["embedded", "hub"], mode),
             hub_reachable() if online is None else online,
         )
+        for point in points.values():
+            unknown = [d for d in point.datasets or () if d not in registry]
+            if unknown and not point.replicate:
+                where = locate(sweep_file, "points", point.point, "datasets")
+                raise ConfigFileError(
+                    f"{where}: sweep point {point.point!r}, field datasets: {', '.join(map(repr, unknown))} not in the registry; "
+                    f"valid: {', '.join(registry.names)}"
+                )
         cache = Path(cache_dir or os.environ.get("CLUSTER_ASSETS_CACHE") or Path.cwd() / ".cache") / "corpora"
         for entry in project.datasets:
             usable = usable_count(entry, cache)
             for point in points.values():
                 n_prompts = point.prompts.n_prompts
-                if point.replicate or usable is None or n_prompts is None:
+                if point.replicate or usable is None or n_prompts is None or not point.runs_on(entry.name):
                     continue  # a token budget is checked when the prompts are sampled (it needs the tokenizer)
                 shortfall = too_few_texts(n_prompts, point.prompts.replicates, usable, entry.name)
                 if shortfall:
@@ -98,6 +107,13 @@ class Project:
     def reference(self) -> SweepPoint:
         """The first point of the sweep: what sweep comparisons measure agreement against."""
         return next(iter(self.sweep.values()))
+
+    def runs(self, datasets: Iterable[str] | None = None, hparams: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """The (dataset, sweep partition) pairs that run, sweep partition by sweep partition: every
+        dataset partition with every sweep partition, but a point's own ``datasets`` where it names
+        them.  ``datasets``/``hparams`` narrow it to those names."""
+        names = [e.name for e in self.datasets] if datasets is None else list(datasets)
+        return [(d, h) for h in (self.sweep if hparams is None else hparams) for d in names if self.point(h).runs_on(d)]
 
     def replicates_of(self, point: str) -> list[SweepPoint]:
         return [p for p in self.sweep.values() if p.point == point]

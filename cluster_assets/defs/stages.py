@@ -96,7 +96,8 @@ def validate_table(stages: Mapping[str, Stage]) -> None:
 class Across:
     """The partitions a one-dimensional stage (a comparison) reads: those whose ``clusters``
     exist (``have``), the names of those that do not (``missing``), and for a sweep comparison
-    the held-out ``pool`` (the reference point's replicates of the dataset with activations)."""
+    the held-out ``pool`` (the reference point's replicates of the dataset, then those of its other
+    sample sizes, with activations)."""
 
     have: list[Lineage]
     missing: list[str]
@@ -169,11 +170,14 @@ class Lineage:
     def _find_across(self, name: str) -> Across:
         project, key = self.project, self._require_key()
         if self.stages[name].partitioning == "hparams":
-            pairs = [(d.name, p.name) for d in project.datasets for p in project.replicates_of(key)]
+            pairs = project.runs(hparams=[p.name for p in project.replicates_of(key)])
             pool = []
         else:
-            pairs = [(key, p.name) for p in project.sweep.values()]
-            pool = [self.lineage_of(key, p.name) for p in project.replicates_of(project.reference.point)]
+            pairs = project.runs(datasets=[key])
+            # held-out samples: the reference's replicates, then its other sizes' (a large sample may overlap every one of the reference's)
+            ref = project.reference
+            pool = [self.lineage_of(key, p.name) for p in project.replicates_of(ref.point)]
+            pool += [self.lineage_of(key, h) for d, h in pairs if project.point(h).resizes(ref)]
         lineages = [self.lineage_of(d, p) for d, p in pairs]
         have = [lin for lin in lineages if lin.artifact("clusters").exists]
         missing = [f"{lin.dataset.name}|{lin.point.name}" for lin in lineages if not lin.artifact("clusters").exists]
@@ -196,7 +200,7 @@ class Lineage:
                 out[read] = {"": self} if self.artifact(read).exists else {}
                 continue
             if self.stages[read].partitioning == "dataset_point":
-                pairs = ((d.name, p) for d in self.project.datasets for p in self.project.sweep)
+                pairs = self.project.runs()
                 out[read] = {f"{d}|{p}": lin for d, p in pairs if (lin := self.lineage_of(d, p)).artifact(read).exists}
                 continue
             for key in self.keys(self.stages[read].partitioning):
@@ -439,6 +443,11 @@ def parameter_failure(ctx: StageContext, err: ParameterError) -> dg.Failure:
 
 def run_stage(ctx: StageContext, body: Callable[[StageContext], Output]) -> dg.MaterializeResult:
     """Reuse the stage's artifact if it exists and verifies, else compute it with ``body``; return its metadata."""
+    if ctx.lineage.partitioned and not ctx.point.runs_on(ctx.dataset.name):
+        raise dg.Failure(
+            f"sweep point {ctx.point.point!r} runs on datasets {', '.join(ctx.point.datasets or ())} only (its field datasets "
+            f"in {ctx.project.sweep_path.name}), not on {ctx.dataset.name!r}: this partition is never run"
+        )
     artifact = ctx.lineage.artifact(ctx.stage.name)
     verified, recomputed_because = ctx.verified_or_discarded(artifact, "artifact")
     if verified:

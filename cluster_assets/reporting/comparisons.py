@@ -8,7 +8,7 @@ several records); outputs are polars tables and a JSON summary (:class:`Tables`)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -166,7 +166,7 @@ def heldout_rows(
     records: Sequence[PartitionClustering], pool: Sequence[str], prompt_ids_of: PromptIdsOf, activations_of: ActivationsOf
 ) -> list[dict]:
     """Each clustering scored on a held-out sample of its dataset: the first partition of
-    ``pool`` (the reference point's replicates) that shares none of its prompts."""
+    ``pool`` (the reference point's replicates, then its other sizes') that shares none of its prompts."""
     rows = []
     for rec in records:
         mine = prompt_ids_of(rec.dataset, rec.partition)
@@ -210,6 +210,19 @@ def floor_of(replicates: Sequence[PartitionClustering]) -> dict[str, Estimate]:
     """Each metric between the replicates of one condition (its noise floor)."""
     values = {(i, j): _metrics(replicates[i], replicates[j]) for i in range(len(replicates)) for j in range(i + 1, len(replicates))}
     return {m: within({p: v[m] for p, v in values.items() if np.isfinite(v[m])}, len(replicates)) for m in METRICS}
+
+
+def floor_on(replicates: Sequence[PartitionClustering], other: Sequence[PartitionClustering]) -> dict[str, Estimate]:
+    """The floor of ``replicates`` on the features ``other`` kept (any of its replicates): a point
+    that filters features differently (an entropy filter) is compared with the reference on those,
+    so the reference's noise is measured on the same subset."""
+    kept = np.unique(np.concatenate([r.feature_ids for r in other]))
+
+    def on_kept(rec: PartitionClustering) -> PartitionClustering:
+        keep = np.isin(rec.feature_ids, kept)
+        return replace(rec, feature_ids=rec.feature_ids[keep], labels=rec.labels[keep])
+
+    return floor_of([on_kept(r) for r in replicates])
 
 
 def effect_of(a: Sequence[PartitionClustering], b: Sequence[PartitionClustering]) -> dict[str, Estimate]:
@@ -361,6 +374,7 @@ def compare_points(
                 "changes": ", ".join(f"{k}={v}" for k, v in first.changes.items()) or "(reference)",
                 "method": first.method,
                 "replicates": len(parts[n]),
+                "tokens": int(np.mean([r.tokens for r in parts[n]])),  # per sample, over its replicates
                 "kept": first.kept,
                 "k": first.k,
                 "noise_fraction": first.noise / max(len(first.labels), 1),
@@ -371,7 +385,10 @@ def compare_points(
         )
         floor_table += floor_rows(n, len(parts[n]), floors[n])
         if n != reference and reference in names:
-            effects += effect_rows(n, reference, effect_of(parts[n], parts[reference]), floors[n], floors[reference])
+            # a point that filters features (its memberships section differs) is read against the reference's floor on what it kept
+            filters = any(k.startswith("memberships.") for k in first.changes)
+            ref_floor = floor_on(parts[reference], parts[n]) if filters else floors[reference]
+            effects += effect_rows(n, reference, effect_of(parts[n], parts[reference]), floors[n], ref_floor)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             pa, pb = parts[a][0], parts[b][0]

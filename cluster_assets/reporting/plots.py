@@ -183,3 +183,22 @@ def grouped_bars(groups: Sequence[str], series: dict[str, Sequence[float]], ylab
         ax.legend()
 
     return render_png(draw, title=title)
+
+
+def learning_curves(series: dict[str, Sequence[dict]], target: float, ylabel: str, title: str) -> bytes:
+    """One line per name of ``series``: rows with ``tokens``, ``value``, ``low``, ``high`` (the
+    floor and its 95% interval at that sample size), tokens on a log scale, ``target`` dashed."""
+
+    def draw(ax):
+        for name, rows in series.items():
+            xs = [r["tokens"] for r in rows]
+            line = ax.plot(xs, [r["value"] for r in rows], marker="o", label=name)[0]
+            ax.fill_between(xs, [r["low"] for r in rows], [r["high"] for r in rows], color=line.get_color(), alpha=0.2)
+        ax.axhline(target, color="gray", ls="--", lw=1, label=f"stable: {target}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("tokens per sample (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1)
+        ax.legend(loc="best")
+
+    return render_png(draw, title=title)

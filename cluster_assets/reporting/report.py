@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.config.models import SweepPoint
-from cluster_assets.core.replicates import Estimate, between, verdict
+from cluster_assets.core.replicates import Estimate, LearningCurve, between, learning_curve, verdict
 from cluster_assets.core.tokens import CLASSES
 from cluster_assets.reporting import plots
 from cluster_assets.reporting.comparisons import effect_plot_rows, estimate, plot_row
@@ -29,6 +29,11 @@ QUESTIONS = [
     "How does the clustering change across datasets?",
     "What do the clusters have in common? Does that vary by dataset, by hyperparameter?",
 ]
+
+#: The floor ARI (agreement of two independent samples) at which a clustering is called stable.
+STABLE_FLOOR = 0.8
+#: The learning curve's section heading (before Q1).
+CURVE_HEADING = "How many tokens does a stable clustering need?"
 
 #: Held-out gains of one (point, dataset): vs every feature alone, vs a random partition of the same sizes.
 Gains = dict[tuple[str, str], tuple[Estimate, Estimate]]
@@ -195,7 +200,8 @@ def _scale(datasets: Mapping[str, Tables], reference: str, sae_evals: pl.DataFra
 
 def headlines(markdown: str) -> dict[str, str]:
     """The report at a glance, for the asset's metadata: its scale line, and each section's first
-    statement under ``Q1`` … ``Q5`` (markdown as :func:`build_report` writes it)."""
+    statement under ``Q1`` … ``Q5`` and under the learning curve (``tokens_needed``), markdown as
+    :func:`build_report` writes it."""
     out: dict[str, str] = {}
     section = None
     for line in markdown.splitlines():
@@ -203,6 +209,8 @@ def headlines(markdown: str) -> dict[str, str]:
             out["scale"] = line.removeprefix("**Scale:**").strip().replace("`", "")
         elif line.startswith("## Q"):
             section = line[3:].split(".", 1)[0]
+        elif line == f"## {CURVE_HEADING}":
+            section = "tokens_needed"
         elif section and line.startswith("- "):
             out[section] = line[2:].replace("`", "")
             section = None
@@ -244,12 +252,114 @@ def build_report(
             "",
         ]
     gains = heldout_gains(sweeps)
+    _learning_curve(b, datasets, sweeps, reference, points, gains)
     _preprocessing(b, sweeps, reference, points)
     _baselines(b, sweeps, reference, points, gains, ground_truth)
     _datasets(b, datasets.get(reference), reference, gains)
     _in_common(b, datasets, reference)
     b.lines.append(f"_Numbers from {len(sweeps)} datasets and {len(datasets)} sweep points._")
     return Document("\n".join(b.lines) + "\n", b.figures)
+
+
+def size_points(reference: str, points: Mapping[str, SweepPoint]) -> list[str]:
+    """The reference and the points that differ from it only in the sample size (the learning curve)."""
+    return [n for n, p in points.items() if n == reference or p.resizes(points[reference])]
+
+
+def _tokens(n: float) -> str:
+    if not np.isfinite(n) or n >= 1e10:
+        return "beyond 10 billion"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def curve_statement(dataset: str, curve: LearningCurve, metric: str = "floor ARI") -> str:
+    """One dataset's verdict: where its floor reaches the stable level, or how fast it still grows."""
+    (first, f0), (last, f1) = (curve.sizes[0], curve.floors[0]), (curve.sizes[-1], curve.floors[-1])
+    span = f"{metric} {f0.text()} at {_tokens(first)} tokens per sample, {f1.text()} at {_tokens(last)}"
+    if curve.reached is not None:
+        return f"{dataset}: {span} — stable ({metric} ≥ {curve.target}, interval included) from {_tokens(curve.reached)} tokens."
+    if not curve.gain.known:
+        return f"{dataset}: {span} — one size with a floor: no curve yet."
+    gain = f"the last doubling gains {curve.gain.text()}"
+    if curve.flattens or curve.projected is None:
+        return f"{dataset}: {span} — not stable, and {gain}: the curve flattens below {curve.target} within noise."
+    value, fast, slow = curve.projected
+    return (
+        f"{dataset}: {span} — not stable yet; {gain}; at that rate {metric} reaches {curve.target} at about {_tokens(value)} "
+        f"tokens per sample ({_tokens(fast)} to {_tokens(slow)} from the intervals' ends)."
+    )
+
+
+def _learning_curve(
+    b: _Builder,
+    datasets: Mapping[str, Tables],
+    sweeps: Mapping[str, Tables],
+    reference: str,
+    points: Mapping[str, SweepPoint],
+    gains: Gains,
+) -> None:
+    """Before Q1: the replicate floor against the tokens per sample, per dataset, with its verdict;
+    the datasets' differences restated at the largest size more than one dataset has."""
+    sizes = size_points(reference, points)
+    statements, series, rows = [], {}, []
+    for dataset, t in sweeps.items():
+        table = t.tables.get("points", pl.DataFrame())
+        if not table.height or "tokens" not in table.columns:
+            continue
+        floors = t.tables.get("floors", pl.DataFrame())
+        at = table.filter(pl.col("point").is_in(sizes)).sort("tokens")
+        curve_points, curve_floors = [], []
+        for r in at.iter_rows(named=True):
+            of = floors.filter(pl.col("condition") == r["point"]) if floors.height else floors
+            metric = {m: estimate(row, "value") for m, row in ((row["metric"], row) for row in of.iter_rows(named=True))}
+            ari = metric.get("ari", Estimate(None, None, None, 0))
+            curve_points.append(r["tokens"])
+            curve_floors.append(ari)
+            held = gains.get((r["point"], dataset), (Estimate(None, None, None, 0),))[0]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "point": r["point"],
+                    "tokens": r["tokens"],
+                    "replicates": r["replicates"],
+                    "floor ARI": ari.text(),
+                    "floor Jaccard": metric.get("jaccard", Estimate(None, None, None, 0)).text(),
+                    "floor matched": metric.get("stable", Estimate(None, None, None, 0)).text(),
+                    "held-out saved": held.text(3),
+                    "kept": r["kept"],
+                }
+            )
+        curve = learning_curve(curve_points, curve_floors, STABLE_FLOOR)
+        if curve.sizes:
+            statements.append(curve_statement(dataset, curve))
+            series[dataset] = [{"tokens": x, "value": f.value, "low": f.lower, "high": f.upper} for x, f in zip(curve.sizes, curve.floors)]
+    by_size = sorted(
+        ((int(np.mean(list(t.summary.get("tokens", {}).values()) or [0])), p) for p, t in datasets.items() if p in sizes),
+        reverse=True,
+    )
+    largest = next((p for _, p in by_size if len(datasets[p].summary.get("tokens", {})) > 1), None)
+    if largest is not None and largest != reference:
+        effects = datasets[largest].tables.get("effects", pl.DataFrame())
+        ari = effects.filter(pl.col("metric") == "ari") if effects.height else effects
+        statements += [_statement(f"At `{largest}`: {r['a']}", r["b"], r) for r in ari.iter_rows(named=True)]
+    figure = (
+        plots.learning_curves(series, STABLE_FLOOR, "floor ARI (two independent samples)", "Replicate floor vs tokens per sample")
+        if series
+        else None
+    )
+    b.lines += [f"## {CURVE_HEADING}", ""]
+    if figure is not None:
+        b.figures["learning_curve.png"] = figure
+        b.lines += ["![learning curve](figures/learning_curve.png)", ""]
+    b.lines += [f"- {s}" for s in statements] or ["- _No sample size has two replicates yet._"]
+    b.lines += [
+        "",
+        f"The floor is the agreement of independent samples of one corpus; a clustering is called stable when the whole "
+        f"95% interval of its floor ARI is at least {STABLE_FLOOR}. Points `{'`, `'.join(sizes)}` differ only in the sample size.",
+        "",
+    ]
+    if rows:
+        b.lines += [markdown_table(pl.DataFrame(rows)), ""]
 
 
 def _preprocessing(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint]) -> None:

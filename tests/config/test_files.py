@@ -205,3 +205,29 @@ def test_the_research_resources_file_names_a_wider_sae_trained_longer(monkeypatc
     research = resources_from_environment(fixture_project())["source"].sae_training
     assert "resources_research.yaml" in open("Makefile").read()
     assert research.d_sae >= 8192 and research.training_tokens > SAETraining().training_tokens
+
+
+def test_a_point_may_name_the_datasets_it_runs_on_and_only_known_ones(tmp_path, cache_dir):
+    sweep = _write(
+        tmp_path,
+        "points:\n  base: {prompts: {n_prompts: 12, replicates: 2}}\n  big:\n    prompts: {n_prompts: 24}\n    datasets: [kjv]\n",
+        "sweep.yaml",
+    )
+    project = fixture_project(sweep=sweep)
+    datasets = [e.name for e in project.datasets]
+    assert project.runs() == [(d, "base") for d in datasets] + [(d, "base@2") for d in datasets] + [("kjv", "big")]
+    assert project.runs(hparams=["big"]) == [("kjv", "big")] and project.runs(datasets=["python_stdlib"], hparams=["big"]) == []
+    assert not project.point("big").changes_from(project.point("base")).get("datasets")  # not a parameter: no address moves
+    bad = _write(tmp_path, "points:\n  base: {}\n  big:\n    datasets: [kjv, kvj]\n", "bad.yaml")
+    with pytest.raises(
+        ConfigFileError, match=r"bad\.yaml, line 4: sweep point 'big', field datasets: 'kvj' not in the registry; valid: kjv"
+    ):
+        fixture_project(sweep=bad)
+
+
+def test_a_point_that_changes_only_the_sample_size_is_on_the_references_learning_curve():
+    points = load_sweep("cluster_assets/config/sweep_research.yaml")
+    base = points["base"]
+    assert points["tokens_125k"].resizes(base) and points["tokens_1m"].datasets == ("python_stdlib",)
+    assert points["tokens_62k"].resizes(base) and not points["short_prompts"].resizes(base)
+    assert not base.resizes(base) and not points["entropy_filtered"].resizes(base)

@@ -110,3 +110,35 @@ def test_verdict_against_the_floor():
     assert verdict(far, [floor]) == "differ beyond sampling noise"
     near = Estimate(0.43, 0.39, 0.46, 9)
     assert verdict(near, [floor]) == "within sampling noise"
+
+
+def test_a_point_that_keeps_fewer_features_is_read_against_the_references_floor_on_those_features():
+    import dataclasses
+
+    import polars as pl
+
+    from cluster_assets.reporting.comparisons import compare_points, floor_on
+
+    def record(labels, replicate, **changes):
+        return dataclasses.replace(_record(labels, replicate), clusters=pl.DataFrame({"size": [1]}), **changes)
+
+    rng = np.random.default_rng(1)
+    agreed = np.repeat(np.arange(6), 5)  # features 0..29 (ids 0..58): the same six groups in every replicate
+    reference = [record(np.concatenate([agreed, rng.integers(0, 30, 30) + 6]), r) for r in range(3)]  # the rest: noise
+    ids = reference[0].feature_ids[:30]
+    changes = {"memberships.min_entropy": 5.0}
+    filtered = [record(agreed, r, point="q", partition=f"q{r}", feature_ids=ids, changes=changes) for r in range(3)]
+    # on every feature the reference's replicates disagree on half of them; on the filtered point's features they agree
+    assert floor_of(reference)["ari"].value < 0.9
+    on_kept = floor_on(reference, filtered)
+    assert all(on_kept[m].value == 1.0 for m in ("ari", "nmi", "jaccard", "stable"))
+    tables = compare_points("d", "p", {"p": reference, "q": filtered}, [])
+    row = tables.tables["effects"].filter(pl.col("metric") == "ari").row(0, named=True)
+    assert (row["a"], row["b"], row["floor_b"], row["value"]) == ("q", "p", 1.0, 1.0)
+    # a point that changes no filter (another merge alpha on the same memberships) keeps the reference's own floor
+    same = [dataclasses.replace(r, changes={"clustering.alpha": 0.5}) for r in filtered]
+    row = compare_points("d", "p", {"p": reference, "q": same}, []).tables["effects"].filter(pl.col("metric") == "ari").row(0, named=True)
+    assert row["floor_b"] == floor_of(reference)["ari"].value
+    # the floors table keeps each condition's own floor, on its own features
+    floors = tables.tables["floors"].filter((pl.col("metric") == "ari") & (pl.col("condition") == "p"))
+    assert floors["value"].item() == floor_of(reference)["ari"].value

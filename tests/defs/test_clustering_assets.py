@@ -158,3 +158,24 @@ def test_definitions_load_with_jobs_and_automation(project):
     assert {"answers_automation", "missing_partitions_automation", "sweep_files_sensor", "dead_run_sensor"} <= {
         s.name for s in repo.sensor_defs
     }
+
+
+def test_missing_partition_automation_never_requests_a_partition_its_point_does_not_run(project):
+    from cluster_assets.defs.definitions import build_definitions
+
+    assert ("kjv", "half_sample") in project.runs() and ("python_stdlib", "half_sample") not in project.runs()
+    import datetime
+
+    defs, selection = build_definitions(project), dg.AssetSelection.assets("prompts")
+    before, after = (datetime.datetime(2026, 12, 2, 1, 59, tzinfo=datetime.UTC), datetime.datetime(2026, 12, 2, 2, 1, tzinfo=datetime.UTC))
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, evaluation_time=before)
+        assert first.total_requested == 0
+        # the nightly tick: every missing partition is requested
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, evaluation_time=after, cursor=first.cursor
+        )
+    requested = {str(k) for k in result.get_requested_partitions(dg.AssetKey("prompts"))}
+    assert "kjv|half_sample" in requested and "kjv|base" in requested  # every missing partition that runs
+    assert not any(key.endswith("|half_sample") and not key.startswith("kjv|") for key in requested)
+    assert len(requested) == len(project.runs())

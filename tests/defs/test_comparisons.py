@@ -33,7 +33,16 @@ def setup(graph):
         for point in ("base", "base@2", "hdbscan_umap", "hdbscan_raw"):
             res = graph.partition(dataset, point)
             assert all(c.passed for c in res.get_asset_check_evaluations())
+    for point in ("half_sample", "half_sample@2"):  # the learning curve's second size, on kjv alone
+        assert graph.partition("kjv", point).success
     return graph
+
+
+def test_a_point_runs_only_on_the_datasets_it_names(setup):
+    graph = setup
+    assert ("kjv", "half_sample") in graph.project.runs() and ("python_stdlib", "half_sample") not in graph.project.runs()
+    with pytest.raises(dg.Failure, match=r"sweep point 'half_sample' runs on datasets kjv only .* not on 'python_stdlib'"):
+        graph.partition("python_stdlib", "half_sample")
 
 
 def test_baseline_produces_valid_labels(setup):
@@ -106,15 +115,24 @@ def test_sweep_comparison_and_method_comparison(setup):
     md = graph.metadata(res, "sweep_comparison")
     tables = TablesFormat().load(Path(md["path"].value))
     points = tables.tables["points"]
-    assert set(points["point"]) == {"base", "hdbscan_umap", "hdbscan_raw"}
+    assert set(points["point"]) == {"base", "hdbscan_umap", "hdbscan_raw", "half_sample"}
     assert points.filter(pl.col("point") == "base")["replicates"].item() == 2
+    tokens = dict(zip(points["point"], points["tokens"]))
+    assert 0 < tokens["half_sample"] < tokens["base"]
     heldout = tables.tables["heldout"]
     # every clustering scored on a sample of its own dataset it never saw: base's replicates on each
     # other, the baselines on a base replicate (scores on other datasets are the dataset comparison's)
     assert set(heldout["kind"]) == {"same dataset"} and set(heldout["measured_on"]) == {"kjv"}
-    assert set(zip(heldout["point"], heldout["replicate"])) == {("base", 1), ("base", 2), ("hdbscan_umap", 1), ("hdbscan_raw", 1)}
+    assert set(zip(heldout["point"], heldout["replicate"])) == {
+        ("base", 1),
+        ("base", 2),
+        ("hdbscan_umap", 1),
+        ("hdbscan_raw", 1),
+        ("half_sample", 1),
+        ("half_sample", 2),
+    }
     effects = tables.tables["effects"].filter(pl.col("metric") == "ari")
-    assert set(effects["a"]) == {"hdbscan_umap", "hdbscan_raw"} and set(effects["b"]) == {"base"}
+    assert set(effects["a"]) == {"hdbscan_umap", "hdbscan_raw", "half_sample"} and set(effects["b"]) == {"base"}
     assert "clustering.method=umap_hdbscan" in points.filter(pl.col("point") == "hdbscan_raw")["changes"].item()
     # the changes column keeps the parameter that tells the two baseline points apart
     assert (
@@ -125,6 +143,9 @@ def test_sweep_comparison_and_method_comparison(setup):
     assert {("mdl_merge", "umap_hdbscan")} <= set(zip(methods["method_a"], methods["method_b"]))
     assert methods["ari"].is_between(-1, 1).all()
     assert {"other_seed", "alpha_low", "fixed_cut"} <= {m.split("|")[1] for m in md["missing"].value.split(", ")}
+    # a partition that never runs is not missing
+    other = graph.metadata(graph.materialize(["sweep_comparison"], "python_stdlib"), "sweep_comparison")
+    assert "half_sample" not in other["missing"].value and "alpha_low" in other["missing"].value
 
 
 def test_report_has_a_section_per_question(setup):
@@ -160,6 +181,13 @@ def test_report_has_a_section_per_question(setup):
     assert len(document.figures) >= 4
     assert "two samples of kjv:" in document.markdown and "floor unknown" not in document.markdown.split("## Q4")[1].split("## Q5")[0]
     assert "data:image/png;base64" in md["report"].value
+    curve = document.markdown.split("## How many tokens does a stable clustering need?")[1].split("## Q1")[0]
+    # kjv has a floor at two sizes (base and half_sample, two replicates each): a verdict from the two; the others one size
+    kjv = next(line for line in curve.splitlines() if line.startswith("- kjv:"))
+    assert "floor ARI" in kjv and "at 6 prompts" not in kjv and ("stable" in kjv or "doubling" in kjv)
+    assert next(line for line in curve.splitlines() if line.startswith("- python_stdlib:")).endswith("one size with a floor: no curve yet.")
+    assert "learning_curve.png" in document.figures and "| kjv | half_sample |" in curve
+    assert md["tokens_needed"].value.startswith("kjv: floor ARI")
 
 
 # --- the run's results from Python ----------------------------------------------------------

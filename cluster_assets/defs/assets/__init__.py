@@ -52,7 +52,11 @@ def build_assets(project: Project, partitions: Partitions, stages: Mapping[str, 
 
     def make(stage: Stage) -> dg.AssetsDefinition:
         automation = (
-            answers_condition() if stage.group == "comparisons" else missing_condition() if stage.partitioning == "dataset_point" else None
+            answers_condition()
+            if stage.group == "comparisons"
+            else missing_condition(project)
+            if stage.partitioning == "dataset_point"
+            else None
         )
 
         @dg.asset(
