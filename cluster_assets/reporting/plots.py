@@ -196,6 +196,12 @@ def learning_curves(series: dict[str, Sequence[dict]], target: float, ylabel: st
             ax.fill_between(xs, [r["low"] for r in rows], [r["high"] for r in rows], color=line.get_color(), alpha=0.2)
         ax.axhline(target, color="gray", ls="--", lw=1, label=f"stable: {target}")
         ax.set_xscale("log", base=2)
+        ticks: list[float] = []
+        for x in sorted(r["tokens"] for rows in series.values() for r in rows):
+            if not ticks or x > 1.1 * ticks[-1]:  # one tick per size: the datasets' samples differ by a few tokens
+                ticks.append(x)
+        ax.set_xticks(ticks, [f"{x / 1e6:.3g}M" if x >= 1e6 else f"{x / 1e3:.0f}k" for x in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("tokens per sample (log scale)")
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1)
