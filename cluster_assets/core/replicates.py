@@ -53,12 +53,16 @@ class Estimate:
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
+#: The estimate of a statistic nobody measured (no pair, no interval).
+UNKNOWN = Estimate(None, None, None, 0)
+
+
 def _estimate(
     values: Mapping[tuple[int, int], float], resample: Callable[[np.random.Generator], list[float]], n_boot: int, seed: int
 ) -> Estimate:
     """The mean over pairs, and the 2.5/97.5 percentiles of ``n_boot`` resampled means."""
     if not values:
-        return Estimate(None, None, None, 0)
+        return UNKNOWN
     value = float(np.mean(list(values.values())))
     if len(values) < 2:
         return Estimate(value, None, None, len(values))
@@ -138,7 +142,7 @@ def learning_curve(sizes: list[int], floors: list[Estimate], target: float) -> L
     known = sorted(((s, f) for s, f in zip(sizes, floors, strict=True) if f.known), key=lambda pair: pair[0])
     xs, fs = tuple(s for s, _ in known), tuple(f for _, f in known)
     reached = next((s for s, f in known if f.lower >= target), None)
-    gain, projected = Estimate(None, None, None, 0), None
+    gain, projected = UNKNOWN, None
     if len(known) >= 2 and xs[-1] > xs[-2]:
         doublings = float(np.log2(xs[-1] / xs[-2]))
         last, before = fs[-1], fs[-2]

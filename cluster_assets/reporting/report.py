@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.config.models import SweepPoint
-from cluster_assets.core.replicates import Estimate, LearningCurve, between, learning_curve, verdict
+from cluster_assets.core.replicates import UNKNOWN, Estimate, LearningCurve, between, learning_curve, verdict
 from cluster_assets.core.tokens import CLASSES
 from cluster_assets.reporting import plots
 from cluster_assets.reporting.comparisons import effect_plot_rows, estimate, plot_row
@@ -45,11 +45,26 @@ class _Builder:
         self.figures: dict[str, bytes] = {}
 
     def section(self, i: int, figure: bytes | None, statements: list[str], table: pl.DataFrame | None = None, note: str = "") -> None:
-        self.lines += [f"## Q{i + 1}. {QUESTIONS[i]}", ""]
+        self.block(f"Q{i + 1}. {QUESTIONS[i]}", (f"q{i + 1}", f"Q{i + 1}"), figure, statements, table, note)
+
+    def block(
+        self,
+        heading: str,
+        figure_name: tuple[str, str],
+        figure: bytes | None,
+        statements: list[str],
+        table: pl.DataFrame | None = None,
+        note: str = "",
+        empty: str = "_Nothing to answer with yet._",
+    ) -> None:
+        """A section: its heading, its figure (``figure_name``: file stem and alt text), one line per
+        statement (``empty`` where there is none), a note, a table."""
+        name, alt = figure_name
+        self.lines += [f"## {heading}", ""]
         if figure is not None:
-            self.figures[f"q{i + 1}.png"] = figure
-            self.lines += [f"![Q{i + 1}](figures/q{i + 1}.png)", ""]
-        self.lines += [f"- {s}" for s in statements] or ["- _Nothing to answer with yet._"]
+            self.figures[f"{name}.png"] = figure
+            self.lines += [f"![{alt}](figures/{name}.png)", ""]
+        self.lines += [f"- {s}" for s in statements] or [f"- {empty}"]
         self.lines.append("")
         if note:
             self.lines += [note, ""]
@@ -311,11 +326,11 @@ def _learning_curve(
         curve_points, curve_floors = [], []
         for r in at.iter_rows(named=True):
             of = floors.filter(pl.col("condition") == r["point"]) if floors.height else floors
-            metric = {m: estimate(row, "value") for m, row in ((row["metric"], row) for row in of.iter_rows(named=True))}
-            ari = metric.get("ari", Estimate(None, None, None, 0))
+            metric = {row["metric"]: estimate(row, "value") for row in of.iter_rows(named=True)}
+            ari = metric.get("ari", UNKNOWN)
             curve_points.append(r["tokens"])
             curve_floors.append(ari)
-            held = gains.get((r["point"], dataset), (Estimate(None, None, None, 0),))[0]
+            held = gains.get((r["point"], dataset), (UNKNOWN,))[0]
             rows.append(
                 {
                     "dataset": dataset,
@@ -323,8 +338,8 @@ def _learning_curve(
                     "tokens": r["tokens"],
                     "replicates": r["replicates"],
                     "floor ARI": ari.text(),
-                    "floor Jaccard": metric.get("jaccard", Estimate(None, None, None, 0)).text(),
-                    "floor matched": metric.get("stable", Estimate(None, None, None, 0)).text(),
+                    "floor Jaccard": metric.get("jaccard", UNKNOWN).text(),
+                    "floor matched": metric.get("stable", UNKNOWN).text(),
                     "held-out saved": held.text(3),
                     "kept": r["kept"],
                 }
@@ -347,19 +362,19 @@ def _learning_curve(
         if series
         else None
     )
-    b.lines += [f"## {CURVE_HEADING}", ""]
-    if figure is not None:
-        b.figures["learning_curve.png"] = figure
-        b.lines += ["![learning curve](figures/learning_curve.png)", ""]
-    b.lines += [f"- {s}" for s in statements] or ["- _No sample size has two replicates yet._"]
-    b.lines += [
-        "",
+    note = (
         f"The floor is the agreement of independent samples of one corpus; a clustering is called stable when the whole "
-        f"95% interval of its floor ARI is at least {STABLE_FLOOR}. Points `{'`, `'.join(sizes)}` differ only in the sample size.",
-        "",
-    ]
-    if rows:
-        b.lines += [markdown_table(pl.DataFrame(rows)), ""]
+        f"95% interval of its floor ARI is at least {STABLE_FLOOR}. Points `{'`, `'.join(sizes)}` differ only in the sample size."
+    )
+    b.block(
+        CURVE_HEADING,
+        ("learning_curve", "learning curve"),
+        figure,
+        statements,
+        pl.DataFrame(rows),
+        note,
+        "_No sample size has two replicates yet._",
+    )
 
 
 def _preprocessing(b: _Builder, sweeps: Mapping[str, Tables], reference: str, points: Mapping[str, SweepPoint]) -> None:
@@ -471,7 +486,7 @@ def _datasets(b: _Builder, ref_cmp: Tables | None, reference: str, gains: Gains)
     q4 = [_statement(r["a"], r["b"], r) for r in ari.iter_rows(named=True)]
     transfer = tables.get("transfer", pl.DataFrame())
     for r in transfer.iter_rows(named=True):
-        own = gains.get((r["point"], r["clustered_on"]), (Estimate(None, None, None, 0),))[0]
+        own = gains.get((r["point"], r["clustered_on"]), (UNKNOWN,))[0]
         moved = Estimate(r["gain_vs_singletons"], None, None, 1)
         q4.append(
             f"clusters of {r['clustered_on']} on {r['measured_on']}: {_saves(moved, 'its description length with every feature alone')}, "
