@@ -1,7 +1,7 @@
 """Seeded generator of research-shaped SAE activity (for benchmarks; not used by the pipeline).
 
-Power-law firing rates (a few features fire often, most rarely) plus planted co-firing
-groups, so merges have structure to find.  Produced in chunks of rows as sparse CSR
+Power-law firing rates (a few features fire often, most rarely), optionally a few features
+that fire on nearly every sample, plus planted co-firing groups, so merges have structure to find.  Produced in chunks of rows as sparse CSR
 activations (positive values), never as a dense samples x features array.
 """
 
@@ -23,11 +23,13 @@ class ActivityShape:
     groups: int = 400  # planted co-firing groups
     group_size: tuple[int, int] = (3, 20)
     group_share: float = 0.2  # share of activity that comes from planted groups
+    always_on: int = 0  # features that fire on nearly every sample (rate ALWAYS_ON_RATE), as some real SAE latents do
     seed: int = 0
     chunk: int = 50_000
 
 
 MAX_RATE = 0.3
+ALWAYS_ON_RATE = 0.97
 
 
 def _rates(shape: ActivityShape, rng: np.random.Generator) -> np.ndarray:
@@ -35,7 +37,7 @@ def _rates(shape: ActivityShape, rng: np.random.Generator) -> np.ndarray:
     duplicate loss of sampling rows with replacement) to the non-group activity."""
     ranks = rng.permutation(shape.features) + 1.0
     weights = ranks**-shape.exponent
-    target = shape.active * (1 - shape.group_share)
+    target = shape.active * (1 - shape.group_share) - shape.always_on * ALWAYS_ON_RATE
     lo, hi = 0.0, 1.0
     while np.minimum(hi * weights, MAX_RATE).sum() < target:
         hi *= 2
@@ -43,7 +45,10 @@ def _rates(shape: ActivityShape, rng: np.random.Generator) -> np.ndarray:
         mid = (lo + hi) / 2
         p = np.minimum(mid * weights, MAX_RATE)
         lo, hi = (mid, hi) if (p * (1 - p / 2)).sum() < target else (lo, mid)
-    return np.minimum(hi * weights, MAX_RATE)
+    rates = np.minimum(hi * weights, MAX_RATE)
+    if shape.always_on:  # drawn only when asked, so the default workload keeps its bytes
+        rates[rng.choice(shape.features, size=shape.always_on, replace=False)] = ALWAYS_ON_RATE
+    return rates
 
 
 def activation_chunks(shape: ActivityShape) -> Iterator[sp.csr_array]:

@@ -1,6 +1,7 @@
 """Research-scale timing of the clustering path, with the references timed in the same run.
 
     python benchmarks/cluster_scale.py --samples 500000 --features 9981 --active 200
+    python benchmarks/cluster_scale.py --samples 200000 --features 65536 --active 64 --always-on 10 --greedy-only
 
 The activity is generated in a child process and written as .npz chunks; this process
 streams them like activation files, so its peak resident memory is the clustering
@@ -10,7 +11,10 @@ runs to 3 groups, with s/merge in a window below ~F, ~5k and ~1k groups; mcmc T=
 s/merge at those points (reached by greedy merges).  References on the same input:
 scipy's sparse ``X.T @ X``, a dense numpy recomputation of the full cost matrix plus
 range sampling (a few steps at k = F), and ``scipy.cluster.hierarchy.linkage(
-method="average")`` on the same number of items.  One table with the ratios at the end.
+method="average")`` on the same number of items; the last two need F^2 floats, so they run
+only up to ``--dense-up-to`` features.  scipy's product runs on column blocks when its
+whole result would not fit beside ours (the same multiplications, in bounded memory).
+One table with the ratios at the end.
 """
 
 from __future__ import annotations
@@ -86,9 +90,12 @@ def write_chunks(shape: ActivityShape, folder: str) -> None:
         sp.save_npz(Path(folder) / f"chunk_{n:05d}.npz", chunk, compressed=False)
 
 
-def merge_run(activity, cof, config: MergeConfig, marks: tuple[int, ...], window: int, seed: int) -> tuple[float, int, dict]:
-    """A full run to 3 groups: total seconds, merges, and the mean s/merge in a window below each mark."""
-    state = MergeState(activity, cof, engine="auto")
+def merge_run(
+    activity, cof, config: MergeConfig, marks: tuple[int, ...], window: int, seed: int, overwrite: bool = False
+) -> tuple[float, int, dict]:
+    """A full run to 3 groups: total seconds, merges, and the mean s/merge in a window below each mark.
+    ``overwrite``: merge in the given counts (the last run that needs them), as the pipeline does."""
+    state = MergeState(activity, cof, engine="auto", overwrite_cofiring=overwrite)
     rng = np.random.default_rng(seed)
     near: dict[int, list[float]] = {}
     merges = 0
@@ -106,18 +113,47 @@ def merge_run(activity, cof, config: MergeConfig, marks: tuple[int, ...], window
     return time.perf_counter() - t0, merges, {mark: float(np.mean(v)) for mark, v in near.items()}
 
 
+#: Above this many features scipy's product runs on column blocks of this width (its result
+#: is sparse int32 with int32 indices: up to F x block x 8 bytes per block).
+SCIPY_BLOCK = 4096
+
+
+def scipy_product_seconds(activity, cof) -> float:
+    """Seconds of scipy's sparse ``X.T @ X`` (int32), whole or on column blocks of SCIPY_BLOCK
+    (the same multiplications in bounded memory); its first rows are checked against ours."""
+    x = sp.csr_array(activity, dtype=np.int32)
+    f = x.shape[1]
+    block = f if f <= 4 * SCIPY_BLOCK else SCIPY_BLOCK
+    xc = x.tocsc()
+    seconds = 0.0
+    for start in range(0, f, block):
+        cols = xc[:, start : start + block]
+        t0 = time.perf_counter()
+        part = x.T @ cols
+        seconds += time.perf_counter() - t0
+        if start == 0:
+            head = min(f, 300)
+            want = cof.square(np.arange(head))[:, : min(block, head)]
+            np.testing.assert_array_equal(sp.csr_array(part)[:head].toarray()[:, : min(block, head)], want)
+        del part
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=9_981)
     parser.add_argument("--active", type=float, default=200.0)
+    parser.add_argument("--always-on", type=int, default=0, help="features that fire on nearly every sample")
+    parser.add_argument("--dense-up-to", type=int, default=12_000, help="largest F for the F^2-float references")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20, help="merges timed per (sampler, k) point")
     parser.add_argument("--dense-steps", type=int, default=2)
     parser.add_argument("--no-references", action="store_true")
     parser.add_argument("--greedy-only", action="store_true", help="skip the range/mcmc runs (for very large runs)")
+    parser.add_argument("--coactivation-only", action="store_true", help="stop after coactivation and scipy's product")
     args = parser.parse_args()
-    shape = ActivityShape(samples=args.samples, features=args.features, active=args.active, seed=args.seed)
+    shape = ActivityShape(samples=args.samples, features=args.features, active=args.active, always_on=args.always_on, seed=args.seed)
     print(f"shape: {shape}")
     marks = tuple(sorted({m for m in (args.features, 5000, 1000) if m <= args.features}, reverse=True))
     with tempfile.TemporaryDirectory(prefix="cluster_scale_") as folder:
@@ -158,12 +194,25 @@ def main() -> None:
     t_csc = time.perf_counter() - t0
     print(f"  memberships: {t_mem + t_csc:.2f} s", flush=True)
     cof, t_co = timed(lambda: coactivation(activity))
-    print(f"  coactivation: {t_co:.2f} s", flush=True)
-    counts = np.diag(cof).astype(np.int64)
+    peak_co = peak_rss_gb()
+    print(f"  coactivation: {t_co:.2f} s, {cof.nbytes / 1e9:.2f} GB of counts, peak RSS so far {peak_co:.2f} GB", flush=True)
+    counts = cof.counts
     alive = np.flatnonzero(counts > 0)
-    print(f"  ({alive.size} alive features)")
+    print(f"  ({alive.size} alive features, {cof.nonzero_pairs() / cof.pairs.size:.1%} of pairs co-fire)")
+    references = not args.no_references
+    dense_refs = references and args.features <= args.dense_up_to
+    ref_co = None
+    if references:  # before the greedy run merges in place
+        ref_co = scipy_product_seconds(activity, cof)
+        print(f"  scipy X.T @ X: {ref_co:.2f} s", flush=True)
 
-    t_greedy, total_steps, window = merge_run(activity, cof, MergeConfig(threshold=0.0), marks, args.steps, 0)
+    if args.coactivation_only:
+        print(f"\n| coactivation (exact counts) | {t_co:.4g} s | {ref_co:.3f} s | {ref_co / t_co:.3g}x (scipy X.T @ X) |" if ref_co else "")
+        print(f"peak resident memory: {peak_rss_gb():.2f} GB")
+        return
+    t_greedy, total_steps, window = merge_run(
+        activity, cof, MergeConfig(threshold=0.0), marks, args.steps, 0, overwrite=args.greedy_only and not dense_refs
+    )
     print(f"  greedy full run: {t_greedy:.1f} s", flush=True)
     full_runs = {"greedy": (t_greedy, total_steps)}
     per_k = {("greedy", mark): v for mark, v in window.items()}
@@ -186,14 +235,11 @@ def main() -> None:
     peak_ours = peak_rss_gb()
 
     # --- references (same input, same run) ------------------------------------------------
-    ref_co = ref_dense = ref_link = None
-    if not args.no_references:
-        x = sp.csr_array(activity, dtype=np.int32)
-        _, ref_co = timed(lambda: x.T @ x)
-        del x
+    ref_dense = ref_link = None
+    if dense_refs:
         k = args.features
         dense_rng = np.random.default_rng(3)
-        cof64 = cof.astype(np.float64)
+        cof64 = cof.square().astype(np.float64)
         sizes = np.ones(k, dtype=np.int64)
         ref_dense = np.mean(
             [
@@ -205,7 +251,7 @@ def main() -> None:
         from scipy.cluster.hierarchy import linkage
 
         norm = np.sqrt(np.maximum(counts, 1).astype(np.float64))
-        dist = 1.0 - cof / norm[:, None] / norm[None, :]
+        dist = 1.0 - cof.square() / norm[:, None] / norm[None, :]
         np.fill_diagonal(dist, 0.0)
         dist = np.clip((dist + dist.T) / 2, 0.0, None)
         iu = np.triu_indices(k, 1)

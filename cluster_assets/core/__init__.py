@@ -5,7 +5,7 @@ Nothing here imports dagster or touches files; everything works from a notebook 
 """
 
 from cluster_assets.core.clustering import Clustering, ClusteringConfig, cluster
-from cluster_assets.core.coactivation import coactivation
+from cluster_assets.core.coactivation import CoFiring, coactivation
 from cluster_assets.core.features import FeatureStats, feature_statistics
 from cluster_assets.core.history import MergeHistory, canonical_labels
 from cluster_assets.core.memberships import (
@@ -23,6 +23,7 @@ from cluster_assets.core.params import ParameterError
 __all__ = [
     "Clustering",
     "ClusteringConfig",
+    "CoFiring",
     "FeatureStats",
     "Membership",
     "MembershipConfig",

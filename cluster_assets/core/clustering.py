@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from cluster_assets.core.analysis import Cut, cut_labels
 from cluster_assets.core.baseline import BaselineConfig, activation_profiles, umap_hdbscan
+from cluster_assets.core.coactivation import CoFiring
 from cluster_assets.core.features import Blocks
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.memberships import Memberships
@@ -89,14 +90,14 @@ def cluster(
     *,
     activations: SparseMatrix | Blocks,
     token_prompt: npt.NDArray[np.int64],
-    cofiring: npt.NDArray[np.integer] | None = None,
+    cofiring: CoFiring | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Clustering:
     """Cluster the kept features of ``memberships`` with the method ``config`` names.
 
     activations: (tokens, d_sae) sparse activations (or their row blocks) and token_prompt: (tokens,) each token's
     prompt (the density baseline clusters activation profiles over prompts).  cofiring: the
-    (F, F) co-firing counts of ``memberships.activity`` (the MDL merge updates it in place).
+    co-firing counts of ``memberships.activity`` (the MDL merge updates their pairs in place).
     """
     feature_ids = np.asarray(memberships.feature_ids, dtype=np.int64)
     if isinstance(config, BaselineConfig):

@@ -1,24 +1,85 @@
-"""Exact co-firing counts between features.
+"""Exact co-firing counts between features, in one format: :class:`CoFiring`.
 
-``coactivation(activity)[a, b]`` is the number of samples on which features ``a`` and
-``b`` are both active; the diagonal holds each feature's firing count.  Counts are
-integers end to end (no float product), computed by a numba kernel that walks, for
-each feature ``a``, the samples where it fires and the features ``b > a`` active there
+``CoFiring.counts[a]`` is the number of samples on which feature ``a`` fires and
+``CoFiring.pairs`` holds, for every pair ``a < b``, the number of samples on which both
+fire, in scipy's condensed order (``scipy.spatial.distance.squareform``): row ``a``'s
+later partners are contiguous.  That is half the square array's memory (8.6 GB of int32
+at 65,536 features instead of 17.2 GB), and the merge's row scans read it in order.
+
+Counts are integers end to end (no float product), computed by numba kernels that walk,
+for each feature ``a``, the samples where it fires and the features ``b > a`` active there
 (starting from ``a``'s own entry in the sample's sorted row, found through a position
-map built with the transpose).  Each output row is written by one thread only, so
-rows parallelise without locks, and the row being written stays in cache.
+map built with the transpose).  Each output row is written by one thread only, so rows
+parallelise without locks.  Frequent features count into their output row block of samples
+by block (the block's rows stay in cache); the long tail of rare ones count into a
+per-thread row in cache, written out in order once (see ``FREQUENT_FACTOR``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 import numba as nb
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from cluster_assets.core.arrays import Int32Array, Int64Array, IntArray
 from cluster_assets.core.params import SparseMatrix
+
+
+def row_starts(n_features: int) -> Int64Array:
+    """(F,) int64: pair ``(a, b)``, ``a < b``, is at ``row_starts(F)[a] + b`` of the condensed array."""
+    a = np.arange(n_features, dtype=np.int64)
+    return n_features * a - a * (a + 1) // 2 - a - 1
+
+
+@dataclass(frozen=True, eq=False)
+class CoFiring:
+    """Exact co-firing counts of F features (see the module docstring).
+
+    counts: (F,) int64, each feature's firing count (the square array's diagonal).
+    pairs: (F * (F - 1) / 2,) int32 (int64 from 2**31 samples), co-firing of each pair
+        ``a < b`` in scipy's condensed order; entry ``row_starts(F)[a] + b``.
+    """
+
+    counts: Int64Array
+    pairs: IntArray
+
+    def __post_init__(self) -> None:
+        f = self.counts.size
+        if self.counts.ndim != 1 or self.pairs.shape != (f * (f - 1) // 2,):
+            raise ValueError(f"{f} features need {f * (f - 1) // 2} condensed pairs, got shape {self.pairs.shape}")
+
+    @property
+    def n_features(self) -> int:
+        return int(self.counts.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.counts.nbytes + self.pairs.nbytes)
+
+    def square(self, index: npt.ArrayLike | None = None) -> np.ndarray:
+        """The dense symmetric (len(index), len(index)) block of the features ``index``
+        (all by default), diagonal = counts; for small blocks (heatmaps, tests)."""
+        at = np.arange(self.n_features) if index is None else np.asarray(index, dtype=np.int64)
+        lo, hi = np.minimum.outer(at, at), np.maximum.outer(at, at)
+        block = self.counts[lo].astype(self.pairs.dtype)
+        apart = lo != hi
+        block[apart] = self.pairs[row_starts(self.n_features)[lo[apart]] + hi[apart]]
+        return block
+
+    def at(self, a: int, b: int) -> int:
+        """Co-firing count of features ``a`` and ``b`` (``a == b``: its firing count)."""
+        if a == b:
+            return int(self.counts[a])
+        a, b = min(a, b), max(a, b)
+        return int(self.pairs[self.n_features * a - a * (a + 1) // 2 + b - a - 1])
+
+    def nonzero_pairs(self) -> int:
+        """Pairs that co-fire at least once."""
+        return int(np.count_nonzero(self.pairs))
 
 
 def as_activity_csr(activity: SparseMatrix) -> sp.csr_array:
@@ -101,72 +162,110 @@ def csc_with_positions(
 
 
 #: Samples per block: a block's rows (~block x active x 4 bytes) stay in cache while every
-#: feature's output row is updated from them (measured best of 2k/8k/32k at 100k x 10k x 200).
+#: frequent feature's output row is updated from them (measured best of 2k/8k/32k at 100k x 10k x 200).
 SAMPLE_BLOCK = 8192
+#: A feature is frequent (counted block by block into its output row) when it fires on at
+#: least ``FREQUENT_FACTOR * F / (A * SAMPLE_BLOCK)`` of the samples (A: mean active features
+#: per sample); the others count in a per-thread row.  Blocking rereads the feature's output
+#: row (4F bytes) once per block, a per-thread row rereads each of its samples' active lists
+#: (4A bytes): they cost the same at that share with factor 1.  Measured best near 1.6 at
+#: 9,981 features (100k x 200 active) and at 65,536 (200k x 64).
+FREQUENT_FACTOR = 1.6
+
+
+@nb.njit(cache=True, inline="always")
+def _feature_at(idx: int, n_features: int) -> int:
+    """The idx-th feature in an order that alternates low and high ids: feature a's work is
+    ~ (its samples) x (features after it), so any contiguous or strided share of idx holds
+    both (plain order gives one thread ~3/4 of it)."""
+    return idx // 2 if idx % 2 == 0 else n_features - 1 - idx // 2
 
 
 @nb.njit(parallel=True, cache=True)
-def _upper_counts(
+def _frequent_rows(
     row_indptr: IntArray,
     row_indices: IntArray,
     col_indptr: Int64Array,
     col_samples: Int32Array,
     col_positions: IntArray,
-    out: IntArray,
+    pairs: IntArray,
+    starts: Int64Array,
+    frequent: npt.NDArray[np.bool_],
     block: int,
 ) -> None:
-    n_features = out.shape[0]
+    """Output rows of the frequent features, block of samples by block: the block's rows stay in cache."""
+    n_features = starts.size
     n_rows = row_indptr.size - 1
     cursor = col_indptr[:-1].copy()  # per feature: first CSC entry not yet counted
     for t0 in range(0, n_rows, block):
         t1 = min(t0 + block, n_rows)
         for idx in nb.prange(n_features):
-            # feature a has work ~ (its samples) x (features after it): pair low and high ids
-            # so each thread's contiguous share of idx holds both (plain order gives one thread ~3/4)
-            a = idx // 2 if idx % 2 == 0 else n_features - 1 - idx // 2
-            row = out[a]
+            a = _feature_at(idx, n_features)
+            if not frequent[a]:
+                continue
+            row = starts[a]
             p = cursor[a]
             stop = col_indptr[a + 1]
             while p < stop and col_samples[p] < t1:
                 # rows are sorted, so the features after a in this sample start right after
                 # a's own entry; knowing its position saves a binary search per entry
                 for q in range(col_positions[p] + 1, row_indptr[col_samples[p] + 1]):
-                    row[row_indices[q]] += 1
+                    pairs[row + row_indices[q]] += 1
                 p += 1
             cursor[a] = p
-    for a in range(n_features):
-        out[a, a] = col_indptr[a + 1] - col_indptr[a]
 
 
 @nb.njit(parallel=True, cache=True)
-def _mirror_upper(out: IntArray, tile: int = 64) -> None:
-    """Copy the upper triangle onto the lower one, tile by tile (a plain transpose misses cache per element)."""
-    n = out.shape[0]
-    n_tiles = (n + tile - 1) // tile
-    for bi in nb.prange(n_tiles):
-        r0 = bi * tile
-        for bj in range(bi + 1):
-            c0 = bj * tile
-            for r in range(r0, min(r0 + tile, n)):
-                for c in range(c0, min(c0 + tile, r)):
-                    out[r, c] = out[c, r]
+def _rare_rows(
+    row_indptr: IntArray,
+    row_indices: IntArray,
+    col_indptr: Int64Array,
+    col_samples: Int32Array,
+    col_positions: IntArray,
+    pairs: IntArray,
+    starts: Int64Array,
+    frequent: npt.NDArray[np.bool_],
+    n_parts: int,
+) -> None:
+    """Output rows of the other features, each counted whole in a per-thread dense row (in
+    cache) whose non-zero entries are then written out in order: a rare feature's increments
+    land a few per cache line of its output row, so counting there would miss on nearly
+    every one.  ``pairs`` must start at zero."""
+    n_features = starts.size
+    n_parts = max(1, min(n_parts, n_features))
+    acc = np.zeros((n_parts, n_features), dtype=pairs.dtype)
+    for part in nb.prange(n_parts):
+        counts = acc[part]
+        for idx in range(part, n_features, n_parts):
+            a = _feature_at(idx, n_features)
+            if frequent[a]:
+                continue
+            for p in range(col_indptr[a], col_indptr[a + 1]):
+                for q in range(col_positions[p] + 1, row_indptr[col_samples[p] + 1]):
+                    counts[row_indices[q]] += 1
+            row = starts[a]
+            for b in range(a + 1, n_features):
+                if counts[b]:  # the output starts at zero: most of a rare feature's pairs never co-fire
+                    pairs[row + b] = counts[b]
+                    counts[b] = 0
 
 
-def coactivation(activity: SparseMatrix) -> np.ndarray:
-    """Exact co-firing counts: integer (features x features), symmetric, diagonal = counts.
-
-    ``activity`` is a scipy sparse samples x features matrix (bool or uint8; any non-zero
-    counts as active).  The result is int32 when there are fewer than 2**31 samples,
-    int64 otherwise.
-    """
+def coactivation(activity: SparseMatrix) -> CoFiring:
+    """Exact co-firing counts of the columns of ``activity``, a scipy sparse samples x
+    features matrix (bool or uint8; any non-zero counts as active).  The pairs are int32
+    when there are fewer than 2**31 samples, int64 otherwise."""
     csr = as_activity_csr(activity)
     n_samples, n_features = csr.shape
-    out = np.zeros((n_features, n_features), dtype=count_dtype(n_samples))
+    pairs = np.zeros(n_features * (n_features - 1) // 2, dtype=count_dtype(n_samples))
     if n_features == 0:
-        return out
+        return CoFiring(np.zeros(0, np.int64), pairs)
     # positions index the CSR arrays: int32 while they fit, which halves this map's memory
     positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
     col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
-    _upper_counts(csr.indptr, csr.indices, col_indptr, col_samples, col_positions, out, SAMPLE_BLOCK)
-    _mirror_upper(out)
-    return out
+    mean_active = max(csr.nnz / max(n_samples, 1), 1.0)
+    share = FREQUENT_FACTOR * n_features / (mean_active * SAMPLE_BLOCK)
+    starts, frequent = row_starts(n_features), np.diff(col_indptr) >= share * n_samples
+    arrays = (csr.indptr, csr.indices, col_indptr, col_samples, col_positions, pairs, starts, frequent)
+    _frequent_rows(*arrays, SAMPLE_BLOCK)
+    _rare_rows(*arrays, nb.get_num_threads())
+    return CoFiring(np.diff(col_indptr), pairs)

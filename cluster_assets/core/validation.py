@@ -5,30 +5,28 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from cluster_assets.core.coactivation import CoFiring
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.params import SparseMatrix
 
 
-def coactivation_problems(counts: np.ndarray, activity: SparseMatrix, n_samples_checked: int = 200, seed: int = 0) -> list[str]:
-    """Symmetric, diagonal = membership counts, and a random sample of entries equal to a direct recount."""
+def coactivation_problems(cofiring: CoFiring, activity: SparseMatrix, n_samples_checked: int = 200, seed: int = 0) -> list[str]:
+    """Firing counts = membership counts, and a random sample of pairs equal to a direct recount."""
     problems: list[str] = []
     csc = sp.csc_array(activity, dtype=bool)
-    if counts.shape != (csc.shape[1], csc.shape[1]):
-        return [f"shape {counts.shape} does not match {csc.shape[1]} features"]
-    if not np.array_equal(counts, counts.T):
-        problems.append("matrix is not symmetric")
-    member_counts = np.diff(csc.indptr)
-    bad = np.flatnonzero(np.diag(counts) != member_counts)
-    if bad.size:
-        problems.append(f"diagonal differs from membership counts at {bad.size} features (first: {bad[:5].tolist()})")
-    rng = np.random.default_rng(seed)
     n = csc.shape[1]
+    if cofiring.n_features != n:
+        return [f"counts of {cofiring.n_features} features do not match {n} features"]
+    bad = np.flatnonzero(cofiring.counts != np.diff(csc.indptr))
+    if bad.size:
+        problems.append(f"firing counts differ from membership counts at {bad.size} features (first: {bad[:5].tolist()})")
+    rng = np.random.default_rng(seed)
     for a, b in rng.integers(0, n, size=(min(n_samples_checked, n * n), 2)):
         col_a = csc.indices[csc.indptr[a] : csc.indptr[a + 1]]
         col_b = csc.indices[csc.indptr[b] : csc.indptr[b + 1]]
         direct = np.intersect1d(col_a, col_b, assume_unique=True).size
-        if counts[a, b] != direct:
-            problems.append(f"entry ({a}, {b}) is {counts[a, b]}, a direct recount gives {direct}")
+        if cofiring.at(int(a), int(b)) != direct:
+            problems.append(f"entry ({a}, {b}) is {cofiring.at(int(a), int(b))}, a direct recount gives {direct}")
             break
     return problems
 

@@ -34,7 +34,7 @@ def build_checks(project: Project, partitions: Partitions, stages: Mapping[str, 
         asset="coactivation",
         partitions_def=partitions.both,
         blocking=True,
-        description="Symmetric, diagonal = membership counts, 200 entries (other ones each run) = a direct recount.",
+        description="Firing counts = membership counts, 200 pairs (other ones each run) = a direct recount.",
     )
     def coactivation_is_exact(
         context: dg.AssetCheckExecutionContext, source: ActivationSource, artifacts: ArtifactStoreResource

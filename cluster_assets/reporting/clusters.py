@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.core.analysis import ClusterAnalysis, Cut
+from cluster_assets.core.coactivation import CoFiring
 from cluster_assets.storage.formats import Clusters, CutSummary, SampleActivations
 
 #: Features per cluster shown in the co-firing heatmap (the largest clusters, up to this many features).
@@ -17,7 +18,7 @@ KEY_TYPES = {"cluster": pl.Int64, "feature_ids": pl.List(pl.Int64), "top_token_i
 
 
 def build_clusters(
-    cut: Cut, analysis: ClusterAnalysis, cofiring: np.ndarray, activations: SampleActivations, neuronpedia_id: str | None = None
+    cut: Cut, analysis: ClusterAnalysis, cofiring: CoFiring, activations: SampleActivations, neuronpedia_id: str | None = None
 ) -> Clusters:
     """The stored tables of a clustering: clusters sorted by active tokens (largest first),
     top prompts, labels, the correlation, the co-firing heatmap of the largest clusters, and
@@ -54,7 +55,7 @@ def build_clusters(
         if len(blocks) == 8:
             break
     order = np.array([p for b in blocks for p in b], dtype=np.int64)
-    heatmap = np.log1p(cofiring[np.ix_(order, order)].astype(np.float64)) if order.size else np.zeros((0, 0))
+    heatmap = np.log1p(cofiring.square(order).astype(np.float64)) if order.size else np.zeros((0, 0))
     labels = pl.DataFrame({"feature_id": cut.feature_ids, "cluster": cut.labels})
     if analysis.descriptions is None:
         raise ValueError("the cluster analysis was run without token columns: it cannot say what the clusters fire on")

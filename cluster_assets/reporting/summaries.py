@@ -18,6 +18,7 @@ import polars as pl
 
 from cluster_assets.core.analysis import Cut
 from cluster_assets.core.clustering import Clustering
+from cluster_assets.core.coactivation import CoFiring
 from cluster_assets.core.memberships import MembershipResult
 from cluster_assets.core.sae_quality import SAEEval, SAEEvals
 from cluster_assets.reporting import plots
@@ -113,7 +114,8 @@ class MembershipsSummary:
 class CoactivationSummary:
     features: int
     samples: int
-    cofiring_pairs: int
+    cofiring_pairs: int  # pairs of features that fire together at least once
+    megabytes: float  # the stored counts (a condensed triangle: F * (F - 1) / 2 entries)
 
 
 @dataclass(frozen=True)
@@ -278,10 +280,9 @@ def memberships_summary(result: MembershipResult, unit: str) -> Shown:
     }
 
 
-def coactivation_summary(counts: np.ndarray, n_samples: int) -> Shown:
-    """``counts``: (F, F) co-firing counts of the kept features."""
-    pairs = int((np.count_nonzero(counts) - np.count_nonzero(np.diag(counts))) // 2)
-    return {"summary": CoactivationSummary(counts.shape[0], n_samples, pairs)}
+def coactivation_summary(cofiring: CoFiring, n_samples: int) -> Shown:
+    """``cofiring``: the co-firing counts of the kept features."""
+    return {"summary": CoactivationSummary(cofiring.n_features, n_samples, cofiring.nonzero_pairs(), round(cofiring.nbytes / 1e6, 1))}
 
 
 def clustering_summary(result: Clustering) -> Shown:

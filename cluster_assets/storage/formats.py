@@ -19,6 +19,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from cluster_assets.core.clustering import Clustering
+from cluster_assets.core.coactivation import CoFiring
 from cluster_assets.core.features import FeatureStats, quadrants
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.memberships import MembershipResult, Memberships
@@ -332,16 +333,25 @@ class MembershipsFormat(Format[MembershipResult]):
 # --- coactivation ---------------------------------------------------------------------------
 
 
-class CoactivationFormat(Format[np.ndarray]):
-    """Exact co-firing counts between kept features (features x features, int32/int64)."""
+class CoactivationFormat(Format[CoFiring]):
+    """Exact co-firing counts between kept features, a :class:`~cluster_assets.core.coactivation.CoFiring`:
+    its ``counts`` (F,) and condensed ``pairs`` (F * (F - 1) / 2,), one ``.npy`` each.
 
-    COACTIVATION = "coactivation.npy"
+    The pairs are mapped copy-on-write: a reader of a few entries (a heatmap, a check) reads
+    only their pages, and the merge's in-place updates never reach the file.
+    """
 
-    def save(self, folder: Path, value: np.ndarray) -> None:
-        np.save(folder / self.COACTIVATION, value)
+    version = 2  # v1 held the square (F, F) array
+    COUNTS = "counts.npy"
+    PAIRS = "pairs.npy"
 
-    def load(self, folder: Path) -> np.ndarray:
-        return np.load(folder / self.COACTIVATION)
+    def save(self, folder: Path, value: CoFiring) -> None:
+        np.save(folder / self.COUNTS, value.counts)
+        np.save(folder / self.PAIRS, value.pairs)
+
+    def load(self, folder: Path) -> CoFiring:
+        # asarray: a plain ndarray view of the map, which the numba kernels take
+        return CoFiring(np.load(folder / self.COUNTS), np.asarray(np.load(folder / self.PAIRS, mmap_mode="c")))
 
 
 # --- merge_history --------------------------------------------------------------------------

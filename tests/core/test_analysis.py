@@ -4,7 +4,7 @@ import scipy.sparse as sp
 
 from cluster_assets.core import MembershipConfig, MergeConfig, ParameterError, build_memberships, run_merge
 from cluster_assets.core.analysis import analyse_clusters, cut_labels, runs
-from cluster_assets.core.coactivation import coactivation
+from cluster_assets.core.coactivation import CoFiring, coactivation, row_starts
 from cluster_assets.core.features import quadrants
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
 
@@ -97,9 +97,8 @@ def test_validation_finds_corruption():
     x = sp.csr_array(rng.random((150, 10)) < 0.3)
     counts = coactivation(x)
     assert coactivation_problems(counts, x) == []
-    bad = counts.copy()
-    bad[2, 3] += 1
-    bad[3, 2] += 1
+    bad = CoFiring(counts.counts, counts.pairs.copy())
+    bad.pairs[row_starts(10)[2] + 3] += 1
     assert any("recount" in p for p in coactivation_problems(bad, x, n_samples_checked=1000))
     h = run_merge(x, MergeConfig())
     assert history_problems(h) == []

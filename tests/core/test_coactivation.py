@@ -1,8 +1,15 @@
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.spatial.distance import squareform
 
 from cluster_assets.core import coactivation
+from tests.conftest import ROOT
 from tests.core.reference import dense_coactivation, random_activity
 
 
@@ -12,8 +19,16 @@ def test_coactivation_equals_dense_product(seed):
     n, f = rng.integers(1, 300), rng.integers(1, 60)
     x = random_activity(rng, n, f, density=rng.uniform(0.01, 0.5))
     got = coactivation(sp.csr_array(x))
-    assert np.issubdtype(got.dtype, np.integer)
-    np.testing.assert_array_equal(got, dense_coactivation(x))
+    assert np.issubdtype(got.pairs.dtype, np.integer)
+    want = dense_coactivation(x)
+    np.testing.assert_array_equal(got.square(), want)
+    np.testing.assert_array_equal(got.counts, np.diag(want))
+    # the pairs are scipy's condensed form of the square array (diagonal aside)
+    np.testing.assert_array_equal(got.pairs, squareform(want - np.diag(np.diag(want)), checks=False))
+    a, b = int(rng.integers(f)), int(rng.integers(f))
+    assert got.at(a, b) == want[a, b]
+    idx = rng.integers(0, f, size=7)
+    np.testing.assert_array_equal(got.square(idx), want[np.ix_(idx, idx)])
 
 
 def test_coactivation_accepts_uint8_and_csc_and_unsorted():
@@ -25,15 +40,15 @@ def test_coactivation_accepts_uint8_and_csc_and_unsorted():
     unsorted = sp.csr_array((csr.data[rev], csr.indices[rev], csr.indptr), shape=csr.shape)
     unsorted.has_sorted_indices = False
     for m in (csr, unsorted, sp.csc_array(x), sp.csr_matrix(x.astype(np.uint8))):
-        np.testing.assert_array_equal(coactivation(m), dense_coactivation(x))
+        np.testing.assert_array_equal(coactivation(m).square(), dense_coactivation(x))
 
 
 def test_coactivation_empty_rows_and_columns():
     x = np.zeros((10, 5), dtype=bool)
     x[3, 1] = x[3, 4] = True
     c = coactivation(sp.csr_array(x))
-    np.testing.assert_array_equal(c, dense_coactivation(x))
-    assert c[1, 4] == 1 and c[0].sum() == 0
+    np.testing.assert_array_equal(c.square(), dense_coactivation(x))
+    assert c.at(1, 4) == 1 and c.square()[0].sum() == 0
 
 
 def test_coactivation_rejects_nan_and_non_matrix():
@@ -52,7 +67,21 @@ def test_coactivation_across_sample_blocks(monkeypatch):
     rng = np.random.default_rng(7)
     x = random_activity(rng, 1000, 30, 0.2)
     monkeypatch.setattr(mod, "SAMPLE_BLOCK", 64)
-    np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)), dense_coactivation(x))
+    np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)).square(), dense_coactivation(x))
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.3, 1e6])
+def test_frequent_and_rare_kernels_each_count_exactly(monkeypatch, factor):
+    """Every feature frequent (blocked kernel), a mix, or every feature rare (per-thread rows)."""
+    import importlib
+
+    mod = importlib.import_module("cluster_assets.core.coactivation")
+    rng = np.random.default_rng(11)
+    x = random_activity(rng, 700, 45, 0.15)
+    x[:, :20] &= rng.random((700, 20)) < 0.05  # a tail of rare features
+    monkeypatch.setattr(mod, "SAMPLE_BLOCK", 100)
+    monkeypatch.setattr(mod, "FREQUENT_FACTOR", factor)
+    np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)).square(), dense_coactivation(x))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -72,3 +101,42 @@ def test_transpose_with_positions_equals_scipy_tocsc(seed, n_parts):
     np.testing.assert_array_equal(csr.indices[positions], np.repeat(np.arange(40), np.diff(col_indptr)))
     rows_of_entries = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
     np.testing.assert_array_equal(rows_of_entries[positions], samples)
+
+
+WIDE_RUN = textwrap.dedent("""
+    import resource, sys, tracemalloc
+    import numpy as np, scipy.sparse as sp
+    from cluster_assets.core import MergeConfig, coactivation, run_merge
+
+    f, n = int(sys.argv[1]), int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    rows = np.repeat(np.arange(n), 400)
+    x = sp.csr_array((np.ones(rows.size, bool), (rows, rng.integers(0, f, rows.size))), shape=(n, f))
+    tracemalloc.start()
+    counts = coactivation(x)
+    history = run_merge(x, MergeConfig(iters=200), cofiring=counts, overwrite_cofiring=True)
+    _, traced = tracemalloc.get_traced_memory()
+    print(counts.pairs.nbytes, counts.pairs.dtype, traced, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, history.n_merges)
+""")
+
+
+def test_a_wide_run_never_holds_a_features_squared_array_of_floats():
+    """20,000 features, few samples: the counts are the condensed int32 triangle (F(F-1)/2 x 4
+    bytes, a quarter of an F x F float64 array), and neither the arrays numpy allocates
+    (tracemalloc) nor the whole process (its peak resident memory, numba's arrays included)
+    come near F x F x 8 bytes."""
+    f, n = 20_000, 300
+    done = subprocess.run(
+        [sys.executable, "-c", WIDE_RUN, str(f), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pairs_bytes, dtype, traced, peak_rss, merges = done.stdout.split()
+    square_floats = f * f * 8
+    assert int(pairs_bytes) == f * (f - 1) // 2 * 4 and dtype == "int32" and int(merges) == 200
+    assert int(traced) < square_floats / 2  # the counts (a quarter) and what the merge keeps beside them
+    assert int(peak_rss) < square_floats / 2

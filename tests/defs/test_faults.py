@@ -132,18 +132,19 @@ def _run_logs(graph, result) -> str:
 
 
 @pytest.mark.parametrize(
-    "damage, words",
+    "file, damage, words",
     [
-        (lambda p: p.write_bytes(p.read_bytes()[:-64] + bytes(64)), "coactivation.npy: content changed"),  # values changed in place
-        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "coactivation.npy: "),  # truncated
+        # firing counts of the last kept features (never 0) zeroed in place
+        ("counts.npy", lambda p: p.write_bytes(p.read_bytes()[:-64] + bytes(64)), "counts.npy: content changed"),
+        ("pairs.npy", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "pairs.npy: "),  # truncated
     ],
 )
-def test_a_damaged_artifact_is_named_and_recomputed(graph_with_partition, damage, words):
+def test_a_damaged_artifact_is_named_and_recomputed(graph_with_partition, file, damage, words):
     graph = graph_with_partition
     first = graph.partition("kjv", "base")
     folder = Path(graph.metadata(first, "coactivation")["path"].value)
     original = (folder / "manifest.json").read_text()
-    damage(folder / "coactivation.npy")
+    damage(folder / file)
     again = graph.partition("kjv", "base")
     md = graph.metadata(again, "coactivation")
     assert again.success and md["reused"].value is False

@@ -31,7 +31,7 @@ class TotalsFormat(Format[dict]):
 def totals(ctx: StageContext) -> Output:
     """The toy stage: co-firing pairs and kept features of a partition."""
     counts, members = ctx.read("coactivation", fmt.CoactivationFormat), ctx.read("memberships", fmt.MembershipsFormat).memberships
-    value = {"pairs": int(np.triu(counts, 1).sum()), "kept": int(members.feature_ids.size)}
+    value = {"pairs": int(counts.pairs.sum()), "kept": int(members.feature_ids.size)}
     return Output(value, summary=value)
 
 
@@ -75,7 +75,7 @@ def test_a_new_stage_is_one_row(project, tmp_path, embedded_cache):
         md = toy.metadata(result, "toy_totals")
         counts = CoactivationFormat().load(Path(toy.metadata(result, "coactivation")["path"].value))
     value = TotalsFormat().load(Path(md["path"].value))
-    assert value["pairs"] == int(np.triu(counts, 1).sum()) > 0 and md["pairs"].value == value["pairs"]
+    assert value["pairs"] == int(np.triu(counts.square(), 1).sum()) > 0 and md["pairs"].value == value["pairs"]
 
 
 def test_the_address_hashes_exactly_the_declared_reads(project, tmp_path):

@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 from tests.conftest import ROOT
-from tests.hub_cache import D_SAE, build_hub_cache
+from tests.hub_cache import D_SAE, WIDE_D_SAE, build_hub_cache
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -69,3 +69,50 @@ def test_hub_mode_end_to_end_from_a_prepopulated_cache(tmp_path, embedded_cache)
     assert first["feature_links"] == [f"https://www.neuronpedia.org/pythia-70m-deduped/3-mlp-sm/{f}" for f in first["feature_ids"]]
     assert out["links"] == out["size"]
     assert "](https://www.neuronpedia.org/pythia-70m-deduped/3-mlp-sm/" in out["top_clusters"]
+
+
+WIDE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import dagster as dg
+    from cluster_assets.defs.resources import ActivationSource, ArtifactStoreResource
+    from cluster_assets.storage.formats import ClusteringFormat, CoactivationFormat
+    from tests.conftest import Graph, fixture_project
+
+    resources = {"source": ActivationSource(mode="hub", device="cpu", batch_size=8), "artifacts": ArtifactStoreResource(root=sys.argv[1])}
+    with dg.DagsterInstance.ephemeral() as instance:
+        graph = Graph(fixture_project(mode="hub"), resources, instance)
+        graph.sae()
+        result = graph.partition("kjv", "base")
+        md = lambda asset: graph.metadata(result, asset)
+        counts = CoactivationFormat().load(Path(md("coactivation")["path"].value))
+        clustering = ClusteringFormat().load(Path(md("merge_history")["path"].value))
+        print("RESULT " + json.dumps({
+            "success": result.success and all(c.passed for c in result.get_asset_check_evaluations()),
+            "d_sae": md("activations")["d_sae"].value,
+            "kept": int(counts.n_features), "pairs_bytes": int(counts.pairs.nbytes),
+            "feature_ids": clustering.feature_ids.tolist(), "merges": clustering.history.n_merges,
+        }))
+""")
+
+
+def test_hub_mode_with_an_sae_of_the_registrys_width(tmp_path, embedded_cache):
+    """pythia-70m-deduped-mlp-sm's real width (32,768 features, random weights): prompts -> clusters,
+    its thousands of kept features co-firing in the condensed triangle."""
+    build_hub_cache(tmp_path / "hf" / "hub", embedded_cache, d_sae=WIDE_D_SAE)
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WIDE_SCRIPT, str(tmp_path / "artifacts")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
+    assert out["success"] and out["d_sae"] == WIDE_D_SAE
+    kept = out["kept"]
+    assert 1_000 < kept < WIDE_D_SAE and out["pairs_bytes"] == kept * (kept - 1) // 2 * 4
+    assert len(out["feature_ids"]) == kept and max(out["feature_ids"]) > 16_384 and out["merges"] == kept - 3

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, run_merge
+from cluster_assets.core import MembershipConfig, MergeConfig, build_memberships, coactivation, run_merge
 from cluster_assets.core.clustering import Clustering
 from cluster_assets.storage import ArtifactStore
 from cluster_assets.storage import formats as fmt
@@ -25,6 +25,23 @@ def test_memberships_round_trip(tmp_path):
     assert (back.stats.n_tokens, back.stats.n_prompts) == (result.stats.n_tokens, result.stats.n_prompts)
     np.testing.assert_array_equal(back.kept, result.kept)
     np.testing.assert_array_equal(back.sample_prompt, result.sample_prompt)
+
+
+@pytest.mark.parametrize("n_features", [0, 1, 2, 40])
+def test_coactivation_round_trips_and_a_merge_in_place_never_reaches_the_file(tmp_path, n_features):
+    x = sp.csr_array(np.random.default_rng(2).random((300, n_features)) < 0.3)
+    counts = coactivation(x)
+    fmt.CoactivationFormat().save(tmp_path, counts)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    back = fmt.CoactivationFormat().load(tmp_path)
+    np.testing.assert_array_equal(back.counts, counts.counts)
+    np.testing.assert_array_equal(back.pairs, counts.pairs)
+    assert back.pairs.dtype == counts.pairs.dtype == np.int32
+    if n_features > 3:  # merging stops at three groups
+        history = run_merge(x, MergeConfig(), cofiring=back, overwrite_cofiring=True)
+        assert history == run_merge(x, MergeConfig())
+        assert not np.array_equal(back.pairs, counts.pairs)  # merged in place, in the loaded copy
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # the mapped file is untouched
 
 
 def test_clustering_round_trips_with_a_history_and_with_fixed_labels(tmp_path):

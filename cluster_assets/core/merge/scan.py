@@ -11,12 +11,12 @@ import numba as nb
 import numpy as np
 
 from cluster_assets.core.arrays import Float64Array, Int64Array, IntArray
-from cluster_assets.core.merge.cost import pair_key
+from cluster_assets.core.merge.cost import key_at
 
 
 @nb.njit(parallel=True, cache=True)
 def _row_key_ranges(
-    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float
+    active: Int64Array, s: Int64Array, r: Int64Array, pairs: IntArray, starts: Int64Array, alpha: float, log_km1: float
 ) -> tuple[Float64Array, Float64Array]:
     """Per row a (pairs active[a] < active[b], b > a): smallest and largest key."""
     n = active.size
@@ -26,7 +26,7 @@ def _row_key_ranges(
         i: int = active[a]
         row_lo, row_hi = np.inf, -np.inf
         for b in range(a + 1, n):
-            key = pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])
+            key = key_at(alpha, log_km1, s, r, pairs, starts, i, active[b])
             row_lo = min(row_lo, key)
             row_hi = max(row_hi, key)
         lo[a], hi[a] = row_lo, row_hi
@@ -35,7 +35,7 @@ def _row_key_ranges(
 
 @nb.njit(parallel=True, cache=True)
 def _row_counts_below(
-    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, cut: float
+    active: Int64Array, s: Int64Array, r: Int64Array, pairs: IntArray, starts: Int64Array, alpha: float, log_km1: float, cut: float
 ) -> Int64Array:
     n = active.size
     counts = np.zeros(n, dtype=np.int64)
@@ -43,7 +43,7 @@ def _row_counts_below(
         i: int = active[a]
         c = 0
         for b in range(a + 1, n):
-            if pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b]) <= cut:
+            if key_at(alpha, log_km1, s, r, pairs, starts, i, active[b]) <= cut:
                 c += 1
         counts[a] = c
     return counts
@@ -51,7 +51,15 @@ def _row_counts_below(
 
 @nb.njit(parallel=True, cache=True)
 def _row_weights(
-    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, lo: float, scale: float
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    pairs: IntArray,
+    starts: Int64Array,
+    alpha: float,
+    log_km1: float,
+    lo: float,
+    scale: float,
 ) -> Float64Array:
     n = active.size
     sums = np.zeros(n)
@@ -59,24 +67,32 @@ def _row_weights(
         i: int = active[a]
         acc = 0.0
         for b in range(a + 1, n):
-            acc += math.exp((lo - pair_key(alpha, log_km1, s, r, cof[i, active[b]], i, active[b])) * scale)
+            acc += math.exp((lo - key_at(alpha, log_km1, s, r, pairs, starts, i, active[b])) * scale)
         sums[a] = acc
     return sums
 
 
 @nb.njit(cache=True)
 def scan_range_pick(
-    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, threshold: float, u: float
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    pairs: IntArray,
+    starts: Int64Array,
+    alpha: float,
+    log_km1: float,
+    threshold: float,
+    u: float,
 ) -> tuple[int, int, float]:
     """Uniform choice among pairs with key <= min + threshold * (max - min), in row-major order.
 
     Rows are counted in parallel; the target is located by a prefix sum over rows, then
     within its row, so the choice is the same as one sequential row-major scan.
     """
-    lo_rows, hi_rows = _row_key_ranges(active, s, r, cof, alpha, log_km1)
+    lo_rows, hi_rows = _row_key_ranges(active, s, r, pairs, starts, alpha, log_km1)
     lo, hi = lo_rows.min(), hi_rows.max()
     cut = lo + threshold * (hi - lo)
-    counts = _row_counts_below(active, s, r, cof, alpha, log_km1, cut)
+    counts = _row_counts_below(active, s, r, pairs, starts, alpha, log_km1, cut)
     total = counts.sum()
     target = min(int(u * total), total - 1)
     n = active.size
@@ -87,7 +103,7 @@ def scan_range_pick(
         i: int = active[a]
         for b in range(a + 1, n):
             j = active[b]
-            key = pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
+            key = key_at(alpha, log_km1, s, r, pairs, starts, i, j)
             if key <= cut:
                 if target == 0:
                     return i, j, key
@@ -97,16 +113,24 @@ def scan_range_pick(
 
 @nb.njit(cache=True)
 def scan_mcmc_pick(
-    active: Int64Array, s: Int64Array, r: Int64Array, cof: IntArray, alpha: float, log_km1: float, scale: float, u: float
+    active: Int64Array,
+    s: Int64Array,
+    r: Int64Array,
+    pairs: IntArray,
+    starts: Int64Array,
+    alpha: float,
+    log_km1: float,
+    scale: float,
+    u: float,
 ) -> tuple[int, int, float]:
     """Pair drawn with probability proportional to exp((min_key - key) * scale).
 
     Row weight sums are computed in parallel (each row by one thread, so the sums are
     reproducible); the row is found by a prefix sum, then the pair within the row.
     """
-    lo_rows, _ = _row_key_ranges(active, s, r, cof, alpha, log_km1)
+    lo_rows, _ = _row_key_ranges(active, s, r, pairs, starts, alpha, log_km1)
     lo = lo_rows.min()
-    sums = _row_weights(active, s, r, cof, alpha, log_km1, lo, scale)
+    sums = _row_weights(active, s, r, pairs, starts, alpha, log_km1, lo, scale)
     target = u * sums.sum()
     n = active.size
     last_i, last_j, last_key = -1, -1, 0.0
@@ -118,7 +142,7 @@ def scan_mcmc_pick(
         i: int = active[a]
         for b in range(a + 1, n):
             j = active[b]
-            key = pair_key(alpha, log_km1, s, r, cof[i, j], i, j)
+            key = key_at(alpha, log_km1, s, r, pairs, starts, i, j)
             w = math.exp((lo - key) * scale)
             if w > 0.0:
                 last_i, last_j, last_key = i, j, key

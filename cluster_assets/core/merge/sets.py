@@ -77,3 +77,34 @@ def group_counts(
                     stamp[g] = t
                     counts[g] += 1
     return partial.sum(axis=0)
+
+
+#: How :func:`merge_rows` forms ``|(I | J) & M|`` from the scanned samples' counts ``extra``.
+BOTH_MINUS_COMMON, I_PLUS_J_ONLY, J_PLUS_I_ONLY = 0, 1, 2
+
+
+@nb.njit(parallel=True, cache=True)
+def merge_rows(
+    pairs: IntArray, starts: Int64Array, active: Int64Array, i: int, j: int, extra: Int64Array, mode: int, merged_row: Int64Array
+) -> None:
+    """Co-firing of the merged group ``I | J`` (kept in slot ``i``) with every other active slot ``m``,
+    written into ``i``'s condensed entries and into ``merged_row[m]``.
+
+    mode BOTH_MINUS_COMMON: ``|I&M| + |J&M| - extra[m]`` (``extra`` counted on I & J);
+    I_PLUS_J_ONLY: ``|I&M| + extra[m]`` (on J - I); J_PLUS_I_ONLY: ``|J&M| + extra[m]`` (on I - J).
+    Each ``m`` is one entry written by one thread.
+    """
+    for a in nb.prange(active.size):
+        m = active[a]
+        if m in (i, j):
+            continue
+        at_i = starts[m] + i if m < i else starts[i] + m
+        if mode == J_PLUS_I_ONLY:
+            value = np.int64(0)
+        else:
+            value = np.int64(pairs[at_i])
+        if mode != I_PLUS_J_ONLY:
+            value += pairs[starts[m] + j] if m < j else pairs[starts[j] + m]
+        value += -extra[m] if mode == BOTH_MINUS_COMMON else extra[m]
+        merged_row[m] = value
+        pairs[at_i] = value

@@ -28,12 +28,21 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
-from cluster_assets.core.coactivation import as_activity_csr, coactivation, compact_index, count_dtype
+from cluster_assets.core.coactivation import CoFiring, as_activity_csr, coactivation, compact_index, row_starts
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.mdl import description_length_bits
 from cluster_assets.core.merge.row_extremes import RowExtremes, extremes_mcmc_pick, extremes_range_pick
 from cluster_assets.core.merge.scan import scan_mcmc_pick, scan_range_pick
-from cluster_assets.core.merge.sets import difference_sorted, group_counts, intersect_sorted, union_sorted
+from cluster_assets.core.merge.sets import (
+    BOTH_MINUS_COMMON,
+    I_PLUS_J_ONLY,
+    J_PLUS_I_ONLY,
+    difference_sorted,
+    group_counts,
+    intersect_sorted,
+    merge_rows,
+    union_sorted,
+)
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number
 
 #: "auto": row extremes for greedy, and rejection sampling over them for range and mcmc;
@@ -86,15 +95,16 @@ class MergeConfig:
 class MergeState:
     """The groups during a merge run; slots are the initial feature columns.
 
-    A group lives in the slot of its smallest member column.  ``cofiring[i, j]`` for
-    active slots is the exact number of samples where groups ``i`` and ``j`` both fire
-    (diagonal: the group's own count).
+    A group lives in the slot of its smallest member column.  ``pairs`` (a
+    :class:`~cluster_assets.core.coactivation.CoFiring`'s condensed pairs, entry
+    ``starts[i] + j`` for slots ``i < j``) holds for active slots the exact number of samples
+    where groups ``i`` and ``j`` both fire; ``counts`` each group's own count.
     """
 
-    def __init__(self, activity: SparseMatrix, cofiring: np.ndarray | None = None, engine: str = "auto", overwrite_cofiring: bool = False):
-        """``overwrite_cofiring=True`` lets the state update a given ``cofiring`` in place
-        (when it already has the count type) instead of copying it, as scipy's
-        ``overwrite_a``: the caller's array then holds the state's counts."""
+    def __init__(self, activity: SparseMatrix, cofiring: CoFiring | None = None, engine: str = "auto", overwrite_cofiring: bool = False):
+        """``overwrite_cofiring=True`` lets the state update a given ``cofiring``'s pairs in
+        place instead of copying them, as scipy's ``overwrite_a``: the caller's object then
+        holds the state's counts."""
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         self.engine = engine
@@ -109,9 +119,7 @@ class MergeState:
             raise ValueError("no feature is active on any sample")
         self.n_samples, self.n_features = n_samples, n_features
         self.row_indptr, self.row_indices = csr.indptr, csr.indices
-        # int32 sample ids and co-firing counts (both bounded by the sample count) halve the memory;
-        # a merged row sums two counts, so the type must hold 2 * n_samples.  A canonical boolean
-        # CSC (what Memberships holds) already lists each feature's samples: no second transpose.
+        # int32 sample ids halve the memory.  A canonical boolean CSC (what Memberships holds) already lists each feature's samples: no second transpose.
         # cast: isinstance on the Any-typed SparseMatrix leaves csc_array's scalar type Unknown
         if isinstance(activity, sp.csc_array) and cast(sp.csc_array, activity).dtype == bool and activity.has_canonical_format:
             csc = compact_index(cast(sp.csc_array, activity))
@@ -119,18 +127,26 @@ class MergeState:
             csc = compact_index(csr).tocsc()
             csc.sort_indices()
         self.members: list[np.ndarray] = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in range(n_features)]
-        counts_type = count_dtype(2 * n_samples)
         if cofiring is None:
-            self.cofiring = coactivation(csr).astype(counts_type, copy=False)
-        else:
-            self.cofiring = cofiring.astype(counts_type, copy=not overwrite_cofiring)
-        self.counts = np.diag(self.cofiring).astype(np.int64)
+            cofiring = coactivation(csr)
+        elif cofiring.n_features != n_features:
+            raise ValueError(f"co-firing counts of {cofiring.n_features} features given for {n_features} features")
+        # every count stays <= n_samples (a merged group's co-firing included), so the pairs keep their type
+        self.pairs = cofiring.pairs if overwrite_cofiring else cofiring.pairs.copy()
+        self.starts = row_starts(n_features)
+        self.counts = cofiring.counts.astype(np.int64, copy=True)
+        self._merged_row = np.zeros(n_features, dtype=np.int64)
         self.sizes = np.ones(n_features, dtype=np.int64)
         self.label = np.arange(n_features, dtype=np.int64)  # feature column -> slot
         self.cluster_id = np.arange(n_features, dtype=np.int64)  # slot -> scipy linkage id
         self.features = [np.array([j], dtype=np.int64) for j in range(n_features)]
         self.active = np.arange(n_features, dtype=np.int64)  # sorted active slots
         self.n_merges = 0
+
+    @property
+    def cofiring(self) -> CoFiring:
+        """The current co-firing counts, indexed by slot (entries of merged-away slots are stale)."""
+        return CoFiring(self.counts, self.pairs)
 
     @property
     def k(self) -> int:
@@ -153,17 +169,19 @@ class MergeState:
         if self.engine == "auto" and config.sampler == "mcmc" and rng is not None:
             rows = self._row_extremes(config.alpha, 0.0)
             scale = 1.0 / (self.n_samples * config.temperature)
-            i, j, key = extremes_mcmc_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, scale, rng)
+            i, j, key = extremes_mcmc_pick(rows, self.active, self.counts, self.sizes, self.pairs, self.starts, log_km1, scale, rng)
         elif self._uses_rows(config):
             rows = self._row_extremes(config.alpha, config.threshold)
             # greedy keeps the full scan's choice for u; range > 0 draws by rejection when given rng
             draws = rng if config.threshold > 0 else None
-            i, j, key = extremes_range_pick(rows, self.active, self.counts, self.sizes, self.cofiring, log_km1, u, draws)
+            i, j, key = extremes_range_pick(rows, self.active, self.counts, self.sizes, self.pairs, self.starts, log_km1, u, draws)
         elif config.sampler == "range":
-            i, j, key = scan_range_pick(self.active, self.counts, self.sizes, self.cofiring, config.alpha, log_km1, config.threshold, u)
+            i, j, key = scan_range_pick(
+                self.active, self.counts, self.sizes, self.pairs, self.starts, config.alpha, log_km1, config.threshold, u
+            )
         else:
             scale = 1.0 / (self.n_samples * config.temperature)
-            i, j, key = scan_mcmc_pick(self.active, self.counts, self.sizes, self.cofiring, config.alpha, log_km1, scale, u)
+            i, j, key = scan_mcmc_pick(self.active, self.counts, self.sizes, self.pairs, self.starts, config.alpha, log_km1, scale, u)
         total = int(self.counts[self.active].sum())
         cost = (total * math.log2((k - 1) / k) + key) / self.n_samples
         return int(i), int(j), cost
@@ -187,22 +205,18 @@ class MergeState:
         """
         if i > j:
             i, j = j, i
-        c_ij = self.cofiring[i, j]
+        c_ij = int(self.pairs[self.starts[i] + j])
         sizes = (c_ij, self.counts[j] - c_ij, self.counts[i] - c_ij)
         members_i, members_j = self.members[i], self.members[j]
         if sizes[0] <= min(sizes[1], sizes[2]):
-            scanned, base, sign = intersect_sorted(members_i, members_j), self.cofiring[i] + self.cofiring[j], -1
+            scanned, mode = intersect_sorted(members_i, members_j), BOTH_MINUS_COMMON
         elif sizes[1] <= sizes[2]:
-            scanned, base, sign = difference_sorted(members_j, members_i), self.cofiring[i], 1
+            scanned, mode = difference_sorted(members_j, members_i), I_PLUS_J_ONLY
         else:
-            scanned, base, sign = difference_sorted(members_i, members_j), self.cofiring[j], 1
+            scanned, mode = difference_sorted(members_i, members_j), J_PLUS_I_ONLY
         extra = group_counts(scanned, self.row_indptr, self.row_indices, self.label, self.n_features, nb.get_num_threads())
-        others = self.active[(self.active != i) & (self.active != j)]
-        new_row = (base[others] + sign * extra[others]).astype(self.cofiring.dtype, copy=False)
-        self.cofiring[i, others] = new_row
-        self.cofiring[others, i] = new_row
+        merge_rows(self.pairs, self.starts, self.active, i, j, extra, mode, self._merged_row)
         self.counts[i] = self.counts[i] + self.counts[j] - c_ij
-        self.cofiring[i, i] = int(self.counts[i])
         self.sizes[i] += self.sizes[j]
         self.members[i] = union_sorted(self.members[i], self.members[j])
         self.members[j] = self.members[j][:0]
@@ -213,14 +227,14 @@ class MergeState:
         self.active = self.active[self.active != j]
         self.n_merges += 1
         if self._rows is not None and self.k > 2:
-            self._rows.merged(self.active, i, j, self.counts, self.sizes, self.cofiring, math.log2(self.k - 1))
+            self._rows.merged(self.active, i, j, self.counts, self.sizes, self._merged_row, math.log2(self.k - 1))
 
 
 def run_merge(
     activity: SparseMatrix,
     config: MergeConfig = MergeConfig(),
     *,
-    cofiring: np.ndarray | None = None,
+    cofiring: CoFiring | None = None,
     feature_ids: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     engine: str = "auto",
@@ -229,8 +243,8 @@ def run_merge(
     """Run the MDL merge on a samples x features activity matrix.
 
     ``cofiring`` may pass a precomputed :func:`coactivation` of the same matrix; with
-    ``overwrite_cofiring=True`` the run updates it in place instead of a copy (saves
-    features^2 x 4 bytes; the array is then no longer the input's coactivation).
+    ``overwrite_cofiring=True`` the run updates its pairs in place instead of a copy (saves
+    features^2 x 2 bytes; they are then no longer the input's coactivation).
     ``progress(step, total)`` is called every few hundred merges.  Same input and
     config (seed included) give the same history, bit for bit.  Greedy histories are
     identical across engines; for range (threshold > 0) and mcmc the fast engine draws

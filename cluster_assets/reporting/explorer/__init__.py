@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from cluster_assets.core.analysis import token_cluster_activations
+from cluster_assets.core.coactivation import CoFiring
 from cluster_assets.core.comparison import best_matches
 from cluster_assets.core.history import MergeHistory, neighbourhoods
 from cluster_assets.core.tokens import CLASSES
@@ -83,7 +84,7 @@ class PartitionInputs:
 
     activations: SampleActivations
     features: pl.DataFrame  # memberships' per-feature statistics (every SAE feature)
-    cofiring: np.ndarray  # (kept, kept) co-firing counts, rows in the clustering's feature order
+    cofiring: CoFiring  # co-firing counts of the kept features, in the clustering's feature order
     kept_ids: np.ndarray  # (kept,) feature id of each co-firing row
     history: MergeHistory | None  # the merge history (None for fixed labels)
     threshold: float  # active = activation above this (the point's memberships threshold)
@@ -230,7 +231,7 @@ def _cluster_details(
             )
         shown = members[:HEATMAP_MEMBERS]
         at = [kept_position[f] for f in shown if f in kept_position]
-        heat = np.log1p(inputs.cofiring[np.ix_(at, at)].astype(np.float64)) if at else np.zeros((0, 0))
+        heat = np.log1p(inputs.cofiring.square(at).astype(np.float64)) if at else np.zeros((0, 0))
         feature_links = dict(zip(row["feature_ids"], links.get(c) or [])) if neuronpedia else {}
         nb = tree[c] if tree is not None else None
         out.append(
