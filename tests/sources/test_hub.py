@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.hub_cache import D_SAE, WIDE_D_SAE, build_hub_cache
@@ -42,20 +43,16 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_hub_mode_end_to_end_from_a_prepopulated_cache(tmp_path, embedded_cache):
-    build_hub_cache(tmp_path / "hf" / "hub", embedded_cache)
-    env = {
-        **os.environ,
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "artifacts")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+def _run_offline(script: str, hub: Path, artifacts: Path) -> dict:
+    """Run ``script`` in a fresh process with the hub switched off and ``hub`` as its cache; its RESULT line."""
+    env = {**os.environ, "HF_HOME": str(hub.parent), "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, str(artifacts)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
+    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
+
+
+def test_hub_mode_end_to_end_from_a_prepopulated_cache(tmp_path, embedded_cache):
+    out = _run_offline(SCRIPT, build_hub_cache(tmp_path / "hf" / "hub", embedded_cache), tmp_path / "artifacts")
     assert out["sae_mode"] == "hub" and out["success"]
     # the hub SAE is measured with the same evals as the embedded one, on every offline dataset
     evals = out["evals"]
@@ -99,19 +96,7 @@ WIDE_SCRIPT = textwrap.dedent("""
 def test_hub_mode_with_an_sae_of_the_registrys_width(tmp_path, embedded_cache):
     """pythia-70m-deduped-mlp-sm's real width (32,768 features, random weights): prompts -> clusters,
     its thousands of kept features co-firing in the condensed triangle."""
-    build_hub_cache(tmp_path / "hf" / "hub", embedded_cache, d_sae=WIDE_D_SAE)
-    env = {
-        **os.environ,
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", WIDE_SCRIPT, str(tmp_path / "artifacts")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
+    out = _run_offline(WIDE_SCRIPT, build_hub_cache(tmp_path / "hf" / "hub", embedded_cache, d_sae=WIDE_D_SAE), tmp_path / "artifacts")
     assert out["success"] and out["d_sae"] == WIDE_D_SAE
     kept = out["kept"]
     assert 1_000 < kept < WIDE_D_SAE and out["pairs_bytes"] == kept * (kept - 1) // 2 * 4
