@@ -35,9 +35,10 @@ STAGES: dict[str, Stage] = {
             kinds=frozenset({"pytorch"}),
             pool=MODEL_POOL,
             numerics=True,
+            # 4: the model runs in the stream's first pass only; later passes read those activations back
             # 3: activations streamed through sae-lens' mixing buffer, long texts cut into pieces, AuxK window
             # 2: MKL strict CNR, fixed training threads (same bytes at any thread count)
-            code_version="3",
+            code_version="4",
             description="The SAE that serves every dataset (one feature identity), in sae-lens' format: trained on the "
             "registry's sae_training datasets (embedded mode) or the pretrained hub SAE.",
         ),

@@ -10,12 +10,15 @@ the whole training set, is in memory, and each pass over the pieces takes them i
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cluster_assets.config.models import DatasetEntry
@@ -96,10 +99,12 @@ def activation_stream(
     """(block, d_model) hook activations of ``lists``, endlessly.
 
     Each pass takes the pieces in a new seeded order; their tokens (piece, then position order)
-    are cut into blocks, which may span pieces and passes.  The model runs on
-    :data:`STREAM_CHUNK_PIECES` pieces at a time, in ``plan``'s forward batches, on the forward's
-    thread count of the numerics mode (the caller's count, taken now: the trainer pulls blocks
-    while it runs on training's fixed count).
+    are cut into blocks, which may span pieces and passes.  The model runs in the first pass only,
+    on :data:`STREAM_CHUNK_PIECES` pieces at a time, in ``plan``'s forward batches, on the
+    forward's thread count of the numerics mode (the caller's count, taken now: the trainer pulls
+    blocks while it runs on training's fixed count).  Each piece's activations go to an unlinked
+    temporary file as they are made, and later passes read them back from it: memory holds one
+    chunk, and a piece has the same bytes in every pass.
     """
     forward_threads = threads(plan.device) or torch.get_num_threads()
     return _stream(model, plan, lists, block, seed, forward_threads, log)
@@ -107,20 +112,52 @@ def activation_stream(
 
 def _stream(model, plan: SAEPlan, lists, block: int, seed: int, forward_threads: int, log) -> Iterator[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    rest = torch.zeros((0, model.cfg.d_model))  # tokens not yet served, carried into the next chunk
+    d_model = model.cfg.d_model
+    offsets, written = [0] * len(lists), 0  # each piece's first row in the file (in pass 1's order), rows written
+    rest = torch.zeros((0, d_model))  # tokens not yet served, carried into the next chunk
     epoch = 0
-    while True:
-        epoch += 1
-        log(f"SAE training: pass {epoch} over {len(lists)} pieces")
-        order = torch.randperm(len(lists), generator=gen).tolist()
-        for start in range(0, len(order), STREAM_CHUNK_PIECES):
-            chunk = [lists[i] for i in order[start : start + STREAM_CHUNK_PIECES]]
-            with fixed_threads(forward_threads):
-                acts = collect_hook_activations(model, plan.hook_name, chunk, plan.batch_size, plan.batch_tokens)
-            rest = torch.cat([rest, acts])
-            while rest.shape[0] >= block:
-                yield rest[:block]
-                rest = rest[block:]
+    with tempfile.TemporaryFile(prefix="sae-stream-") as cache:  # unlinked: a killed run leaves nothing behind
+        while True:
+            epoch += 1
+            log(f"SAE training: pass {epoch} over {len(lists)} pieces" + (" (the model's activations)" if epoch == 1 else " (read back)"))
+            order = torch.randperm(len(lists), generator=gen).tolist()
+            for start in range(0, len(order), STREAM_CHUNK_PIECES):
+                pieces = order[start : start + STREAM_CHUNK_PIECES]
+                if epoch == 1:
+                    with fixed_threads(forward_threads):
+                        acts = collect_hook_activations(
+                            model, plan.hook_name, [lists[i] for i in pieces], plan.batch_size, plan.batch_tokens
+                        )
+                    _write_rows(cache, written, acts)
+                    for i in pieces:
+                        offsets[i], written = written, written + len(lists[i])
+                else:
+                    acts = torch.cat([_rows(cache, offsets[i], len(lists[i]), d_model) for i in pieces])
+                rest = torch.cat([rest, acts])
+                while rest.shape[0] >= block:
+                    yield rest[:block]
+                    rest = rest[block:]
+
+
+def _write_rows(cache, first: int, acts: torch.Tensor) -> None:
+    """Write (n, d_model) float32 ``acts`` into the stream's cache file from row ``first``."""
+    data = memoryview(acts.contiguous().numpy()).cast("B")
+    offset = first * acts.shape[1] * 4
+    while data:
+        n = os.pwrite(cache.fileno(), data, offset)
+        data, offset = data[n:], offset + n
+
+
+def _rows(cache, first: int, n: int, d_model: int) -> torch.Tensor:
+    """(n, d_model) float32 rows of the stream's cache file from row ``first``."""
+    out = np.empty((n, d_model), dtype=np.float32)
+    view, offset = memoryview(out).cast("B"), first * d_model * 4
+    while view:
+        got = os.preadv(cache.fileno(), [view], offset)
+        if got == 0:
+            raise EOFError(f"the SAE stream's cache ends before row {first + n}")
+        view, offset = view[got:], offset + got
+    return torch.from_numpy(out)
 
 
 def train_embedded_sae(model, plan: SAEPlan, log: Callable[[str], None] = print, **snapshots: Any) -> TrainedSAE:

@@ -45,23 +45,36 @@ def test_the_stream_is_the_models_activations_of_the_pieces_in_seeded_orders(emb
     texts = load_texts(load_registry(FIXTURES / "datasets.yaml")["kjv"], cache_dir / "corpora")
     lists = training_token_lists(texts, embedded_model.tokenizer, n_tokens=400, max_tokens=24)
     total = sum(map(len, lists))
-    blocks = total // 100 + 2  # into the second pass
+    blocks = 3 * total // 100  # into the third pass
     plan = _plan(cache_dir)
+    forwarded: list[int] = []  # tokens the model ran on
+    collect = sae_training.collect_hook_activations
+
+    def counting(model, hook, token_lists, *args):
+        forwarded.append(sum(map(len, token_lists)))
+        return collect(model, hook, token_lists, *args)
+
+    monkeypatch.setattr(sae_training, "collect_hook_activations", counting)
 
     def stream(plan, chunk):
         monkeypatch.setattr(sae_training, "STREAM_CHUNK_PIECES", chunk)
         it = activation_stream(embedded_model, plan, lists, 100, seed=3, log=lambda _: None)
         return torch.cat([next(it) for _ in range(blocks)])
 
-    got = stream(plan, 256)
+    got = stream(plan, 7)
     assert got.shape == (blocks * 100, embedded_model.cfg.d_model)
+    assert sum(forwarded) == total  # the model ran on each piece once: later passes read the first's activations back
     gen = torch.Generator().manual_seed(3)
-    first, second = (torch.randperm(len(lists), generator=gen).tolist() for _ in range(2))
-    assert first != second  # each pass takes the pieces in a new order
-    expected = torch.cat([collect_hook_activations(embedded_model, HOOK, [lists[i] for i in order], 1) for order in (first, second)])
+    orders = [torch.randperm(len(lists), generator=gen).tolist() for _ in range(3)]
+    assert orders[0] != orders[1] != orders[2]  # each pass takes the pieces in a new order
+    expected = collect_hook_activations(embedded_model, HOOK, [lists[i] for i in orders[0]], 1)
     # the same tokens in the same order; the padded forward batches round differently in the last bits
-    torch.testing.assert_close(got, expected[: got.shape[0]], rtol=1e-4, atol=1e-4)
-    assert torch.equal(stream(plan, 256), got)  # and the same bytes every time
+    torch.testing.assert_close(got[:total], expected, rtol=1e-4, atol=1e-4)
+    first = {i: piece for i, piece in zip(orders[0], torch.split(got[:total], [len(lists[i]) for i in orders[0]]), strict=True)}
+    for n, order in enumerate(orders[1:], start=1):  # a later pass: each piece's rows of the first pass, bit for bit
+        rows = got[n * total : (n + 1) * total]
+        assert torch.equal(rows, torch.cat([first[i] for i in order])[: rows.shape[0]])
+    assert torch.equal(stream(plan, 7), got)  # and the same bytes every time
 
 
 def test_streamed_training_needs_a_full_mixing_buffer(embedded_model, cache_dir):
