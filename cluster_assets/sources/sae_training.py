@@ -141,7 +141,7 @@ def _stream(model, plan: SAEPlan, lists, block: int, seed: int, forward_threads:
 
 def _write_rows(cache, first: int, acts: torch.Tensor) -> None:
     """Write (n, d_model) float32 ``acts`` into the stream's cache file from row ``first``."""
-    data = memoryview(acts.contiguous().numpy()).cast("B")
+    data = acts.contiguous().numpy().data.cast("B")
     offset = first * acts.shape[1] * 4
     while data:
         n = os.pwrite(cache.fileno(), data, offset)
@@ -151,7 +151,7 @@ def _write_rows(cache, first: int, acts: torch.Tensor) -> None:
 def _rows(cache, first: int, n: int, d_model: int) -> torch.Tensor:
     """(n, d_model) float32 rows of the stream's cache file from row ``first``."""
     out = np.empty((n, d_model), dtype=np.float32)
-    view, offset = memoryview(out).cast("B"), first * d_model * 4
+    view, offset = out.data.cast("B"), first * d_model * 4
     while view:
         got = os.preadv(cache.fileno(), [view], offset)
         if got == 0:
