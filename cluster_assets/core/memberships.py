@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
-from cluster_assets.core.arrays import FloatArray, Int32Array, Int64Array, IntArray
+from cluster_assets.core.arrays import FloatArray, Int64Array, IntArray
 from cluster_assets.core.coactivation import compact_index, count_dtype
 from cluster_assets.core.features import (
     Blocks,
@@ -199,8 +199,7 @@ def activity_from_batches(batches: Iterable[SparseMatrix], threshold: float, n_f
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
-    indices: list[Int32Array]
-    indptrs, indices, n_rows = [np.zeros(1, np.int64)], [], 0
+    blocks: list[sp.csr_array] = []
     for batch in batches:
         csr = sp.csr_array(batch)
         if csr.shape[1] != n_features:
@@ -210,24 +209,32 @@ def activity_from_batches(batches: Iterable[SparseMatrix], threshold: float, n_f
         csr.sum_duplicates()
         keep = csr.data > threshold
         kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])  # kept entries before each position
-        indptrs.append(indptrs[-1][-1] + kept_before[csr.indptr[1:]])
-        indices.append(csr.indices[keep].astype(np.int32))
-        n_rows += csr.shape[0]
-    indptr = np.concatenate(indptrs)
-    # fill one array chunk by chunk, freeing each as it is copied: np.concatenate would hold both
-    idx = np.empty(int(indptr[-1]), dtype=np.int32)
-    indices.reverse()
-    pos = 0
-    while indices:
-        part = indices.pop()
-        idx[pos : pos + part.size] = part
-        pos += part.size
-    index_type = count_dtype(max(idx.size, n_rows, n_features))  # int32 indptr, or scipy widens idx to int64
-    out = sp.csr_array(
-        (np.ones(idx.size, dtype=bool), idx.astype(index_type, copy=False), indptr.astype(index_type)), shape=(n_rows, n_features)
-    )
+        idx = csr.indices[keep].astype(np.int32)
+        blocks.append(sp.csr_array((np.ones(idx.size, bool), idx, kept_before[csr.indptr]), shape=csr.shape))
+    out = stack_rows(blocks, n_features)
     out.sort_indices()
     return out
+
+
+def stack_rows(blocks: list[sp.csr_array], n_columns: int) -> sp.csr_array:
+    """Consecutive row blocks as one CSR (what ``sp.vstack`` gives, int32 indices where they fit).
+
+    Empties ``blocks``, dropping each block once it is copied: the result's pages are touched only
+    as they are filled, so the peak is the result plus one block, not the blocks and the result.
+    """
+    n_rows, nnz = sum(b.shape[0] for b in blocks), sum(b.nnz for b in blocks)
+    index_type = count_dtype(max(nnz, n_rows, n_columns))
+    indptr, indices = np.zeros(n_rows + 1, index_type), np.empty(nnz, index_type)
+    data = np.empty(nnz, blocks[0].dtype if blocks else bool)
+    blocks.reverse()
+    row = at = 0
+    while blocks:
+        b = blocks.pop()
+        indptr[row + 1 : row + 1 + b.shape[0]] = at + b.indptr[1:]
+        indices[at : at + b.nnz], data[at : at + b.nnz] = b.indices, b.data
+        row, at = row + b.shape[0], at + b.nnz
+        del b
+    return sp.csr_array((data, indices, indptr), shape=(n_rows, n_columns))
 
 
 def prompt_activity(
@@ -410,9 +417,10 @@ def activity_of(
         raise ValueError("feature_ids must be strictly increasing")
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
     parts: list[tuple[np.ndarray, sp.csr_array]] = []
+    token_rows: list[sp.csr_array] = []
     for csr, rows in canonical_blocks(activations, token_prompt):
         if config.unit == "token":
-            parts.append((rows, kept_activity(csr, feature_ids, config.threshold)))
+            token_rows.append(kept_activity(csr, feature_ids, config.threshold))
             continue
         prompts, reduced = per_prompt(csr, rows, "max" if config.prompt_reduce == "max" else "sum")
         if config.prompt_reduce == "mean":
@@ -420,7 +428,6 @@ def activity_of(
             reduced = sp.csr_array(sp.diags_array(1.0 / tokens_per_prompt) @ reduced)
         parts.append((prompts, kept_activity(reduced, feature_ids, config.threshold)))
     if config.unit == "token":  # samples are the tokens, in row order
-        stacked = sp.vstack([a for _, a in parts], format="csr") if parts else sp.csr_array((0, feature_ids.size), dtype=bool)
-        return cast(sp.csr_array, compact_index(sp.csr_array(stacked))), token_prompt
+        return stack_rows(token_rows, feature_ids.size), token_prompt
     prompts, activity = stack_prompt_rows(parts, feature_ids.size)
     return cast(sp.csr_array, compact_index(activity)), prompts

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster_assets.core import Membership, Memberships, activity_from_batches, prompt_activity
-from cluster_assets.core.memberships import DENSE_FRACTION
+from cluster_assets.core.memberships import DENSE_FRACTION, stack_rows
 
 
 @st.composite
@@ -71,6 +71,21 @@ def test_activity_from_batches_is_strict_threshold_over_stream():
         activity_from_batches([sp.csr_array(np.array([[np.inf]]))], 0.0, 1)
     with pytest.raises(ValueError, match="threshold"):
         activity_from_batches(batches, -1.0, 20)
+
+
+def test_stack_rows_is_scipys_vstack_and_lets_go_of_each_block():
+    rng = np.random.default_rng(2)
+    heights = [0, 7, 1, 0, 30, 12]  # empty blocks and a one-row block among them
+    dense = [rng.random((h, 9)) < 0.3 for h in heights]
+    blocks = [sp.csr_array(d) for d in dense]
+    expected = sp.vstack([sp.csr_array(d) for d in dense], format="csr")
+    out = stack_rows(blocks, 9)
+    assert blocks == []  # each block dropped once copied
+    assert out.dtype == bool and out.indices.dtype == np.int32 and out.indptr.dtype == np.int32
+    np.testing.assert_array_equal(out.indptr, expected.indptr)
+    np.testing.assert_array_equal(out.indices, expected.indices)
+    np.testing.assert_array_equal(out.toarray(), np.vstack(dense))
+    assert stack_rows([], 4).shape == (0, 4)
 
 
 @pytest.mark.parametrize("reduce", ["max", "mean"])
