@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.arrays import Float64Array, FloatArray, Int32Array, Int64Array, IntArray
+from cluster_assets.core.coactivation import count_dtype
 from cluster_assets.core.params import SparseMatrix
 
 #: Row blocks of one (tokens x features) activation matrix, in row order; iterable more than once
@@ -155,6 +156,8 @@ def per_prompt(activations: sp.csr_array, token_prompt: np.ndarray, op: str = "a
         raise ValueError("token_prompt must have one entry per activation row")
     code = {"abs_sum": 0, "max": 1, "sum": 2}[op]
     indptr, idx, val = prompt_reduce(csr.indptr, csr.indices, csr.data, order, row_prompt, prompts.size, csr.shape[1], code)
+    if indptr[-1] < np.iinfo(np.int32).max:  # else scipy widens the int32 indices to indptr's int64
+        indptr = indptr.astype(np.int32)
     return prompts, sp.csr_array((val, idx, indptr), shape=(prompts.size, csr.shape[1]))
 
 
@@ -206,13 +209,38 @@ def prompt_row_order(prompts: list[np.ndarray], indptrs: list[np.ndarray]) -> tu
     return ids[order], indptr, take
 
 
+def stack_blocks(blocks: list[sp.csr_array], n_columns: int) -> sp.csr_array:
+    """Consecutive row blocks as one CSR (what ``sp.vstack`` gives, int32 indices where they fit).
+
+    Empties ``blocks``, dropping each block once it is copied: the result's pages are touched only
+    as they are filled, so the peak is the result plus one block, not the blocks and the result.
+    """
+    n_rows, nnz = sum(b.shape[0] for b in blocks), sum(b.nnz for b in blocks)
+    index_type = count_dtype(max(nnz, n_rows, n_columns))
+    indptr, indices = np.zeros(n_rows + 1, index_type), np.empty(nnz, index_type)
+    data = np.empty(nnz, blocks[0].dtype if blocks else bool)
+    blocks.reverse()
+    row = at = 0
+    while blocks:
+        b = blocks.pop()
+        indptr[row + 1 : row + 1 + b.shape[0]] = at + b.indptr[1:]
+        indices[at : at + b.nnz], data[at : at + b.nnz] = b.indices, b.data
+        row, at = row + b.shape[0], at + b.nnz
+        del b
+    return sp.csr_array((data, indices, indptr), shape=(n_rows, n_columns))
+
+
 def stack_prompt_rows(parts: list[tuple[np.ndarray, sp.csr_array]], n_columns: int) -> tuple[np.ndarray, sp.csr_array]:
     """(prompt ids ascending, their rows): per-block (prompt ids, prompts x columns) results stacked
-    in prompt order (:func:`prompt_row_order`)."""
+    in prompt order (:func:`prompt_row_order`).  Empties ``parts``."""
     if not parts:
         return np.zeros(0, np.int64), sp.csr_array((0, n_columns))
-    blocks = [sp.csr_array(m) for _, m in parts]
-    prompts, indptr, take = prompt_row_order([p for p, _ in parts], [m.indptr for m in blocks])
+    ids, blocks = [p for p, _ in parts], [sp.csr_array(m) for _, m in parts]
+    parts.clear()
+    stacked_ids = np.concatenate(ids)
+    if stacked_ids.size < 2 or np.all(stacked_ids[1:] > stacked_ids[:-1]):  # already in prompt order (shards are)
+        return stacked_ids, stack_blocks(blocks, n_columns)
+    prompts, indptr, take = prompt_row_order(ids, [m.indptr for m in blocks])
     data = np.concatenate([m.data for m in blocks])[take]
     indices = np.concatenate([m.indices for m in blocks])[take]
     return prompts, sp.csr_array((data, indices, indptr), shape=(prompts.size, n_columns))
@@ -242,26 +270,47 @@ def feature_statistics(activations: SparseMatrix | Blocks, token_prompt: np.ndar
     if n_tokens == 0:
         raise ValueError("no activations were given (empty corpus?)")
     n_features = firing.size
+    # the prompt masses grow with the sample: each form is dropped once the next exists
     prompts, mass = stack_prompt_rows(masses, n_features)
-    entropy, varentropy = prompt_entropy(mass.tocsc())
+    columns = mass.tocsc()
+    del mass
+    entropy, varentropy = prompt_entropy(columns)
     return FeatureStats(n_tokens, int(prompts.size), firing, vmax, vsum / n_tokens, entropy, varentropy)
 
 
-def prompt_entropy(mass: sp.csc_array) -> tuple[np.ndarray, np.ndarray]:
-    """Entropy and varentropy (nats) of each column of a prompts x features mass matrix."""
+def prompt_entropy(mass: sp.csc_array, chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and varentropy (nats) of each column of a prompts x features mass matrix.
+
+    Columns are independent, so they are taken in runs of about ``chunk`` entries: the
+    temporaries stay bounded whatever the number of prompts, and every column's arithmetic is
+    the same as in one run."""
     n_prompts, n_features = mass.shape
     mass = sp.csc_array(mass)
     mass.sort_indices()
-    col = np.repeat(np.arange(n_features), np.diff(mass.indptr))
-    totals = np.bincount(col, weights=mass.data, minlength=n_features).astype(np.float64)
+    indptr: Int64Array = mass.indptr.astype(np.int64)
+    entropy, varentropy = np.zeros(n_features), np.zeros(n_features)
+    start = 0
+    while start < n_features:
+        last = int(np.searchsorted(indptr, int(indptr[start]) + chunk, side="right")) - 1  # the run's entries fit in chunk
+        stop = min(max(last, start + 1), n_features)
+        data = mass.data[indptr[start] : indptr[stop]]
+        entropy[start:stop], varentropy[start:stop] = _entropy_columns(data, np.diff(indptr[start : stop + 1]), n_prompts)
+        start = stop
+    return entropy, varentropy
+
+
+def _entropy_columns(data: np.ndarray, nnz: np.ndarray, n_prompts: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`prompt_entropy` of consecutive columns: their entries in column order, each one's count."""
+    n_features = nnz.size
+    col = np.repeat(np.arange(n_features), nnz)
+    totals = np.bincount(col, weights=data, minlength=n_features).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = mass.data / totals[col]
+        p = data / totals[col]
         h = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     entropy = np.bincount(col, weights=h, minlength=n_features).astype(np.float64)
     mean_h = entropy / n_prompts
     # two-pass variance: explicit prompts, then the zero-mass prompts that contribute (0 - mean)^2
     sq = np.bincount(col, weights=(h - mean_h[col]) ** 2, minlength=n_features)
-    nnz = np.diff(mass.indptr)
     varentropy = (sq + (n_prompts - nnz) * mean_h**2) / n_prompts
     dead = totals <= 0
     entropy[dead] = np.nan

@@ -28,6 +28,7 @@ from cluster_assets.core.features import (
     canonical_csr,
     feature_statistics,
     per_prompt,
+    stack_blocks,
     stack_prompt_rows,
 )
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_choices, check_number, plain
@@ -139,7 +140,9 @@ class Memberships:
     def __init__(self, activity: SparseMatrix, feature_ids: np.ndarray | None = None):
         if isinstance(activity, (sp.csr_array, sp.csc_array)):
             activity = compact_index(cast(sp.csr_array | sp.csc_array, activity))  # else the transpose below inherits an int64 index
-        csc = compact_index(sp.csc_array(activity).astype(bool))
+        csc = compact_index(sp.csc_array(activity))
+        if csc.dtype != bool:  # astype copies every array, even to the same type
+            csc = csc.astype(bool)
         csc.sum_duplicates()
         csc.sort_indices()
         self.activity = csc
@@ -211,30 +214,9 @@ def activity_from_batches(batches: Iterable[SparseMatrix], threshold: float, n_f
         kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])  # kept entries before each position
         idx = csr.indices[keep].astype(np.int32)
         blocks.append(sp.csr_array((np.ones(idx.size, bool), idx, kept_before[csr.indptr]), shape=csr.shape))
-    out = stack_rows(blocks, n_features)
+    out = stack_blocks(blocks, n_features)
     out.sort_indices()
     return out
-
-
-def stack_rows(blocks: list[sp.csr_array], n_columns: int) -> sp.csr_array:
-    """Consecutive row blocks as one CSR (what ``sp.vstack`` gives, int32 indices where they fit).
-
-    Empties ``blocks``, dropping each block once it is copied: the result's pages are touched only
-    as they are filled, so the peak is the result plus one block, not the blocks and the result.
-    """
-    n_rows, nnz = sum(b.shape[0] for b in blocks), sum(b.nnz for b in blocks)
-    index_type = count_dtype(max(nnz, n_rows, n_columns))
-    indptr, indices = np.zeros(n_rows + 1, index_type), np.empty(nnz, index_type)
-    data = np.empty(nnz, blocks[0].dtype if blocks else bool)
-    blocks.reverse()
-    row = at = 0
-    while blocks:
-        b = blocks.pop()
-        indptr[row + 1 : row + 1 + b.shape[0]] = at + b.indptr[1:]
-        indices[at : at + b.nnz], data[at : at + b.nnz] = b.indices, b.data
-        row, at = row + b.shape[0], at + b.nnz
-        del b
-    return sp.csr_array((data, indices, indptr), shape=(n_rows, n_columns))
 
 
 def prompt_activity(
@@ -402,8 +384,67 @@ def build_memberships(activations: SparseMatrix | Blocks, token_prompt: np.ndarr
         dropped = ", ".join(f"{n} by {r}" for r, n in counts.items())
         raise ParameterError(config.rule_fields(worst), f"the filters drop {what} ({dropped})")
     kept_ids = np.flatnonzero(kept)
-    activity, sample_prompt = activity_of(activations, token_prompt, kept_ids, config)
+    if config.unit == "token":  # the statistics' firing counts size each column: filled in place, never stacked
+        activity: sp.csr_array | sp.csc_array = token_activity_csc(
+            activations, token_prompt, kept_ids, config.threshold, stats.firing_count
+        )
+        sample_prompt = token_prompt
+    else:
+        activity, sample_prompt = activity_of(activations, token_prompt, kept_ids, config)
     return MembershipResult(Memberships(activity, kept_ids), stats, kept, reason, sample_prompt)
+
+
+@nb.njit(cache=True)
+def _fill_columns(
+    indptr: IntArray,
+    indices: IntArray,
+    data: FloatArray,
+    column_of: Int64Array,
+    threshold: float,
+    first_row: int,
+    cursor: Int64Array,
+    end: Int64Array,
+    out: IntArray,
+) -> bool:
+    """Append each row's entries above ``threshold`` in kept columns (``column_of``, -1 = dropped)
+    to their column of ``out`` at ``cursor``; False if a column would pass its ``end``."""
+    for t in range(indptr.size - 1):
+        for q in range(indptr[t], indptr[t + 1]):
+            if data[q] > threshold:
+                c = column_of[indices[q]]
+                if c >= 0:
+                    if cursor[c] >= end[c]:
+                        return False
+                    out[cursor[c]] = first_row + t
+                    cursor[c] += 1
+    return True
+
+
+def token_activity_csc(
+    activations: SparseMatrix | Blocks, token_prompt: np.ndarray, feature_ids: np.ndarray, threshold: float, firing_count: np.ndarray
+) -> sp.csc_array:
+    """tokens x ``feature_ids`` boolean activity (strictly above ``threshold``) as a CSC, filled block
+    by block: ``firing_count`` (every feature's, from :func:`feature_statistics` at the same
+    threshold) sizes each column up front, so only the result and one block are ever in memory.
+    Rows ascend within a block and blocks come in order, so each column's samples are sorted."""
+    feature_ids = np.asarray(feature_ids, dtype=np.int64)
+    counts = np.asarray(firing_count, dtype=np.int64)[feature_ids]
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    n_rows = int(np.asarray(token_prompt).size)
+    index_type = count_dtype(max(int(indptr[-1]), n_rows, feature_ids.size))
+    out = np.empty(int(indptr[-1]), index_type)
+    column_of = np.full(0, -1, np.int64)
+    cursor, first_row = indptr[:-1].copy(), 0
+    for csr, rows in canonical_blocks(activations, token_prompt):
+        if column_of.size == 0:
+            column_of = np.full(csr.shape[1], -1, np.int64)
+            column_of[feature_ids] = np.arange(feature_ids.size)
+        if not _fill_columns(csr.indptr, csr.indices, csr.data, column_of, float(threshold), first_row, cursor, indptr[1:], out):
+            raise ValueError("the activations have more entries above the threshold than the statistics counted")
+        first_row += rows.size
+    if not np.array_equal(cursor, indptr[1:]):
+        raise ValueError("the activations have fewer entries above the threshold than the statistics counted")
+    return sp.csc_array((np.ones(out.size, bool), out, indptr.astype(index_type)), shape=(n_rows, feature_ids.size))
 
 
 def activity_of(
@@ -428,6 +469,6 @@ def activity_of(
             reduced = sp.csr_array(sp.diags_array(1.0 / tokens_per_prompt) @ reduced)
         parts.append((prompts, kept_activity(reduced, feature_ids, config.threshold)))
     if config.unit == "token":  # samples are the tokens, in row order
-        return stack_rows(token_rows, feature_ids.size), token_prompt
+        return stack_blocks(token_rows, feature_ids.size), token_prompt
     prompts, activity = stack_prompt_rows(parts, feature_ids.size)
     return cast(sp.csr_array, compact_index(activity)), prompts

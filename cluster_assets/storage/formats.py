@@ -190,7 +190,9 @@ class ShardBlocks:
 
     def __iter__(self):
         for shard in self.shards:
-            yield shard_values(self.root, shard)[shard.start : shard.stop]
+            values = shard_values(self.root, shard)
+            # a row slice copies every array: a shard used whole is handed over as read
+            yield values if (shard.start, shard.stop) == (0, values.shape[0]) else values[shard.start : shard.stop]
 
     def __len__(self) -> int:
         return len(self.shards)

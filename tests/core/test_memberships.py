@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster_assets.core import Membership, Memberships, activity_from_batches, prompt_activity
-from cluster_assets.core.memberships import DENSE_FRACTION, stack_rows
+from cluster_assets.core.features import stack_blocks
+from cluster_assets.core.memberships import DENSE_FRACTION, token_activity_csc
 
 
 @st.composite
@@ -73,19 +74,40 @@ def test_activity_from_batches_is_strict_threshold_over_stream():
         activity_from_batches(batches, -1.0, 20)
 
 
-def test_stack_rows_is_scipys_vstack_and_lets_go_of_each_block():
+def test_stack_blocks_is_scipys_vstack_and_lets_go_of_each_block():
     rng = np.random.default_rng(2)
     heights = [0, 7, 1, 0, 30, 12]  # empty blocks and a one-row block among them
     dense = [rng.random((h, 9)) < 0.3 for h in heights]
     blocks = [sp.csr_array(d) for d in dense]
     expected = sp.vstack([sp.csr_array(d) for d in dense], format="csr")
-    out = stack_rows(blocks, 9)
+    out = stack_blocks(blocks, 9)
     assert blocks == []  # each block dropped once copied
     assert out.dtype == bool and out.indices.dtype == np.int32 and out.indptr.dtype == np.int32
     np.testing.assert_array_equal(out.indptr, expected.indptr)
     np.testing.assert_array_equal(out.indices, expected.indices)
     np.testing.assert_array_equal(out.toarray(), np.vstack(dense))
-    assert stack_rows([], 4).shape == (0, 4)
+    assert stack_blocks([], 4).shape == (0, 4)
+
+
+def test_token_activity_csc_is_the_dense_threshold_and_checks_the_counts_it_is_sized_by():
+    rng = np.random.default_rng(3)
+    dense = np.where(rng.random((120, 11)) < 0.3, rng.random((120, 11)), 0.0).astype(np.float32)
+    dense[5, 2] = 0.25  # exactly at the threshold: not active
+    prompt = np.repeat(np.arange(12), 10)
+    blocks = [sp.csr_array(dense[i : i + 40]) for i in range(0, 120, 40)]
+    ids = np.array([0, 2, 3, 7, 10])
+    counts = (dense > 0.25).sum(axis=0)  # the statistics' firing counts, every feature
+    got = token_activity_csc(blocks, prompt, ids, 0.25, counts)
+    assert isinstance(got, sp.csc_array) and got.dtype == bool and got.indices.dtype == np.int32
+    assert got.has_sorted_indices
+    np.testing.assert_array_equal(got.toarray(), dense[:, ids] > 0.25)
+    too_few, too_many = counts.copy(), counts.copy()
+    too_few[3] -= 1
+    too_many[7] += 1
+    with pytest.raises(ValueError, match="more entries"):
+        token_activity_csc(blocks, prompt, ids, 0.25, too_few)
+    with pytest.raises(ValueError, match="fewer entries"):
+        token_activity_csc(blocks, prompt, ids, 0.25, too_many)
 
 
 @pytest.mark.parametrize("reduce", ["max", "mean"])
