@@ -101,6 +101,19 @@ def test_range_threshold_zero_always_picks_a_minimum_cost_pair_with_ties():
     assert len(picks) > 1, "ties should be broken by the draw, not always the same pair"
 
 
+def test_a_merged_away_group_lets_go_of_its_samples():
+    # a [:0] view of the union would keep its whole buffer alive until the run ends: at 2M tokens
+    # that held ~0.8 GB of merged-away groups
+    x = np.random.default_rng(6).random((500, 5)) < 0.4
+    state = MergeState(sp.csr_array(x))
+    state.merge(0, 1)
+    state.merge(0, 2)  # slot 2's samples were a view of the activity; slot 0's now a union of its own
+    state.merge(3, 4)
+    for j in (1, 2, 4):
+        assert state.members[j].size == 0 and state.members[j].base is None
+    np.testing.assert_array_equal(state.members[0], np.flatnonzero(x[:, :3].any(axis=1)))
+
+
 def test_mcmc_frequencies_match_softmax():
     rng = np.random.default_rng(7)
     x = rng.random((300, 6)) < rng.uniform(0.05, 0.6, size=6)

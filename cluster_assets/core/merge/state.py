@@ -219,7 +219,7 @@ class MergeState:
         self.counts[i] = self.counts[i] + self.counts[j] - c_ij
         self.sizes[i] += self.sizes[j]
         self.members[i] = union_sorted(self.members[i], self.members[j])
-        self.members[j] = self.members[j][:0]
+        self.members[j] = np.zeros(0, self.members[j].dtype)  # not a [:0] view: that would keep the merged-away buffer alive
         self.label[self.features[j]] = i
         self.features[i] = np.concatenate([self.features[i], self.features[j]])
         self.features[j] = np.zeros(0, np.int64)
