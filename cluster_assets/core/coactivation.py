@@ -161,6 +161,18 @@ def csc_with_positions(
     return col_indptr, samples, positions
 
 
+@nb.njit(cache=True)
+def csr_positions(row_indptr: IntArray, col_indptr: IntArray, col_samples: IntArray, positions: IntArray) -> None:
+    """Each CSC entry's position in the CSR of the same matrix (both with sorted indices):
+    features taken in order fill each row's entries in order, so a row's cursor is the position."""
+    cursor = row_indptr[:-1].astype(np.int64)
+    for f in range(col_indptr.size - 1):
+        for q in range(col_indptr[f], col_indptr[f + 1]):
+            t = col_samples[q]
+            positions[q] = cursor[t]
+            cursor[t] += 1
+
+
 #: Samples per block: a block's rows (~block x active x 4 bytes) stay in cache while every
 #: frequent feature's output row is updated from them (measured best of 2k/8k/32k at 100k x 10k x 200).
 SAMPLE_BLOCK = 8192
@@ -261,7 +273,14 @@ def coactivation(activity: SparseMatrix) -> CoFiring:
         return CoFiring(np.zeros(0, np.int64), pairs)
     # positions index the CSR arrays: int32 while they fit, which halves this map's memory
     positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
-    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
+    given = cast(sp.csc_array, activity) if isinstance(activity, sp.csc_array) else None
+    if given is not None and given.dtype == bool and given.has_canonical_format and given.nnz == csr.nnz:
+        # a canonical boolean CSC (what Memberships holds) already is the column view: no second transpose
+        col_indptr, col_samples = given.indptr.astype(np.int64), given.indices.astype(np.int32, copy=False)
+        csr_positions(csr.indptr, col_indptr, col_samples, positions)
+        col_positions = positions
+    else:
+        col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
     mean_active = max(csr.nnz / max(n_samples, 1), 1.0)
     share = FREQUENT_FACTOR * n_features / (mean_active * SAMPLE_BLOCK)
     starts, frequent = row_starts(n_features), np.diff(col_indptr) >= share * n_samples

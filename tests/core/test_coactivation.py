@@ -103,6 +103,30 @@ def test_transpose_with_positions_equals_scipy_tocsc(seed, n_parts):
     np.testing.assert_array_equal(rows_of_entries[positions], samples)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_canonical_boolean_csc_is_counted_without_a_second_transpose(seed, monkeypatch):
+    """Memberships' CSC is the column view itself: positions from one pass over its columns."""
+    from cluster_assets.core.coactivation import as_activity_csr, csc_with_positions, csr_positions
+
+    module = sys.modules["cluster_assets.core.coactivation"]  # the package's `coactivation` is the function
+
+    rng = np.random.default_rng(seed)
+    x = random_activity(rng, int(rng.integers(1, 300)), 40, density=rng.uniform(0.02, 0.4))
+    csr, csc = as_activity_csr(sp.csr_array(x)), sp.csc_array(x)
+    want_indptr, want_samples, want_positions = csc_with_positions(csr.indptr, csr.indices, 40, np.empty(csr.nnz, np.int32), 2)
+    np.testing.assert_array_equal(csc.indptr, want_indptr)
+    np.testing.assert_array_equal(csc.indices, want_samples)
+    positions = np.empty(csr.nnz, np.int32)
+    csr_positions(csr.indptr, csc.indptr.astype(np.int64), csc.indices, positions)
+    np.testing.assert_array_equal(positions, want_positions)
+
+    def no_transpose(*args):
+        raise AssertionError("a canonical boolean CSC was transposed again")
+
+    monkeypatch.setattr(module, "csc_with_positions", no_transpose)
+    np.testing.assert_array_equal(coactivation(csc).square(), dense_coactivation(x))
+
+
 WIDE_RUN = textwrap.dedent("""
     import resource, sys, tracemalloc
     import numpy as np, scipy.sparse as sp
