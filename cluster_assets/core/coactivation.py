@@ -110,6 +110,16 @@ def count_dtype(n_samples: int) -> np.dtype:
     return np.dtype(np.int32) if n_samples < 2**31 else np.dtype(np.int64)
 
 
+def canonical_bool_csc(activity: SparseMatrix) -> sp.csc_array | None:
+    """``activity`` itself when it is a canonical boolean CSC (what Memberships holds: each
+    feature's samples, sorted), else None."""
+    if isinstance(activity, sp.csc_array):
+        csc = cast(sp.csc_array, activity)  # isinstance on the Any-typed SparseMatrix leaves the scalar type Unknown
+        if csc.dtype == bool and csc.has_canonical_format:
+            return csc
+    return None
+
+
 def compact_index(matrix: sp.csr_array | sp.csc_array) -> sp.csr_array | sp.csc_array:
     """The same CSR/CSC with int32 ``indptr`` and ``indices`` where its sizes allow.
 
@@ -273,9 +283,8 @@ def coactivation(activity: SparseMatrix) -> CoFiring:
         return CoFiring(np.zeros(0, np.int64), pairs)
     # positions index the CSR arrays: int32 while they fit, which halves this map's memory
     positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
-    given = cast(sp.csc_array, activity) if isinstance(activity, sp.csc_array) else None
-    if given is not None and given.dtype == bool and given.has_canonical_format and given.nnz == csr.nnz:
-        # a canonical boolean CSC (what Memberships holds) already is the column view: no second transpose
+    given = canonical_bool_csc(activity)
+    if given is not None:  # already the column view: no second transpose
         col_indptr, col_samples = given.indptr.astype(np.int64), given.indices.astype(np.int32, copy=False)
         csr_positions(csr.indptr, col_indptr, col_samples, positions)
         col_positions = positions

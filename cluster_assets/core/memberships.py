@@ -433,12 +433,10 @@ def token_activity_csc(
     n_rows = int(np.asarray(token_prompt).size)
     index_type = count_dtype(max(int(indptr[-1]), n_rows, feature_ids.size))
     out = np.empty(int(indptr[-1]), index_type)
-    column_of = np.full(0, -1, np.int64)
+    column_of = np.full(np.asarray(firing_count).size, -1, np.int64)  # one count per SAE feature
+    column_of[feature_ids] = np.arange(feature_ids.size)
     cursor, first_row = indptr[:-1].copy(), 0
     for csr, rows in canonical_blocks(activations, token_prompt):
-        if column_of.size == 0:
-            column_of = np.full(csr.shape[1], -1, np.int64)
-            column_of[feature_ids] = np.arange(feature_ids.size)
         if not _fill_columns(csr.indptr, csr.indices, csr.data, column_of, float(threshold), first_row, cursor, indptr[1:], out):
             raise ValueError("the activations have more entries above the threshold than the statistics counted")
         first_row += rows.size

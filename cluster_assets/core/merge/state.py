@@ -22,13 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numba as nb
 import numpy as np
-import scipy.sparse as sp
 
-from cluster_assets.core.coactivation import CoFiring, as_activity_csr, coactivation, compact_index, row_starts
+from cluster_assets.core.coactivation import CoFiring, as_activity_csr, canonical_bool_csc, coactivation, compact_index, row_starts
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.mdl import description_length_bits
 from cluster_assets.core.merge.row_extremes import RowExtremes, extremes_mcmc_pick, extremes_range_pick
@@ -120,9 +119,9 @@ class MergeState:
         self.n_samples, self.n_features = n_samples, n_features
         self.row_indptr, self.row_indices = csr.indptr, csr.indices
         # int32 sample ids halve the memory.  A canonical boolean CSC (what Memberships holds) already lists each feature's samples: no second transpose.
-        # cast: isinstance on the Any-typed SparseMatrix leaves csc_array's scalar type Unknown
-        if isinstance(activity, sp.csc_array) and cast(sp.csc_array, activity).dtype == bool and activity.has_canonical_format:
-            csc = compact_index(cast(sp.csc_array, activity))
+        given = canonical_bool_csc(activity)
+        if given is not None:
+            csc = compact_index(given)
         else:
             csc = compact_index(csr).tocsc()
             csc.sort_indices()
