@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cluster_assets.core.arrays import BoolArray, Float64Array, FloatArray, Int64Array, IntArray
-from cluster_assets.core.features import Blocks, blocks_of, canonical_blocks, canonical_csr, prompt_row_order, prompt_rows
+from cluster_assets.core.features import Blocks, blocks_of, canonical_blocks, canonical_csr, prompt_rows
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.params import ParameterError, SparseMatrix, check_number
 
@@ -74,8 +74,7 @@ class Cut:
 class ClusterAnalysis:
     clusters: dict[str, list[Any]]  # one row per cluster 0..k-1
     top_prompts: dict[str, list[Any]]  # one row per (cluster, rank)
-    correlation: np.ndarray  # (k, k) Pearson correlation of prompt-level cluster activity
-    prompt_activity: sp.csr_array  # (n_prompts, k) active-token count of each cluster per prompt
+    correlation: np.ndarray  # (k, k) Pearson correlation of prompt-level cluster activity (active tokens per prompt)
     descriptions: dict[str, list[Any]] | None = None  # what each cluster fires on (describe_tally), when token columns were given
 
 
@@ -155,7 +154,8 @@ def _sum_by_group(
                     vmax[c] = max(vmax[c], v)
             r += 1
         out_indptr[g + 1] = count
-    return out_indptr, out_c[:count], out_n[:count], out_v[:count], vmax
+    # copies: a view would keep the entry-sized buffers alive, ~3x the result at a block of tokens
+    return out_indptr, out_c[:count].copy(), out_n[:count].copy(), out_v[:count].copy(), vmax
 
 
 @nb.njit(cache=True)
@@ -195,22 +195,32 @@ def prompt_spans(texts: list[str], active: np.ndarray) -> tuple[str, list[tuple[
 DENSE_GRAM_ENTRIES = 40_000_000
 
 
-def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
-    """Pearson correlation between the columns of a sparse (prompts x k) matrix (0 where a
-    column is constant), from its sparse Gram matrix rather than a dense product."""
-    n, k = prompt_activity.shape
-    x = sp.csr_array(prompt_activity).astype(np.float64)
+def gram_of(x: sp.csr_array) -> Float64Array:
+    """(k, k) ``x.T @ x`` of a sparse (rows x k) matrix, dense; exact (so the same bytes in any
+    summation order) when ``x`` holds integers whose sums of products stay below 2**53, as counts do."""
+    n, k = x.shape
+    x = sp.csr_array(x).astype(np.float64)
     if n * k <= DENSE_GRAM_ENTRIES:  # a dense BLAS product beats the sparse one by far at these sizes
         dense = x.toarray()
-        gram = dense.T @ dense
-    else:
-        gram = (x.T @ x).toarray()
-    total = np.asarray(x.sum(axis=0)).ravel()
+        return dense.T @ dense
+    return (x.T @ x).toarray()
+
+
+def correlation_from_gram(gram: Float64Array, total: Float64Array, n: int) -> np.ndarray:
+    """Pearson correlation between k columns over ``n`` rows from their Gram matrix (k, k) and
+    column sums (k,): 0 where a column is constant."""
     cov = gram - np.outer(total, total) / max(n, 1)
     std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(std, std)
     return np.nan_to_num(np.clip(corr, -1.0, 1.0), nan=0.0)
+
+
+def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
+    """Pearson correlation between the columns of a sparse (prompts x k) matrix (0 where a
+    column is constant), from its sparse Gram matrix rather than a dense product."""
+    x = sp.csr_array(prompt_activity).astype(np.float64)
+    return correlation_from_gram(gram_of(x), np.asarray(x.sum(axis=0)).ravel(), x.shape[0])
 
 
 def cluster_activity(activations: SparseMatrix | Blocks, feature_ids: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
@@ -264,20 +274,24 @@ def analyse_clusters(
 
     labels: (n_kept,) cluster of each kept feature, 0..k-1 (``-1``: not analysed);
     feature_ids: their SAE ids.  activations: (tokens, d_sae) CSR, or its row blocks (two passes,
-    one block of activations in memory at a time; beside the per-token inputs, what it holds grows
-    per prompt, not per token); token_prompt: (tokens,) prompt id; token_text: (tokens,) the text
+    one block of activations in memory at a time; beside the per-token inputs and one block's
+    work, what it holds is per cluster: a (k, k) Gram matrix and ``top_n`` prompts each, whatever
+    the number of prompts); token_prompt: (tokens,) prompt id; token_text: (tokens,) the text
     of each token.
     """
     labels = np.asarray(labels, dtype=np.int64)
     feature_ids = np.asarray(feature_ids, dtype=np.int64)
     token_prompt = np.asarray(token_prompt, dtype=np.int64)
     k = int(labels.max(initial=-1)) + 1
-    active_tokens, active_pairs = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    active_tokens, active_pairs, prompts_active = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
     value_sum, cmax = np.zeros(k), np.zeros(k)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    gram, column_total, n_prompts = np.zeros((k, k)), np.zeros(k), 0
+    best = _no_entries()
     tally: TokenTally | None = None
     start = 0
-    # pass 1: clusters active on each token of a block (active members, summed activation), then per prompt
+    # pass 1: clusters active on each token of a block (active members, summed activation), then per
+    # prompt.  A prompt lies in one block, so its (prompt, cluster) entries are final there: only their
+    # sums over prompts and each cluster's best few entries are carried to the next block.
     for tok, rows in _token_blocks(activations, token_prompt, feature_ids, labels, threshold, k):
         tok_indptr, tok_c, tok_n, tok_v, vmax = tok
         active_tokens += np.bincount(tok_c, minlength=k)
@@ -286,14 +300,18 @@ def analyse_clusters(
         np.maximum(cmax, vmax, out=cmax)
         prompts, row_prompt, order = prompt_rows(rows)
         p_indptr, p_c, p_n, p_v, _ = _sum_by_group(tok_indptr, tok_c, tok_v, np.arange(k), -np.inf, order, row_prompt, prompts.size, k)
-        parts.append((prompts, p_indptr, p_c, p_n, p_v))
+        prompts_active += np.bincount(p_c, minlength=k)
+        counts = sp.csr_array((p_n.astype(np.float64), p_c, p_indptr), shape=(prompts.size, k))
+        gram += gram_of(counts)
+        column_total += np.bincount(p_c, weights=p_n, minlength=k)
+        n_prompts += prompts.size
+        p_prompt = np.repeat(prompts, np.diff(p_indptr))
+        best = _top_entries(_joined(best, (p_c, p_prompt, p_n, p_v)), k, top_n)
         if columns is not None:
             block = tally_tokens(sp.csr_array((tok_n, tok_c, tok_indptr), shape=(rows.size, k)), columns.rows(start, start + rows.size))
             tally = block if tally is None else tally + block
         start += rows.size
     n_tokens = start
-    prompts, p_indptr, p_c, p_n, p_v = _prompts_in_order(parts)
-    p_row = np.repeat(np.arange(prompts.size), np.diff(p_indptr))
 
     sizes = np.bincount(labels[labels >= 0], minlength=k)
     by_label = np.argsort(labels, kind="stable")
@@ -309,19 +327,16 @@ def analyse_clusters(
         "sparsity": (1.0 - active_tokens / max(n_tokens, 1)).tolist(),
         "mean_activation": mean_activation.tolist(),
         "max_activation": cmax.tolist(),
-        "prompts_active": np.bincount(p_c, minlength=k).tolist(),
+        "prompts_active": prompts_active.tolist(),
     }
 
     # top prompts: most active tokens, then most activation, then the lower prompt id
-    rank_order = np.lexsort((prompts[p_row], -p_v, -p_n, p_c))
-    group_start = np.searchsorted(p_c[rank_order], np.arange(k))
-    rank = np.arange(rank_order.size) - group_start[p_c[rank_order]]
-    chosen = rank_order[rank < top_n]
-    chosen_rank = rank[rank < top_n]
+    best_c, best_prompt, best_n, best_v = best
+    best_rank = np.arange(best_c.size) - np.searchsorted(best_c, best_c)
     # pass 2: which of a chosen prompt's tokens its cluster is active on, from the block holding the prompt
     wanted: dict[int, list[int]] = {}
-    for e in chosen.tolist():
-        wanted.setdefault(int(prompts[p_row[e]]), []).append(e)
+    for e, prompt in enumerate(best_prompt.tolist()):
+        wanted.setdefault(prompt, []).append(e)
     spans: dict[int, tuple[str, list[tuple[int, int]]]] = {}
     start = 0
     second: Iterable[TokenBlock] = _token_blocks(activations, token_prompt, feature_ids, labels, threshold, k) if wanted else []
@@ -331,8 +346,8 @@ def analyse_clusters(
         if mine:
             local, row_prompt, order = prompt_rows(rows)
             starts = np.searchsorted(row_prompt[order], np.arange(local.size + 1))
-            sel_p = np.searchsorted(local, prompts[p_row[mine]])
-            marks = _marks(p_c[mine], sel_p, starts, order, tok_indptr, tok_c)
+            sel_p = np.searchsorted(local, best_prompt[mine])
+            marks = _marks(best_c[mine], sel_p, starts, order, tok_indptr, tok_c)
             at = 0
             for e, p in zip(mine, sel_p.tolist()):
                 token_rows = order[starts[p] : starts[p + 1]]
@@ -349,15 +364,36 @@ def analyse_clusters(
         "span_starts": [],
         "span_ends": [],
     }
-    for e, r in zip(chosen.tolist(), chosen_rank.tolist()):
+    for e, row in enumerate(zip(best_c.tolist(), best_rank.tolist(), best_prompt.tolist(), best_n.tolist(), best_v.tolist())):
         text, runs_ = spans[e]
-        starts_, ends_ = [a for a, _ in runs_], [b for _, b in runs_]
-        for key, value in zip(top, (int(p_c[e]), r, int(prompts[p_row[e]]), int(p_n[e]), float(p_v[e]), text, starts_, ends_)):
+        for key, value in zip(top, (*row, text, [a for a, _ in runs_], [b for _, b in runs_])):
             top[key].append(value)
 
-    prompt_activity = sp.csr_array((p_n.astype(np.float64), p_c, p_indptr), shape=(prompts.size, k))
     descriptions = describe_tally(tally if tally is not None else _empty_tally(k)) if columns is not None else None
-    return ClusterAnalysis(rows_out, top, correlation_of(prompt_activity), prompt_activity, descriptions)
+    return ClusterAnalysis(rows_out, top, correlation_from_gram(gram, column_total, n_prompts), descriptions)
+
+
+#: A cluster's candidate top prompts: (cluster, prompt id, active tokens, activation mass) per entry.
+Entries = tuple[Int64Array, Int64Array, Int64Array, Float64Array]
+
+
+def _no_entries() -> Entries:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+
+
+def _joined(a: Entries, b: Entries) -> Entries:
+    c, prompt, n, v = (np.concatenate([x, y]) for x, y in zip(a, b))
+    return c, prompt, n, v
+
+
+def _top_entries(entries: Entries, k: int, top_n: int) -> Entries:
+    """Each cluster's ``top_n`` entries, most active tokens first, then most activation, then the
+    lower prompt id (a total order: a (cluster, prompt) pair is one entry), sorted by cluster then rank."""
+    c, prompt, n, v = entries
+    order = np.lexsort((prompt, -v, -n, c))
+    rank = np.arange(order.size) - np.searchsorted(c[order], np.arange(k))[c[order]]
+    keep = order[rank < top_n]
+    return c[keep], prompt[keep], n[keep], v[keep]
 
 
 TokenSums = tuple[Int64Array, Int64Array, Int64Array, Float64Array, Float64Array]
@@ -377,19 +413,6 @@ def _token_blocks(activations: SparseMatrix | Blocks, token_prompt: np.ndarray, 
     """:func:`_clusters_on_tokens` of each block, with its rows' prompts."""
     for csr, rows in canonical_blocks(activations, token_prompt):
         yield _clusters_on_tokens(csr, feature_ids, labels, threshold, k), rows
-
-
-PromptRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def _prompts_in_order(parts: list[PromptRows]) -> PromptRows:
-    """Blocks' per-prompt rows (prompt ids, indptr, columns, counts, sums) as one set of rows in prompt
-    id order (:func:`~cluster_assets.core.features.prompt_row_order`)."""
-    prompts, indptr, take = prompt_row_order([p[0] for p in parts], [p[1] for p in parts])
-    c, n, v = (
-        np.concatenate([p[i] for p in parts])[take] if parts else np.zeros(0, t) for i, t in ((2, np.int64), (3, np.int64), (4, np.float64))
-    )
-    return prompts, indptr, c, n, v
 
 
 def _empty_tally(k: int) -> TokenTally:

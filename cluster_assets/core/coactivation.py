@@ -9,7 +9,8 @@ at 65,536 features instead of 17.2 GB), and the merge's row scans read it in ord
 Counts are integers end to end (no float product), computed by numba kernels that walk,
 for each feature ``a``, the samples where it fires and the features ``b > a`` active there
 (starting from ``a``'s own entry in the sample's sorted row, found through a position
-map built with the transpose).  Each output row is written by one thread only, so rows
+map built with the transpose; Memberships' CSC is read block of samples by block, each block's
+row view built from it).  Each output row is written by one thread only, so rows
 parallelise without locks.  Frequent features count into their output row block of samples
 by block (the block's rows stay in cache); the long tail of rare ones count into a
 per-thread row in cache, written out in order once (see ``FREQUENT_FACTOR``).
@@ -172,15 +173,64 @@ def csc_with_positions(
 
 
 @nb.njit(cache=True)
-def csr_positions(row_indptr: IntArray, col_indptr: IntArray, col_samples: IntArray, positions: IntArray) -> None:
-    """Each CSC entry's position in the CSR of the same matrix (both with sorted indices):
-    features taken in order fill each row's entries in order, so a row's cursor is the position."""
-    cursor = row_indptr[:-1].astype(np.int64)
-    for f in range(col_indptr.size - 1):
-        for q in range(col_indptr[f], col_indptr[f + 1]):
-            t = col_samples[q]
-            positions[q] = cursor[t]
-            cursor[t] += 1
+def csc_sample_block(
+    col_indptr: Int64Array, col_samples: IntArray, cursor: Int64Array, t0: int, t1: int
+) -> tuple[Int64Array, Int32Array, Int64Array, Int32Array, Int32Array]:
+    """Samples [t0, t1) of a CSC whose columns list their samples in order, from each column's
+    ``cursor`` (its first entry at or after t0; advanced past the block): the block's CSC (indptr,
+    samples - t0), its CSR (indptr, features: sorted rows) and each CSC entry's position in that
+    CSR.  Features taken in order fill each row's entries in order, so a row's cursor is the position."""
+    n_features = cursor.size
+    b_indptr = np.zeros(n_features + 1, np.int64)
+    ends = np.empty(n_features, np.int64)
+    for f in range(n_features):
+        p = cursor[f]
+        while p < col_indptr[f + 1] and col_samples[p] < t1:
+            p += 1
+        ends[f] = p
+        b_indptr[f + 1] = b_indptr[f] + p - cursor[f]
+    samples = np.empty(b_indptr[n_features], np.int32)
+    row_indptr = np.zeros(t1 - t0 + 1, np.int64)
+    for f in range(n_features):
+        at = b_indptr[f]
+        for p in range(cursor[f], ends[f]):
+            samples[at] = col_samples[p] - t0
+            row_indptr[samples[at] + 1] += 1
+            at += 1
+        cursor[f] = ends[f]
+    for t in range(t1 - t0):
+        row_indptr[t + 1] += row_indptr[t]
+    features = np.empty(samples.size, np.int32)
+    positions = np.empty(samples.size, np.int32)
+    fill = row_indptr[:-1].copy()
+    for f in range(n_features):
+        for q in range(b_indptr[f], b_indptr[f + 1]):
+            t = samples[q]
+            positions[q] = fill[t]
+            features[fill[t]] = f
+            fill[t] += 1
+    return b_indptr, samples, row_indptr, features, positions
+
+
+@nb.njit(cache=True)
+def _entries_per_sample(samples: IntArray, n_samples: int) -> Int64Array:
+    """``np.bincount(samples, minlength=n_samples)`` without its int64 copy of ``samples``."""
+    counts = np.zeros(n_samples, np.int64)
+    for t in samples:
+        counts[t] += 1
+    return counts
+
+
+def sample_blocks(row_counts: IntArray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive [t0, t1) sample ranges covering ``row_counts`` (entries per sample), each
+    holding at most ``budget`` entries unless one sample alone holds more."""
+    ends = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
+    blocks, t0 = [], 0
+    while t0 < row_counts.size:
+        t1 = max(int(np.searchsorted(ends, ends[t0] + budget, side="right")) - 1, t0 + 1)
+        blocks.append((t0, t1))
+        t0 = t1
+    return blocks
 
 
 #: Samples per block: a block's rows (~block x active x 4 bytes) stay in cache while every
@@ -193,6 +243,10 @@ SAMPLE_BLOCK = 8192
 #: (4A bytes): they cost the same at that share with factor 1.  Measured best near 1.6 at
 #: 9,981 features (100k x 200 active) and at 65,536 (200k x 64).
 FREQUENT_FACTOR = 1.6
+#: Entries per block of samples when a canonical boolean CSC (what Memberships holds) is counted
+#: block by block: the block's row view and position map (~12 bytes per entry, ~200 MB) are all
+#: that is held beside the input, whatever the number of samples.
+BLOCK_ENTRIES = 1 << 24
 
 
 @nb.njit(cache=True, inline="always")
@@ -252,7 +306,7 @@ def _rare_rows(
     """Output rows of the other features, each counted whole in a per-thread dense row (in
     cache) whose non-zero entries are then written out in order: a rare feature's increments
     land a few per cache line of its output row, so counting there would miss on nearly
-    every one.  ``pairs`` must start at zero."""
+    every one.  Adds to ``pairs``."""
     n_features = starts.size
     n_parts = max(1, min(n_parts, n_features))
     acc = np.zeros((n_parts, n_features), dtype=pairs.dtype)
@@ -267,15 +321,20 @@ def _rare_rows(
                     counts[row_indices[q]] += 1
             row = starts[a]
             for b in range(a + 1, n_features):
-                if counts[b]:  # the output starts at zero: most of a rare feature's pairs never co-fire
-                    pairs[row + b] = counts[b]
+                if counts[b]:  # most of a rare feature's pairs never co-fire
+                    pairs[row + b] += counts[b]
                     counts[b] = 0
 
 
 def coactivation(activity: SparseMatrix) -> CoFiring:
     """Exact co-firing counts of the columns of ``activity``, a scipy sparse samples x
     features matrix (bool or uint8; any non-zero counts as active).  The pairs are int32
-    when there are fewer than 2**31 samples, int64 otherwise."""
+    when there are fewer than 2**31 samples, int64 otherwise.  A canonical boolean CSC is
+    counted in blocks of samples (counts add over samples), so beside it only one block's row
+    view is held; any other input is converted to a CSR and counted whole."""
+    given = canonical_bool_csc(activity)
+    if given is not None:
+        return _csc_coactivation(given)
     csr = as_activity_csr(activity)
     n_samples, n_features = csr.shape
     pairs = np.zeros(n_features * (n_features - 1) // 2, dtype=count_dtype(n_samples))
@@ -283,17 +342,34 @@ def coactivation(activity: SparseMatrix) -> CoFiring:
         return CoFiring(np.zeros(0, np.int64), pairs)
     # positions index the CSR arrays: int32 while they fit, which halves this map's memory
     positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
-    given = canonical_bool_csc(activity)
-    if given is not None:  # already the column view: no second transpose
-        col_indptr, col_samples = given.indptr.astype(np.int64), given.indices.astype(np.int32, copy=False)
-        csr_positions(csr.indptr, col_indptr, col_samples, positions)
-        col_positions = positions
-    else:
-        col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
-    mean_active = max(csr.nnz / max(n_samples, 1), 1.0)
-    share = FREQUENT_FACTOR * n_features / (mean_active * SAMPLE_BLOCK)
-    starts, frequent = row_starts(n_features), np.diff(col_indptr) >= share * n_samples
+    col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
+    starts, frequent = row_starts(n_features), _frequent(np.diff(col_indptr), n_samples)
     arrays = (csr.indptr, csr.indices, col_indptr, col_samples, col_positions, pairs, starts, frequent)
     _frequent_rows(*arrays, SAMPLE_BLOCK)
     _rare_rows(*arrays, nb.get_num_threads())
     return CoFiring(np.diff(col_indptr), pairs)
+
+
+def _csc_coactivation(csc: sp.csc_array) -> CoFiring:
+    """:func:`coactivation` of a canonical boolean CSC, block of samples by block."""
+    n_samples, n_features = csc.shape
+    pairs = np.zeros(n_features * (n_features - 1) // 2, dtype=count_dtype(n_samples))
+    col_indptr = csc.indptr.astype(np.int64)
+    counts = np.diff(col_indptr)
+    if n_features == 0:
+        return CoFiring(counts, pairs)
+    starts, frequent = row_starts(n_features), _frequent(counts, n_samples)
+    cursor = col_indptr[:-1].copy()
+    for t0, t1 in sample_blocks(_entries_per_sample(csc.indices, n_samples), BLOCK_ENTRIES):
+        b_indptr, b_samples, row_indptr, row_features, positions = csc_sample_block(col_indptr, csc.indices, cursor, t0, t1)
+        arrays = (row_indptr, row_features, b_indptr, b_samples, positions, pairs, starts, frequent)
+        _frequent_rows(*arrays, SAMPLE_BLOCK)
+        _rare_rows(*arrays, nb.get_num_threads())
+    return CoFiring(counts, pairs)
+
+
+def _frequent(counts: Int64Array, n_samples: int) -> npt.NDArray[np.bool_]:
+    """Which features count block by block into their output row (see ``FREQUENT_FACTOR``)."""
+    mean_active = max(int(counts.sum()) / max(n_samples, 1), 1.0)
+    share = FREQUENT_FACTOR * counts.size / (mean_active * SAMPLE_BLOCK)
+    return counts >= share * n_samples

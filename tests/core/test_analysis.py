@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from cluster_assets.core import MembershipConfig, MergeConfig, ParameterError, build_memberships, run_merge
-from cluster_assets.core.analysis import analyse_clusters, cut_labels, runs
+from cluster_assets.core.analysis import analyse_clusters, correlation_of, cut_labels, runs
 from cluster_assets.core.coactivation import CoFiring, coactivation, row_starts
 from cluster_assets.core.features import quadrants
 from cluster_assets.core.validation import coactivation_problems, history_problems, partition_problems
@@ -48,7 +48,8 @@ def test_analysis_matches_dense_reference():
         spans = [list(pair) for pair in zip(res.top_prompts["span_starts"][top[0]], res.top_prompts["span_ends"][top[0]])]
         assert spans == expected and expected
         assert per_prompt[list(ids).index(p), c] == per_prompt[list(ids).index(best), c]
-    np.testing.assert_allclose(res.prompt_activity.toarray(), per_prompt)
+    assert res.clusters["prompts_active"] == (per_prompt > 0).sum(axis=0).tolist()
+    np.testing.assert_array_equal(res.correlation, correlation_of(sp.csr_array(per_prompt)))  # exact: integer Gram
     np.testing.assert_allclose(res.correlation, np.corrcoef(per_prompt, rowvar=False), atol=1e-12)
 
 

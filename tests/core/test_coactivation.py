@@ -1,3 +1,4 @@
+import itertools
 import os
 import subprocess
 import sys
@@ -104,27 +105,39 @@ def test_transpose_with_positions_equals_scipy_tocsc(seed, n_parts):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_a_canonical_boolean_csc_is_counted_without_a_second_transpose(seed, monkeypatch):
-    """Memberships' CSC is the column view itself: positions from one pass over its columns."""
-    from cluster_assets.core.coactivation import as_activity_csr, csc_with_positions, csr_positions
+@pytest.mark.parametrize("budget", [1, 7, 50, 1 << 24])
+def test_a_canonical_boolean_csc_is_counted_block_by_block_without_a_whole_row_view(seed, budget, monkeypatch):
+    """Memberships' CSC is counted in blocks of samples (one sample alone may exceed the block's
+    entries): each block's row view and positions are what the transpose gives, and neither the
+    whole CSR nor a second transpose is ever built."""
+    from cluster_assets.core.coactivation import as_activity_csr, csc_sample_block, csc_with_positions, sample_blocks
 
     module = sys.modules["cluster_assets.core.coactivation"]  # the package's `coactivation` is the function
 
     rng = np.random.default_rng(seed)
     x = random_activity(rng, int(rng.integers(1, 300)), 40, density=rng.uniform(0.02, 0.4))
-    csr, csc = as_activity_csr(sp.csr_array(x)), sp.csc_array(x)
-    want_indptr, want_samples, want_positions = csc_with_positions(csr.indptr, csr.indices, 40, np.empty(csr.nnz, np.int32), 2)
-    np.testing.assert_array_equal(csc.indptr, want_indptr)
-    np.testing.assert_array_equal(csc.indices, want_samples)
-    positions = np.empty(csr.nnz, np.int32)
-    csr_positions(csr.indptr, csc.indptr.astype(np.int64), csc.indices, positions)
-    np.testing.assert_array_equal(positions, want_positions)
+    csc = sp.csc_array(x)
+    blocks = sample_blocks(np.bincount(csc.indices, minlength=x.shape[0]), budget)
+    assert blocks[0][0] == 0 and blocks[-1][1] == x.shape[0] and all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    assert all(x[t0:t1].sum() <= budget or t1 - t0 == 1 for t0, t1 in blocks)
+    cursor = csc.indptr[:-1].astype(np.int64)
+    for t0, t1 in blocks:
+        b_indptr, b_samples, row_indptr, row_features, positions = csc_sample_block(csc.indptr.astype(np.int64), csc.indices, cursor, t0, t1)
+        csr = as_activity_csr(sp.csr_array(x[t0:t1]))
+        want = csc_with_positions(csr.indptr, csr.indices, 40, np.empty(csr.nnz, np.int32), 2)
+        for got, expected in zip((row_indptr, row_features, b_indptr, b_samples, positions), (csr.indptr, csr.indices, *want)):
+            np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(cursor, csc.indptr[1:])
 
-    def no_transpose(*args):
-        raise AssertionError("a canonical boolean CSC was transposed again")
+    def never(*args):
+        raise AssertionError("a canonical boolean CSC was converted whole")
 
-    monkeypatch.setattr(module, "csc_with_positions", no_transpose)
-    np.testing.assert_array_equal(coactivation(csc).square(), dense_coactivation(x))
+    monkeypatch.setattr(module, "csc_with_positions", never)
+    monkeypatch.setattr(module, "as_activity_csr", never)
+    monkeypatch.setattr(module, "BLOCK_ENTRIES", budget)
+    got = coactivation(csc)
+    np.testing.assert_array_equal(got.square(), dense_coactivation(x))
+    np.testing.assert_array_equal(got.counts, x.sum(axis=0))
 
 
 WIDE_RUN = textwrap.dedent("""

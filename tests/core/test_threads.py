@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     _, labels = cut_labels(h, "mdl")
     columns = TokenColumns(rng.integers(0, 50, n), np.arange(n) % 40, rng.integers(0, 7, n))
     an = analyse_clusters(labels, h.feature_ids, sp.csr_array(values), prompts, ["t"] * n, 0.1, 5, columns)
-    add(an.correlation, an.prompt_activity.toarray(), np.asarray(an.clusters["mean_activation"]))
+    add(an.correlation, np.asarray(an.clusters["mean_activation"]))
     desc = an.descriptions
     assert desc is not None
     add(np.asarray(desc["mean_position"]), np.asarray(desc["share_word"]))
