@@ -220,7 +220,7 @@ def correlation_of(prompt_activity: sp.csr_array) -> np.ndarray:
     """Pearson correlation between the columns of a sparse (prompts x k) matrix (0 where a
     column is constant), from its sparse Gram matrix rather than a dense product."""
     x = sp.csr_array(prompt_activity).astype(np.float64)
-    return correlation_from_gram(gram_of(x), np.asarray(x.sum(axis=0)).ravel(), x.shape[0])
+    return correlation_from_gram(gram_of(x), np.asarray(x.sum(axis=0), dtype=np.float64).ravel(), x.shape[0])
 
 
 def cluster_activity(activations: SparseMatrix | Blocks, feature_ids: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
@@ -382,8 +382,7 @@ def _no_entries() -> Entries:
 
 
 def _joined(a: Entries, b: Entries) -> Entries:
-    c, prompt, n, v = (np.concatenate([x, y]) for x, y in zip(a, b))
-    return c, prompt, n, v
+    return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]), np.concatenate([a[2], b[2]]), np.concatenate([a[3], b[3]])
 
 
 def _top_entries(entries: Entries, k: int, top_n: int) -> Entries:

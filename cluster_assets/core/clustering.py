@@ -88,19 +88,21 @@ def cluster(
     memberships: Memberships,
     config: ClusteringConfig,
     *,
-    activations: SparseMatrix | Blocks,
-    token_prompt: npt.NDArray[np.int64],
+    activations: SparseMatrix | Blocks | None = None,
+    token_prompt: npt.NDArray[np.int64] | None = None,
     cofiring: CoFiring | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Clustering:
     """Cluster the kept features of ``memberships`` with the method ``config`` names.
 
     activations: (tokens, d_sae) sparse activations (or their row blocks) and token_prompt: (tokens,) each token's
-    prompt (the density baseline clusters activation profiles over prompts).  cofiring: the
+    prompt, which only the density baseline reads (it clusters activation profiles over prompts).  cofiring: the
     co-firing counts of ``memberships.activity`` (the MDL merge updates their pairs in place).
     """
     feature_ids = np.asarray(memberships.feature_ids, dtype=np.int64)
     if isinstance(config, BaselineConfig):
+        if activations is None or token_prompt is None:
+            raise ValueError(f"{config.method} clusters activation profiles: pass activations and token_prompt")
         labels = umap_hdbscan(activation_profiles(activations, token_prompt, feature_ids), config)
         return Clustering(config.method, feature_ids, labels=labels)
     history = run_merge(

@@ -221,13 +221,32 @@ def _entries_per_sample(samples: IntArray, n_samples: int) -> Int64Array:
     return counts
 
 
+@nb.njit(cache=True)
+def csc_rows(col_indptr: Int64Array, col_samples: IntArray, n_samples: int) -> tuple[Int64Array, Int32Array]:
+    """The row view (CSR indptr, features: sorted rows) of a CSC whose columns list their
+    samples, without a data array: features taken in order fill each row in order."""
+    row_indptr = np.zeros(n_samples + 1, np.int64)
+    for t in col_samples:
+        row_indptr[t + 1] += 1
+    for t in range(n_samples):
+        row_indptr[t + 1] += row_indptr[t]
+    features = np.empty(col_samples.size, np.int32)
+    fill = row_indptr[:-1].copy()
+    for f in range(col_indptr.size - 1):
+        for q in range(col_indptr[f], col_indptr[f + 1]):
+            features[fill[col_samples[q]]] = f
+            fill[col_samples[q]] += 1
+    return row_indptr, features
+
+
 def sample_blocks(row_counts: IntArray, budget: int) -> list[tuple[int, int]]:
     """Consecutive [t0, t1) sample ranges covering ``row_counts`` (entries per sample), each
     holding at most ``budget`` entries unless one sample alone holds more."""
     ends = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
-    blocks, t0 = [], 0
+    blocks: list[tuple[int, int]] = []
+    t0 = 0
     while t0 < row_counts.size:
-        t1 = max(int(np.searchsorted(ends, ends[t0] + budget, side="right")) - 1, t0 + 1)
+        t1 = max(int(np.searchsorted(ends, int(ends[t0]) + budget, side="right")) - 1, t0 + 1)
         blocks.append((t0, t1))
         t0 = t1
     return blocks

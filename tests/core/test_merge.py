@@ -114,6 +114,16 @@ def test_a_merged_away_group_lets_go_of_its_samples():
     np.testing.assert_array_equal(state.members[0], np.flatnonzero(x[:, :3].any(axis=1)))
 
 
+def test_a_union_of_another_size_than_given_is_an_error():
+    from cluster_assets.core.merge.sets import union_sorted
+
+    a, b = np.array([1, 3, 5], np.int32), np.array([3, 4], np.int32)
+    np.testing.assert_array_equal(union_sorted(a, b, 4), [1, 3, 4, 5])
+    for wrong in (3, 5):
+        with pytest.raises(ValueError, match="union's size"):
+            union_sorted(a, b, wrong)
+
+
 def test_mcmc_frequencies_match_softmax():
     rng = np.random.default_rng(7)
     x = rng.random((300, 6)) < rng.uniform(0.05, 0.6, size=6)
@@ -387,6 +397,12 @@ def test_canonical_csc_input_gives_the_same_history_as_csr():
     assert csc.format == "csc" and csc.has_canonical_format and csc.indices.dtype == np.int32
     for config in (MergeConfig(threshold=0.0), MergeConfig(threshold=0.3, seed=2)):
         assert run_merge(csc, config) == run_merge(x, config)
+    # its row view is built from the CSC, and is scipy's CSR of it
+    state, want = MergeState(csc), sp.csr_array(x)
+    want.sort_indices()
+    np.testing.assert_array_equal(state.row_indptr, want.indptr)
+    np.testing.assert_array_equal(state.row_indices, want.indices)
+    assert state.row_indices.dtype == np.int32
 
 
 def _neighbourhoods_by_leaf_sets(history, k):

@@ -26,22 +26,29 @@ def intersect_sorted(a: IntArray, b: IntArray) -> IntArray:
 
 
 @nb.njit(cache=True)
-def union_sorted(a: IntArray, b: IntArray) -> IntArray:
-    out = np.empty(a.size + b.size, dtype=a.dtype)
+def union_sorted(a: IntArray, b: IntArray, size: int) -> IntArray:
+    """Sorted union of sorted a and b, which holds ``size`` entries (the merge knows it from the
+    counts: |a| + |b| - |a & b|): allocated exactly, as a slice of an |a| + |b| buffer would keep
+    up to twice the group's samples alive for the rest of the run."""
+    out = np.empty(size, dtype=a.dtype)
     i = j = n = 0
     while i < a.size or j < b.size:
         if j >= b.size or (i < a.size and a[i] < b[j]):
-            out[n] = a[i]
+            value = a[i]
             i += 1
         elif i >= a.size or b[j] < a[i]:
-            out[n] = b[j]
+            value = b[j]
             j += 1
         else:
-            out[n] = a[i]
+            value = a[i]
             i += 1
             j += 1
+        if n < size:
+            out[n] = value
         n += 1
-    return out[:n]
+    if n != size:
+        raise ValueError("the union's size differs from the one given")
+    return out
 
 
 @nb.njit(cache=True)

@@ -27,7 +27,15 @@ from typing import Any, Literal
 import numba as nb
 import numpy as np
 
-from cluster_assets.core.coactivation import CoFiring, as_activity_csr, canonical_bool_csc, coactivation, compact_index, row_starts
+from cluster_assets.core.coactivation import (
+    CoFiring,
+    as_activity_csr,
+    canonical_bool_csc,
+    coactivation,
+    compact_index,
+    csc_rows,
+    row_starts,
+)
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.mdl import description_length_bits
 from cluster_assets.core.merge.row_extremes import RowExtremes, extremes_mcmc_pick, extremes_range_pick
@@ -108,26 +116,28 @@ class MergeState:
             raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         self.engine = engine
         self._rows: RowExtremes | None = None
-        csr = as_activity_csr(activity)
-        n_samples, n_features = csr.shape
-        if n_samples == 0 or n_features == 0:
-            raise ValueError(f"activity is empty (shape {csr.shape})")
-        if n_features < 2:
-            raise ValueError("merging needs at least 2 features")
-        if csr.nnz == 0:
-            raise ValueError("no feature is active on any sample")
-        self.n_samples, self.n_features = n_samples, n_features
-        self.row_indptr, self.row_indices = csr.indptr, csr.indices
-        # int32 sample ids halve the memory.  A canonical boolean CSC (what Memberships holds) already lists each feature's samples: no second transpose.
+        # int32 sample ids halve the memory.  A canonical boolean CSC (what Memberships holds)
+        # already lists each feature's samples: its row view is built from it, with no data array.
         given = canonical_bool_csc(activity)
         if given is not None:
             csc = compact_index(given)
+            self.row_indptr, self.row_indices = csc_rows(csc.indptr.astype(np.int64), csc.indices, csc.shape[0])
         else:
+            csr = as_activity_csr(activity)
+            self.row_indptr, self.row_indices = csr.indptr, csr.indices
             csc = compact_index(csr).tocsc()
             csc.sort_indices()
+        n_samples, n_features = csc.shape
+        if n_samples == 0 or n_features == 0:
+            raise ValueError(f"activity is empty (shape {csc.shape})")
+        if n_features < 2:
+            raise ValueError("merging needs at least 2 features")
+        if csc.nnz == 0:
+            raise ValueError("no feature is active on any sample")
+        self.n_samples, self.n_features = n_samples, n_features
         self.members: list[np.ndarray] = [csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in range(n_features)]
         if cofiring is None:
-            cofiring = coactivation(csr)
+            cofiring = coactivation(csc)
         elif cofiring.n_features != n_features:
             raise ValueError(f"co-firing counts of {cofiring.n_features} features given for {n_features} features")
         # every count stays <= n_samples (a merged group's co-firing included), so the pairs keep their type
@@ -217,7 +227,7 @@ class MergeState:
         merge_rows(self.pairs, self.starts, self.active, i, j, extra, mode, self._merged_row)
         self.counts[i] = self.counts[i] + self.counts[j] - c_ij
         self.sizes[i] += self.sizes[j]
-        self.members[i] = union_sorted(self.members[i], self.members[j])
+        self.members[i] = union_sorted(self.members[i], self.members[j], int(self.counts[i]))
         self.members[j] = np.zeros(0, self.members[j].dtype)  # not a [:0] view: that would keep the merged-away buffer alive
         self.label[self.features[j]] = i
         self.features[i] = np.concatenate([self.features[i], self.features[j]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cluster_assets.core import build_memberships
 from cluster_assets.core import coactivation as count_coactivation
 from cluster_assets.core.analysis import TokenColumns, analyse_clusters
+from cluster_assets.core.baseline import BaselineConfig
 from cluster_assets.core.clustering import cluster
 from cluster_assets.defs.stages import Output, StageContext
 from cluster_assets.reporting.clusters import build_clusters
@@ -25,12 +26,14 @@ def coactivation(ctx: StageContext) -> Output:
 
 
 def merge_history(ctx: StageContext) -> Output:
-    members, acts = ctx.read("memberships", fmt.MembershipsFormat).memberships, ctx.read("activations", fmt.ActivationsFormat)
+    members, config = ctx.read("memberships", fmt.MembershipsFormat).memberships, ctx.point.clustering
+    # only the density baseline reads the activations (profiles over prompts): the MDL merge leaves the token table on disk
+    acts = ctx.read("activations", fmt.ActivationsFormat) if isinstance(config, BaselineConfig) else None
     result = cluster(
         members,
-        ctx.point.clustering,
-        activations=acts.blocks(),
-        token_prompt=acts.token_prompt,
+        config,
+        activations=acts.blocks() if acts else None,
+        token_prompt=acts.token_prompt if acts else None,
         cofiring=ctx.read("coactivation", fmt.CoactivationFormat),
         progress=ctx.progress("merges"),
     )
