@@ -122,7 +122,9 @@ def test_a_canonical_boolean_csc_is_counted_block_by_block_without_a_whole_row_v
     assert all(x[t0:t1].sum() <= budget or t1 - t0 == 1 for t0, t1 in blocks)
     cursor = csc.indptr[:-1].astype(np.int64)
     for t0, t1 in blocks:
-        b_indptr, b_samples, row_indptr, row_features, positions = csc_sample_block(csc.indptr.astype(np.int64), csc.indices, cursor, t0, t1)
+        b_indptr, b_samples, row_indptr, row_features, positions = csc_sample_block(
+            csc.indptr.astype(np.int64), csc.indices, cursor, t0, t1
+        )
         csr = as_activity_csr(sp.csr_array(x[t0:t1]))
         want = csc_with_positions(csr.indptr, csr.indices, 40, np.empty(csr.nnz, np.int32), 2)
         for got, expected in zip((row_indptr, row_features, b_indptr, b_samples, positions), (csr.indptr, csr.indices, *want)):
