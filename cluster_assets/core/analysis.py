@@ -301,8 +301,7 @@ def analyse_clusters(
         prompts, row_prompt, order = prompt_rows(rows)
         p_indptr, p_c, p_n, p_v, _ = _sum_by_group(tok_indptr, tok_c, tok_v, np.arange(k), -np.inf, order, row_prompt, prompts.size, k)
         prompts_active += np.bincount(p_c, minlength=k)
-        counts = sp.csr_array((p_n.astype(np.float64), p_c, p_indptr), shape=(prompts.size, k))
-        gram += gram_of(counts)
+        gram += gram_of(sp.csr_array((p_n, p_c, p_indptr), shape=(prompts.size, k)))  # float64 inside, once
         column_total += np.bincount(p_c, weights=p_n, minlength=k)
         n_prompts += prompts.size
         p_prompt = np.repeat(prompts, np.diff(p_indptr))

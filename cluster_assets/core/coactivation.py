@@ -226,10 +226,7 @@ def csc_rows(col_indptr: Int64Array, col_samples: IntArray, n_samples: int) -> t
     """The row view (CSR indptr, features: sorted rows) of a CSC whose columns list their
     samples, without a data array: features taken in order fill each row in order."""
     row_indptr = np.zeros(n_samples + 1, np.int64)
-    for t in col_samples:
-        row_indptr[t + 1] += 1
-    for t in range(n_samples):
-        row_indptr[t + 1] += row_indptr[t]
+    row_indptr[1:] = np.cumsum(_entries_per_sample(col_samples, n_samples))
     features = np.empty(col_samples.size, np.int32)
     fill = row_indptr[:-1].copy()
     for f in range(col_indptr.size - 1):
