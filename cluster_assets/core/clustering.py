@@ -97,7 +97,7 @@ def cluster(
 
     activations: (tokens, d_sae) sparse activations (or their row blocks) and token_prompt: (tokens,) each token's
     prompt, which only the density baseline reads (it clusters activation profiles over prompts).  cofiring: the
-    co-firing counts of ``memberships.activity`` (the MDL merge updates their pairs in place).
+    co-firing counts of ``memberships.activity`` (the MDL merge starts from their condensed triangle).
     """
     feature_ids = np.asarray(memberships.feature_ids, dtype=np.int64)
     if isinstance(config, BaselineConfig):
@@ -105,7 +105,5 @@ def cluster(
             raise ValueError(f"{config.method} clusters activation profiles: pass activations and token_prompt")
         labels = umap_hdbscan(activation_profiles(activations, token_prompt, feature_ids), config)
         return Clustering(config.method, feature_ids, labels=labels)
-    history = run_merge(
-        memberships.activity, config, cofiring=cofiring, overwrite_cofiring=True, feature_ids=feature_ids, progress=progress
-    )
+    history = run_merge(memberships.activity, config, cofiring=cofiring, feature_ids=feature_ids, progress=progress)
     return Clustering(config.method, feature_ids, history=history)

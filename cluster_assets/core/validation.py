@@ -11,7 +11,8 @@ from cluster_assets.core.params import SparseMatrix
 
 
 def coactivation_problems(cofiring: CoFiring, activity: SparseMatrix, n_samples_checked: int = 200, seed: int = 0) -> list[str]:
-    """Firing counts = membership counts, and a random sample of pairs equal to a direct recount."""
+    """Firing counts = membership counts, the pairs a strict upper triangle in canonical form, and
+    random pairs and random stored entries equal to a direct recount."""
     problems: list[str] = []
     csc = sp.csc_array(activity, dtype=bool)
     n = csc.shape[1]
@@ -20,8 +21,16 @@ def coactivation_problems(cofiring: CoFiring, activity: SparseMatrix, n_samples_
     bad = np.flatnonzero(cofiring.counts != np.diff(csc.indptr))
     if bad.size:
         problems.append(f"firing counts differ from membership counts at {bad.size} features (first: {bad[:5].tolist()})")
+    pairs = cofiring.pairs
+    rows = np.flatnonzero(np.diff(pairs.indptr))
+    if not pairs.has_canonical_format or (pairs.indices[pairs.indptr[rows]] <= rows).any() or (pairs.data <= 0).any():
+        problems.append("pairs are not a strict upper triangle with sorted rows and positive stored counts")
+        return problems
     rng = np.random.default_rng(seed)
-    for a, b in rng.integers(0, n, size=(min(n_samples_checked, n * n), 2)):
+    # random pairs (most never co-fire in a wide SAE) and random stored ones
+    stored = rng.integers(0, pairs.nnz, size=min(n_samples_checked, pairs.nnz))
+    stored_pairs = np.column_stack([np.searchsorted(pairs.indptr, stored, side="right") - 1, pairs.indices[stored]])
+    for a, b in np.concatenate([rng.integers(0, n, size=(min(n_samples_checked, n * n), 2)), stored_pairs]):
         col_a = csc.indices[csc.indptr[a] : csc.indptr[a + 1]]
         col_b = csc.indices[csc.indptr[b] : csc.indptr[b + 1]]
         direct = np.intersect1d(col_a, col_b, assume_unique=True).size

@@ -19,7 +19,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from cluster_assets.core.clustering import Clustering
-from cluster_assets.core.coactivation import CoFiring
+from cluster_assets.core.coactivation import CoFiring, upper_csr
 from cluster_assets.core.features import FeatureStats, quadrants
 from cluster_assets.core.history import MergeHistory
 from cluster_assets.core.memberships import MembershipResult, Memberships
@@ -337,23 +337,20 @@ class MembershipsFormat(Format[MembershipResult]):
 
 class CoactivationFormat(Format[CoFiring]):
     """Exact co-firing counts between kept features, a :class:`~cluster_assets.core.coactivation.CoFiring`:
-    its ``counts`` (F,) and condensed ``pairs`` (F * (F - 1) / 2,), one ``.npy`` each.
+    its ``counts`` (F,) as ``.npy`` and its upper-triangular ``pairs`` in scipy's ``.npz``
+    (``scipy.sparse.save_npz``, uncompressed)."""
 
-    The pairs are mapped copy-on-write: a reader of a few entries (a heatmap, a check) reads
-    only their pages, and the merge's in-place updates never reach the file.
-    """
-
-    version = 2  # v1 held the square (F, F) array
+    version = 3  # v2 held the condensed triangle, v1 the square (F, F) array
     COUNTS = "counts.npy"
-    PAIRS = "pairs.npy"
+    PAIRS = "pairs.npz"
 
     def save(self, folder: Path, value: CoFiring) -> None:
         np.save(folder / self.COUNTS, value.counts)
-        np.save(folder / self.PAIRS, value.pairs)
+        sp.save_npz(folder / self.PAIRS, value.pairs, compressed=False)
 
     def load(self, folder: Path) -> CoFiring:
-        # asarray: a plain ndarray view of the map, which the numba kernels take
-        return CoFiring(np.load(folder / self.COUNTS), np.asarray(np.load(folder / self.PAIRS, mmap_mode="c")))
+        pairs = sp.csr_array(sp.load_npz(folder / self.PAIRS))
+        return CoFiring(np.load(folder / self.COUNTS), upper_csr(pairs.data, pairs.indices, pairs.indptr, pairs.shape[0]))
 
 
 # --- merge_history --------------------------------------------------------------------------

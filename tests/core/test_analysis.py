@@ -98,8 +98,9 @@ def test_validation_finds_corruption():
     x = sp.csr_array(rng.random((150, 10)) < 0.3)
     counts = coactivation(x)
     assert coactivation_problems(counts, x) == []
-    bad = CoFiring(counts.counts, counts.pairs.copy())
-    bad.pairs[row_starts(10)[2] + 3] += 1
+    condensed = counts.condensed()
+    condensed[row_starts(10)[2] + 3] += 1
+    bad = CoFiring.from_condensed(counts.counts, condensed)
     assert any("recount" in p for p in coactivation_problems(bad, x, n_samples_checked=1000))
     h = run_merge(x, MergeConfig())
     assert history_problems(h) == []

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.spatial.distance import squareform
 
-from cluster_assets.core import coactivation
+from cluster_assets.core import CoFiring, coactivation
 from tests.conftest import ROOT
 from tests.core.reference import dense_coactivation, random_activity
 
@@ -24,8 +24,14 @@ def test_coactivation_equals_dense_product(seed):
     want = dense_coactivation(x)
     np.testing.assert_array_equal(got.square(), want)
     np.testing.assert_array_equal(got.counts, np.diag(want))
-    # the pairs are scipy's condensed form of the square array (diagonal aside)
-    np.testing.assert_array_equal(got.pairs, squareform(want - np.diag(np.diag(want)), checks=False))
+    # the pairs are the strict upper triangle, canonical, with no stored zeros; condensed() is
+    # scipy's condensed form of the square array (diagonal aside), and from_condensed its inverse
+    upper = np.triu(want, 1)
+    np.testing.assert_array_equal(got.pairs.toarray(), upper)
+    assert got.pairs.has_canonical_format and got.pairs.nnz == np.count_nonzero(upper) == got.nonzero_pairs()
+    np.testing.assert_array_equal(got.condensed(), squareform(want - np.diag(np.diag(want)), checks=False))
+    back = CoFiring.from_condensed(got.counts, got.condensed())
+    np.testing.assert_array_equal(back.pairs.toarray(), upper)
     a, b = int(rng.integers(f)), int(rng.integers(f))
     assert got.at(a, b) == want[a, b]
     idx = rng.integers(0, f, size=7)
@@ -71,9 +77,9 @@ def test_coactivation_across_sample_blocks(monkeypatch):
     np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)).square(), dense_coactivation(x))
 
 
-@pytest.mark.parametrize("factor", [0.0, 0.3, 1e6])
-def test_frequent_and_rare_kernels_each_count_exactly(monkeypatch, factor):
-    """Every feature frequent (blocked kernel), a mix, or every feature rare (per-thread rows)."""
+@pytest.mark.parametrize("ratio", [0, 1, 1e9])
+def test_frequent_and_rare_kernels_each_count_exactly(monkeypatch, ratio):
+    """Every feature but the last rare (per-thread rows), a mix, or every feature frequent (blocked kernel)."""
     import importlib
 
     mod = importlib.import_module("cluster_assets.core.coactivation")
@@ -81,7 +87,7 @@ def test_frequent_and_rare_kernels_each_count_exactly(monkeypatch, factor):
     x = random_activity(rng, 700, 45, 0.15)
     x[:, :20] &= rng.random((700, 20)) < 0.05  # a tail of rare features
     monkeypatch.setattr(mod, "SAMPLE_BLOCK", 100)
-    monkeypatch.setattr(mod, "FREQUENT_FACTOR", factor)
+    monkeypatch.setattr(mod, "DENSE_ROW_RATIO", ratio)
     np.testing.assert_array_equal(mod.coactivation(sp.csr_array(x)).square(), dense_coactivation(x))
 
 
@@ -153,17 +159,19 @@ WIDE_RUN = textwrap.dedent("""
     x = sp.csr_array((np.ones(rows.size, bool), (rows, rng.integers(0, f, rows.size))), shape=(n, f))
     tracemalloc.start()
     counts = coactivation(x)
-    history = run_merge(x, MergeConfig(iters=200), cofiring=counts, overwrite_cofiring=True)
+    _, traced_counts = tracemalloc.get_traced_memory()
+    history = run_merge(x, MergeConfig(iters=200), cofiring=counts)
     _, traced = tracemalloc.get_traced_memory()
-    print(counts.pairs.nbytes, counts.pairs.dtype, traced, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, history.n_merges)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(counts.nbytes, counts.nonzero_pairs(), counts.pairs.dtype, traced_counts, traced, peak, history.n_merges)
 """)
 
 
 def test_a_wide_run_never_holds_a_features_squared_array_of_floats():
-    """20,000 features, few samples: the counts are the condensed int32 triangle (F(F-1)/2 x 4
-    bytes, a quarter of an F x F float64 array), and neither the arrays numpy allocates
-    (tracemalloc) nor the whole process (its peak resident memory, numba's arrays included)
-    come near F x F x 8 bytes."""
+    """20,000 features, few samples: the counts hold only the pairs that co-fire (8 bytes each),
+    coactivation never allocates the triangle, the merge's condensed int32 triangle is a quarter
+    of an F x F float64 array, and neither the arrays numpy allocates (tracemalloc) nor the
+    whole process (its peak resident memory, numba's arrays included) come near F x F x 8 bytes."""
     f, n = 20_000, 300
     done = subprocess.run(
         [sys.executable, "-c", WIDE_RUN, str(f), str(n)],
@@ -174,8 +182,11 @@ def test_a_wide_run_never_holds_a_features_squared_array_of_floats():
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    pairs_bytes, dtype, traced, peak_rss, merges = done.stdout.split()
-    square_floats = f * f * 8
-    assert int(pairs_bytes) == f * (f - 1) // 2 * 4 and dtype == "int32" and int(merges) == 200
+    nbytes, nonzero, dtype, traced_counts, traced, peak_rss, merges = done.stdout.split()
+    square_floats, triangle = f * f * 8, f * (f - 1) // 2 * 4
+    assert dtype == "int32" and int(merges) == 200
+    assert int(nbytes) <= int(nonzero) * 8 + (f + 1) * 8 + f * 8 and int(nbytes) < triangle / 4
+    # counting held the activity, its transpose and the bounded output: far from the triangle
+    assert int(traced_counts) < triangle / 2
     assert int(traced) < square_floats / 2  # the counts (a quarter) and what the merge keeps beside them
     assert int(peak_rss) < square_floats / 2

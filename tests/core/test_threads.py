@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     csc = res.memberships.activity
     add(res.stats.firing_count, res.stats.max, res.stats.mean, res.stats.entropy, res.stats.varentropy, csc.indptr, csc.indices)
     counts = coactivation(csc)
-    add(counts.counts, counts.pairs)
+    add(counts.counts, counts.pairs.data, counts.pairs.indices, counts.pairs.indptr)
     for config in (MergeConfig(), MergeConfig(threshold=0.3, seed=1), MergeConfig(sampler="mcmc", temperature=0.5, seed=2)):
         h = run_merge(csc, config, cofiring=counts)
         add(h.pairs, h.costs, h.mdl)

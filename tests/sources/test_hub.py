@@ -87,7 +87,7 @@ WIDE_SCRIPT = textwrap.dedent("""
         print("RESULT " + json.dumps({
             "success": result.success and all(c.passed for c in result.get_asset_check_evaluations()),
             "d_sae": md("activations")["d_sae"].value,
-            "kept": int(counts.n_features), "pairs_bytes": int(counts.pairs.nbytes),
+            "kept": int(counts.n_features), "nbytes": counts.nbytes, "nonzero": counts.nonzero_pairs(),
             "feature_ids": clustering.feature_ids.tolist(), "merges": clustering.history.n_merges,
         }))
 """)
@@ -99,5 +99,7 @@ def test_hub_mode_with_an_sae_of_the_registrys_width(tmp_path, embedded_cache):
     out = _run_offline(WIDE_SCRIPT, build_hub_cache(tmp_path / "hf" / "hub", embedded_cache, d_sae=WIDE_D_SAE), tmp_path / "artifacts")
     assert out["success"] and out["d_sae"] == WIDE_D_SAE
     kept = out["kept"]
-    assert 1_000 < kept < WIDE_D_SAE and out["pairs_bytes"] == kept * (kept - 1) // 2 * 4
+    assert 1_000 < kept < WIDE_D_SAE and 0 < out["nonzero"] <= kept * (kept - 1) // 2
+    # the stored pairs (index and count, 4 bytes each) and the firing counts, nothing of F x F
+    assert out["nbytes"] <= out["nonzero"] * 8 + (kept + 1) * 8 + kept * 8
     assert len(out["feature_ids"]) == kept and max(out["feature_ids"]) > 16_384 and out["merges"] == kept - 3

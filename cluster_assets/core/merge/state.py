@@ -102,16 +102,13 @@ class MergeConfig:
 class MergeState:
     """The groups during a merge run; slots are the initial feature columns.
 
-    A group lives in the slot of its smallest member column.  ``pairs`` (a
-    :class:`~cluster_assets.core.coactivation.CoFiring`'s condensed pairs, entry
-    ``starts[i] + j`` for slots ``i < j``) holds for active slots the exact number of samples
-    where groups ``i`` and ``j`` both fire; ``counts`` each group's own count.
+    A group lives in the slot of its smallest member column.  ``pairs`` (the condensed
+    triangle of a :class:`~cluster_assets.core.coactivation.CoFiring`, entry ``starts[i] + j``
+    for slots ``i < j``) holds for active slots the exact number of samples where groups ``i``
+    and ``j`` both fire; ``counts`` each group's own count.
     """
 
-    def __init__(self, activity: SparseMatrix, cofiring: CoFiring | None = None, engine: str = "auto", overwrite_cofiring: bool = False):
-        """``overwrite_cofiring=True`` lets the state update a given ``cofiring``'s pairs in
-        place instead of copying them, as scipy's ``overwrite_a``: the caller's object then
-        holds the state's counts."""
+    def __init__(self, activity: SparseMatrix, cofiring: CoFiring | None = None, engine: str = "auto"):
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         self.engine = engine
@@ -141,7 +138,7 @@ class MergeState:
         elif cofiring.n_features != n_features:
             raise ValueError(f"co-firing counts of {cofiring.n_features} features given for {n_features} features")
         # every count stays <= n_samples (a merged group's co-firing included), so the pairs keep their type
-        self.pairs = cofiring.pairs if overwrite_cofiring else cofiring.pairs.copy()
+        self.pairs = cofiring.condensed()
         self.starts = row_starts(n_features)
         self.counts = cofiring.counts.astype(np.int64, copy=True)
         self._merged_row = np.zeros(n_features, dtype=np.int64)
@@ -155,7 +152,7 @@ class MergeState:
     @property
     def cofiring(self) -> CoFiring:
         """The current co-firing counts, indexed by slot (entries of merged-away slots are stale)."""
-        return CoFiring(self.counts, self.pairs)
+        return CoFiring.from_condensed(self.counts, self.pairs)
 
     @property
     def k(self) -> int:
@@ -247,19 +244,17 @@ def run_merge(
     feature_ids: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     engine: str = "auto",
-    overwrite_cofiring: bool = False,
 ) -> MergeHistory:
     """Run the MDL merge on a samples x features activity matrix.
 
-    ``cofiring`` may pass a precomputed :func:`coactivation` of the same matrix; with
-    ``overwrite_cofiring=True`` the run updates its pairs in place instead of a copy (saves
-    features^2 x 2 bytes; they are then no longer the input's coactivation).
+    ``cofiring`` may pass a precomputed :func:`coactivation` of the same matrix (left
+    unchanged: the run works on its condensed triangle).
     ``progress(step, total)`` is called every few hundred merges.  Same input and
     config (seed included) give the same history, bit for bit.  Greedy histories are
     identical across engines; for range (threshold > 0) and mcmc the fast engine draws
     from the same distribution by rejection, so its histories differ from the scan's.
     """
-    state = MergeState(activity, cofiring, engine, overwrite_cofiring)
+    state = MergeState(activity, cofiring, engine)
     possible = max(state.n_features - 3, 0)
     iters = possible if config.iters is None else config.iters
     if iters > possible:
