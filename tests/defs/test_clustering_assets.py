@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 
 import cluster_assets.defs.assets.clustering as clustering_mod
 from cluster_assets.storage.formats import ClusteringFormat, ClustersFormat, MembershipsFormat
@@ -105,10 +106,10 @@ def _check_on_corrupted(graph, asset, check, corrupt):
 
 def test_checks_fail_on_corrupted_coactivation(trained):
     def corrupt(path):
-        pairs = np.load(path / "pairs.npy")
-        pairs += 1  # every pair one more than its recount
-        np.save(path / "pairs.npy", pairs)
-        return "pairs.npy"
+        pairs = sp.load_npz(path / "pairs.npz")
+        pairs.data += 1  # every stored pair one more than its recount
+        sp.save_npz(path / "pairs.npz", pairs, compressed=False)
+        return "pairs.npz"
 
     evaluation = _check_on_corrupted(trained, "coactivation", "coactivation_is_exact", corrupt)
     assert not evaluation.passed and "a direct recount gives" in evaluation.description

@@ -136,7 +136,7 @@ def _run_logs(graph, result) -> str:
     [
         # firing counts of the last kept features (never 0) zeroed in place
         ("counts.npy", lambda p: p.write_bytes(p.read_bytes()[:-64] + bytes(64)), "counts.npy: content changed"),
-        ("pairs.npy", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "pairs.npy: "),  # truncated
+        ("pairs.npz", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "pairs.npz: "),  # truncated
     ],
 )
 def test_a_damaged_artifact_is_named_and_recomputed(graph_with_partition, file, damage, words):
