@@ -115,7 +115,7 @@ class CoactivationSummary:
     features: int
     samples: int
     cofiring_pairs: int  # pairs of features that fire together at least once
-    megabytes: float  # the stored counts (a condensed triangle: F * (F - 1) / 2 entries)
+    megabytes: float  # the stored counts (the pairs that co-fire, 8 bytes each, and the firing counts)
 
 
 @dataclass(frozen=True)

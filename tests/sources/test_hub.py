@@ -95,7 +95,7 @@ WIDE_SCRIPT = textwrap.dedent("""
 
 def test_hub_mode_with_an_sae_of_the_registrys_width(tmp_path, embedded_cache):
     """pythia-70m-deduped-mlp-sm's real width (32,768 features, random weights): prompts -> clusters,
-    its thousands of kept features co-firing in the condensed triangle."""
+    its thousands of kept features' co-firing stored as the pairs that co-fire."""
     out = _run_offline(WIDE_SCRIPT, build_hub_cache(tmp_path / "hf" / "hub", embedded_cache, d_sae=WIDE_D_SAE), tmp_path / "artifacts")
     assert out["success"] and out["d_sae"] == WIDE_D_SAE
     kept = out["kept"]

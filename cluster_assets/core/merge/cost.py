@@ -16,5 +16,5 @@ def pair_key(alpha: float, log_km1: float, s: Int64Array, r: Int64Array, c: int,
 
 @nb.njit(cache=True, inline="always")
 def key_at(alpha: float, log_km1: float, s: Int64Array, r: Int64Array, pairs: IntArray, starts: Int64Array, i: int, j: int) -> float:
-    """:func:`pair_key` of slots ``i < j``, their co-firing read from the condensed pairs (see :class:`~cluster_assets.core.coactivation.CoFiring`)."""
+    """:func:`pair_key` of slots ``i < j``, their co-firing read from the condensed pairs (:meth:`~cluster_assets.core.coactivation.CoFiring.condensed`)."""
     return pair_key(alpha, log_km1, s, r, int(pairs[starts[i] + j]), i, j)
