@@ -22,7 +22,7 @@ a bitmap and written out in order (see ``DENSE_ROW_RATIO``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import numba as nb
 import numpy as np
@@ -482,32 +482,35 @@ def _close_gaps(offsets: Int64Array, lengths: Int64Array, partners: Int32Array, 
     return indptr
 
 
-def _upper_rows(
-    row_indptr: IntArray,
-    row_indices: IntArray,
-    col_indptr: Int64Array,
-    col_samples: Int32Array,
-    col_positions: IntArray,
-    dense: IntArray,
-    starts: Int64Array,
-    frequent: npt.NDArray[np.bool_],
-    emit: npt.NDArray[np.bool_],
-    count_type: np.dtype,
-) -> sp.csr_array:
-    """The rows ``emit`` of the upper triangle as a csr_array (see :func:`_sparse_rows`).  Each
-    row is written into a slot of its bound, then the gaps are closed: memory for the bounds is
+class _Counting(NamedTuple):
+    """What the counting kernels read (a sample range's row view and CSC with positions) and the
+    frequent features' dense rows, in the kernels' argument order."""
+
+    row_indptr: IntArray
+    row_indices: IntArray
+    col_indptr: Int64Array
+    col_samples: Int32Array
+    col_positions: IntArray
+    dense: IntArray
+    starts: Int64Array
+    frequent: npt.NDArray[np.bool_]
+
+
+def _upper_rows(arrays: _Counting, emit: npt.NDArray[np.bool_], count_type: np.dtype) -> sp.csr_array:
+    """The rows ``emit`` of the upper triangle as a csr_array (see :func:`_sparse_rows`).  Each row
+    is written into a slot of its bound, then the gaps are closed: memory for the bounds is
     reserved, not touched."""
-    bound = _row_bounds(row_indptr, col_indptr, col_samples, col_positions, frequent, emit)
+    a = arrays
+    bound = _row_bounds(a.row_indptr, a.col_indptr, a.col_samples, a.col_positions, a.frequent, emit)
     offsets = np.concatenate([[0], np.cumsum(bound)[:-1]]).astype(np.int64)
     partners, shared = np.empty(int(bound.sum()), np.int32), np.empty(int(bound.sum()), count_type)
-    arrays = (row_indptr, row_indices, col_indptr, col_samples, col_positions, dense, starts, frequent, emit, offsets)
-    lengths = _sparse_rows(*arrays, partners, shared, nb.get_num_threads())
+    lengths = _sparse_rows(*arrays, emit, offsets, partners, shared, nb.get_num_threads())
     indptr = _close_gaps(offsets, lengths, partners, shared)
     nnz = int(indptr[-1])
     # shrink in place (realloc): a copy would touch the entries' memory once more
     partners.resize((nnz,), refcheck=False)  # pyright: ignore[reportCallIssue]
     shared.resize((nnz,), refcheck=False)  # pyright: ignore[reportCallIssue]
-    return upper_csr(shared, partners, indptr, starts.size)
+    return upper_csr(shared, partners, indptr, a.starts.size)
 
 
 def _dense_rows(counts: Int64Array, frequent: npt.NDArray[np.bool_], count_type: np.dtype) -> tuple[IntArray, Int64Array]:
@@ -536,10 +539,10 @@ def coactivation(activity: SparseMatrix) -> CoFiring:
     counts = np.diff(col_indptr)
     frequent = _frequent(counts)
     dense, starts = _dense_rows(counts, frequent, count_dtype(n_samples))
-    arrays = (csr.indptr, csr.indices, col_indptr, col_samples, col_positions, dense, starts, frequent)
+    arrays = _Counting(csr.indptr, csr.indices, col_indptr, col_samples, col_positions, dense, starts, frequent)
     _frequent_rows(*arrays, SAMPLE_BLOCK)
     every = np.ones(n_features, dtype=bool)
-    return CoFiring(counts, _upper_rows(*arrays, every, count_dtype(n_samples)))
+    return CoFiring(counts, _upper_rows(arrays, every, count_dtype(n_samples)))
 
 
 def _csc_coactivation(csc: sp.csc_array) -> CoFiring:
@@ -557,9 +560,9 @@ def _csc_coactivation(csc: sp.csc_array) -> CoFiring:
     total: sp.csr_array | None = None
     for number, (t0, t1) in enumerate(blocks, start=1):
         b_indptr, b_samples, row_indptr, row_features, positions = csc_sample_block(col_indptr, csc.indices, cursor, t0, t1)
-        arrays = (row_indptr, row_features, b_indptr, b_samples, positions, dense, starts, frequent)
+        arrays = _Counting(row_indptr, row_features, b_indptr, b_samples, positions, dense, starts, frequent)
         _frequent_rows(*arrays, SAMPLE_BLOCK)
-        rows = _upper_rows(*arrays, np.ones(n_features, bool) if number == len(blocks) else ~frequent, count_type)
+        rows = _upper_rows(arrays, np.ones(n_features, bool) if number == len(blocks) else ~frequent, count_type)
         total = rows if total is None else _sum(total, rows)
     if total is None:  # no samples
         total = upper_csr(np.zeros(0, count_type), np.zeros(0, np.int32), np.zeros(n_features + 1, np.int64), n_features)
