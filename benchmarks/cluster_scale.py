@@ -209,7 +209,7 @@ def main() -> None:
     references = not args.no_references
     dense_refs = references and args.features <= args.dense_up_to
     ref_co = None
-    if references:  # before the greedy run merges in place
+    if references:
         ref_co = scipy_product_seconds(activity, cof)
         ref_first = ref_co
         print(f"  scipy X.T @ X: {ref_co:.2f} s", flush=True)

@@ -537,12 +537,12 @@ def coactivation(activity: SparseMatrix) -> CoFiring:
     positions = np.empty(csr.nnz, dtype=np.int32 if csr.nnz < 2**31 else np.int64)
     col_indptr, col_samples, col_positions = csc_with_positions(csr.indptr, csr.indices, n_features, positions, nb.get_num_threads())
     counts = np.diff(col_indptr)
+    count_type = count_dtype(n_samples)
     frequent = _frequent(counts)
-    dense, starts = _dense_rows(counts, frequent, count_dtype(n_samples))
+    dense, starts = _dense_rows(counts, frequent, count_type)
     arrays = _Counting(csr.indptr, csr.indices, col_indptr, col_samples, col_positions, dense, starts, frequent)
     _frequent_rows(*arrays, SAMPLE_BLOCK)
-    every = np.ones(n_features, dtype=bool)
-    return CoFiring(counts, _upper_rows(arrays, every, count_dtype(n_samples)))
+    return CoFiring(counts, _upper_rows(arrays, np.ones(n_features, dtype=bool), count_type))
 
 
 def _csc_coactivation(csc: sp.csc_array) -> CoFiring:
